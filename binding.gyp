@@ -1,0 +1,11 @@
+{
+  "targets": [
+    {
+      "target_name": "fdpass",
+      "sources": ["native/fdpass.c"],
+      "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
+      "cflags!": ["-fno-exceptions"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

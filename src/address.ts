@@ -1,0 +1,76 @@
+// Socket addresses: a path (sun_path, 107 bytes) or an abstract name.
+import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import { native } from './native.js';
+
+export type SocketType = 'stream' | 'seqpacket' | 'dgram';
+
+/** Where a socket listens or connects: a filesystem path or an abstract name. */
+export interface AddressOptions {
+  /** A filesystem path for the socket file. */
+  path?: string;
+  /** An abstract socket name (no leading NUL): no file, no permissions. */
+  abstract?: string;
+  /** Socket type; default 'stream'. */
+  type?: SocketType;
+}
+
+export const SUN_PATH_MAX = 107;
+
+export function socketTypeNumber(type: unknown): number {
+  if (type === undefined || type === 'stream') return native.SOCK_STREAM;
+  if (type === 'seqpacket') return native.SOCK_SEQPACKET;
+  if (type === 'dgram') return native.SOCK_DGRAM;
+  throw invalidArgValue('type', "must be 'stream', 'seqpacket' or 'dgram'", type);
+}
+
+export function socketTypeName(n: number): SocketType {
+  if (n === native.SOCK_SEQPACKET) return 'seqpacket';
+  if (n === native.SOCK_DGRAM) return 'dgram';
+  return 'stream';
+}
+
+export interface ResolvedAddress {
+  bytes: Uint8Array;
+  /** The path, or '@name' for an abstract name: for messages. */
+  display: string;
+  path?: string;
+  abstract?: string;
+}
+
+/** Encode a path or an abstract name for the addon, checking its length. */
+export function encodeAddress(options: AddressOptions): ResolvedAddress {
+  const { path, abstract } = options;
+  if (path !== undefined && abstract !== undefined) {
+    throw invalidArgValue('options', 'must have path or abstract, not both', options);
+  }
+  if (path !== undefined) {
+    if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
+    if (path.length === 0) throw invalidArgValue('path', 'must not be empty', path);
+    if (path.includes('\0')) throw invalidArgValue('path', 'must not contain NUL bytes', path);
+    const bytes = Buffer.from(path, 'utf8');
+    if (bytes.length > SUN_PATH_MAX) {
+      throw outOfRange('path', `at most ${SUN_PATH_MAX} bytes (sun_path)`, `${bytes.length} bytes`, 'ERR_FDPASS_PATH_TOO_LONG');
+    }
+    return { bytes, display: path, path };
+  }
+  if (abstract !== undefined) {
+    if (typeof abstract !== 'string') throw invalidArgType('abstract', 'of type string', abstract);
+    if (abstract.length === 0) throw invalidArgValue('abstract', 'must not be empty', abstract);
+    if (abstract.includes('\0')) throw invalidArgValue('abstract', 'must not contain NUL bytes', abstract);
+    const name = Buffer.from(abstract, 'utf8');
+    if (name.length > SUN_PATH_MAX) {
+      throw outOfRange('abstract', `at most ${SUN_PATH_MAX} bytes`, `${name.length} bytes`, 'ERR_FDPASS_PATH_TOO_LONG');
+    }
+    const bytes = new Uint8Array(name.length + 1);
+    bytes.set(name, 1);
+    return { bytes, display: `@${abstract}`, abstract };
+  }
+  throw invalidArgValue('options', 'must have a path or an abstract name', options);
+}
+
+/** Accept `path` or `{ path?, abstract?, type? }`. */
+export function addressOptions<T extends AddressOptions>(arg: string | T, fn: string): T {
+  if (typeof arg === 'string') return { path: arg } as T;
+  if (arg === null || typeof arg !== 'object') throw invalidArgType(fn, 'a path string or an options object', arg);
+  return arg;
+}

@@ -1,0 +1,120 @@
+import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+
+/**
+ * Codes of the errors fdpass raises itself. System errors carry the errno's
+ * name instead (`EPIPE`, `ECONNREFUSED`, ...), with `errno` and `syscall`.
+ */
+export const ErrorCodes = {
+  /** A name of MAX_NAME_LEN (4096) bytes or more, sent or received. */
+  NAME_TOO_LONG: 'ERR_FDPASS_NAME_TOO_LONG',
+  /** recvFd: the message carried no fd. */
+  NO_FD: 'ERR_FDPASS_NO_FD',
+  /** recvFd: the message carried more than one fd (all were closed). */
+  TOO_MANY_FDS: 'ERR_FDPASS_TOO_MANY_FDS',
+  /** recvFd: more than one control message (SCM_RIGHTS, SCM_CREDENTIALS...). */
+  UNEXPECTED_CONTROL: 'ERR_FDPASS_UNEXPECTED_CONTROL',
+  /** The message's fds did not fit (MSG_CTRUNC or more than maxFds); those that arrived were closed. */
+  CONTROL_TRUNCATED: 'ERR_FDPASS_CONTROL_TRUNCATED',
+  /** The message's data did not fit (MSG_TRUNC on a datagram socket); its fds were closed. */
+  TRUNCATED: 'ERR_FDPASS_TRUNCATED',
+  /** recvFd reached the end of the stream before a message. */
+  EOF: 'ERR_FDPASS_EOF',
+  /** The socket or server was closed (before or during the operation). */
+  CLOSED: 'ERR_FDPASS_CLOSED',
+  /** A stream socket needs at least one byte of data to carry fds. */
+  EMPTY_DATA: 'ERR_FDPASS_EMPTY_DATA',
+  /** A *Sync call on a socket with asynchronous sends still queued. */
+  BUSY: 'ERR_FDPASS_BUSY',
+  /** The socket is of the wrong kind for this call (not AF_UNIX, a listener...). */
+  BAD_SOCKET: 'ERR_FDPASS_BAD_SOCKET',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export interface FdPassErrorOptions {
+  errno?: number;
+  syscall?: string;
+  path?: string;
+  cause?: unknown;
+}
+
+/** An error raised by fdpass: `code` is an errno name or an `ERR_FDPASS_*` code. */
+export class FdPassError extends Error {
+  readonly code: string;
+  /** Negative errno, as in Node's system errors, when a syscall failed. */
+  readonly errno?: number;
+  readonly syscall?: string;
+  readonly path?: string;
+
+  constructor(code: string, message: string, options: FdPassErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'FdPassError';
+    this.code = code;
+    if (options.errno !== undefined) this.errno = options.errno;
+    if (options.syscall !== undefined) this.syscall = options.syscall;
+    if (options.path !== undefined) this.path = options.path;
+  }
+}
+
+/** A Node-style system error from a negative errno returned by the addon. */
+export function systemError(errno: number, syscall: string, path?: string): FdPassError {
+  let code: string;
+  try {
+    code = getSystemErrorName(errno);
+  } catch {
+    code = `E${-errno}`;
+  }
+  const desc = getSystemErrorMap().get(errno)?.[1];
+  const where = path === undefined ? '' : ` ${path}`;
+  return new FdPassError(code, `${syscall} ${code}${where}${desc ? ` (${desc})` : ''}`, {
+    errno,
+    syscall,
+    ...(path === undefined ? {} : { path }),
+  });
+}
+
+export function fdpassError(code: ErrorCode, message: string): FdPassError {
+  return new FdPassError(code, message);
+}
+
+export function closedError(what = 'socket'): FdPassError {
+  return new FdPassError(ErrorCodes.CLOSED, `the ${what} is closed`);
+}
+
+/** Node's AbortError shape: name 'AbortError', code 'ABORT_ERR'. */
+export function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
+  err.name = 'AbortError';
+  err.code = 'ABORT_ERR';
+  return err;
+}
+
+type Coded<E extends Error> = E & { code: string };
+
+export function invalidArgType(name: string, expected: string, actual: unknown): Coded<TypeError> {
+  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`) as Coded<TypeError>;
+  err.code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+export function invalidArgValue(name: string, reason: string, actual: unknown): Coded<TypeError> {
+  const err = new TypeError(`The argument "${name}" ${reason}. Received ${describe(actual)}`) as Coded<TypeError>;
+  err.code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
+export function outOfRange(name: string, range: string, actual: unknown, code = 'ERR_OUT_OF_RANGE'): Coded<RangeError> {
+  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`) as Coded<RangeError>;
+  err.code = code;
+  return err;
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  if (typeof v === 'string') return `type string (${JSON.stringify(v.length > 28 ? `${v.slice(0, 25)}...` : v)})`;
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return `type ${typeof v} (${String(v)})`;
+  if (typeof v === 'function') return 'function';
+  const ctor = (v as { constructor?: { name?: string } }).constructor?.name;
+  return ctor ? `an instance of ${ctor}` : typeof v;
+}

@@ -1,0 +1,71 @@
+// FdLike: what users hand over when they send an fd, and the checks on fds.
+import type { Server, Socket } from 'node:net';
+import type { Socket as DgramSocket } from 'node:dgram';
+import { FdPassError, invalidArgType, outOfRange } from './errors.js';
+
+/** Anything that owns an open file descriptor. */
+export interface HasFd {
+  readonly fd: number;
+}
+
+/**
+ * An fd number, or a Node object that owns one: `net.Socket`, `net.Server`,
+ * `dgram.Socket`, `fs.promises.FileHandle`, an `FdSocket`/`FdServer`, or any
+ * object with a numeric `fd`. Sending does not take ownership: the caller
+ * still owns (and closes) what it sent.
+ */
+export type FdLike = number | HasFd | Socket | Server | DgramSocket;
+
+/** SCM_MAX_FD: the most fds one message can carry. */
+export const MAX_FDS = 253;
+const INT32_MAX = 2 ** 31 - 1;
+
+interface WithHandle {
+  _handle?: { fd?: unknown } | null;
+}
+
+function handleFd(obj: object): number | undefined {
+  const h = (obj as WithHandle)._handle;
+  if (h && typeof h.fd === 'number') return h.fd;
+  // dgram.Socket keeps its handle behind an internal symbol.
+  for (const sym of Object.getOwnPropertySymbols(obj)) {
+    const state = (obj as Record<symbol, unknown>)[sym] as { handle?: { fd?: unknown } } | undefined;
+    if (state && typeof state === 'object' && state.handle && typeof state.handle.fd === 'number') {
+      return state.handle.fd;
+    }
+  }
+  return undefined;
+}
+
+/** Validate an fd number: an integer in 0..2^31-1. */
+export function checkFdNumber(fd: unknown, name = 'fd'): number {
+  if (typeof fd !== 'number') throw invalidArgType(name, 'of type number or an object that owns an fd', fd);
+  if (!Number.isInteger(fd) || fd < 0 || fd > INT32_MAX) throw outOfRange(name, `an integer >= 0 and <= ${INT32_MAX}`, fd);
+  return fd;
+}
+
+/** The fd number an FdLike stands for; throws TypeError/RangeError or EBADF. */
+export function toFd(value: unknown, name = 'fd'): number {
+  if (typeof value === 'number') return checkFdNumber(value, name);
+  if (value === null || typeof value !== 'object') {
+    throw invalidArgType(name, 'an fd number or an object that owns an fd (net.Socket, net.Server, dgram.Socket, FileHandle)', value);
+  }
+  let fd: unknown = (value as Partial<HasFd>).fd;
+  if (typeof fd !== 'number') fd = handleFd(value);
+  if (typeof fd !== 'number') {
+    throw invalidArgType(name, 'an fd number or an object that owns an fd (net.Socket, net.Server, dgram.Socket, FileHandle)', value);
+  }
+  if (fd < 0) throw new FdPassError('EBADF', `${name}: the object holds no open fd (closed?)`, { errno: -9 });
+  return checkFdNumber(fd, name);
+}
+
+/** Resolve a list of FdLike into an Int32Array of at most 253 fds. */
+export function toFdArray(fds: unknown, name = 'fds'): Int32Array | null {
+  if (fds === undefined || fds === null) return null;
+  if (!Array.isArray(fds)) throw invalidArgType(name, 'an array of fds', fds);
+  if (fds.length > MAX_FDS) throw outOfRange(`${name}.length`, `<= ${MAX_FDS} (SCM_MAX_FD)`, fds.length);
+  if (fds.length === 0) return null;
+  const out = new Int32Array(fds.length);
+  for (let i = 0; i < fds.length; i++) out[i] = toFd(fds[i], `${name}[${i}]`);
+  return out;
+}

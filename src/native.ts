@@ -1,0 +1,100 @@
+// Typed loader for the C addon. The addon is a thin layer over syscalls: every
+// function returns a result or a negative errno (see native/fdpass.c).
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Opaque handle of a libuv poll watcher that owns one fd. */
+export interface Watcher {
+  readonly __watcher: unique symbol;
+}
+
+export interface NativeBinding {
+  socket(type: number): number;
+  socketpair(type: number, out: Int32Array): number;
+  bind(fd: number, address: Uint8Array): number;
+  listen(fd: number, backlog: number): number;
+  connect(fd: number, address: Uint8Array): number;
+  acceptBatch(fd: number, out: Int32Array): number;
+  sockInfo(fd: number, out: Int32Array): number;
+  peerCred(fd: number, out: Int32Array): number;
+  setFlags(fd: number, cloexec: number, nonblock: number): number;
+  getFlags(fd: number): number;
+  shutdown(fd: number, how: number): number;
+  close(fd: number): number;
+  poll(fd: number, events: number, timeoutMs: number): number;
+  sendmsg(
+    fd: number,
+    data: Uint8Array,
+    offset: number,
+    length: number,
+    fds: Int32Array | null,
+    nfds: number,
+    address: Uint8Array | null,
+  ): number;
+  recvBatch(
+    fd: number,
+    data: Uint8Array,
+    fds: Int32Array,
+    meta: Int32Array,
+    maxMessages: number,
+    bytesPerMessage: number,
+    fdsPerMessage: number,
+    connected: number,
+  ): number;
+  watch(fd: number, callback: (events: number) => void): Watcher | number;
+  setEvents(watcher: Watcher, events: number): number;
+  closeWatcher(watcher: Watcher, closeFd: boolean): number;
+  setOwnedMap(map: Uint8Array): void;
+  readonly SOCK_STREAM: number;
+  readonly SOCK_DGRAM: number;
+  readonly SOCK_SEQPACKET: number;
+  readonly MSG_TRUNC: number;
+  readonly MSG_CTRUNC: number;
+  readonly FDP_EOF: number;
+  readonly POLLIN: number;
+  readonly POLLOUT: number;
+  readonly POLLERR: number;
+  readonly POLLHUP: number;
+  readonly MAX_FDS: number;
+  readonly META_INTS: number;
+  readonly EAGAIN: number;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url);
+  const candidates = [
+    process.env.FDPASS_NATIVE,
+    join(root, 'build', 'Release', 'fdpass.node'),
+    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'fdpass.node'),
+  ];
+  const tried: string[] = [];
+  for (const file of candidates) {
+    if (!file) continue;
+    tried.push(file);
+    if (existsSync(file)) return require(file) as NativeBinding;
+  }
+  throw new Error(
+    `fdpass: no native addon for ${process.platform}-${process.arch}; looked in ${tried.join(', ')}. ` +
+      'Run "npm rebuild fdpass" with a C compiler installed.',
+  );
+}
+
+export const native: NativeBinding = load();
+
+/**
+ * Fds received by the addon and not yet handed to the user. The addon marks a
+ * bit per fd; delivering an fd clears it; the end of this environment (a
+ * worker that exits) closes every fd still marked.
+ */
+export const ownedMap = new Uint8Array(1 << 17);
+native.setOwnedMap(ownedMap);
+
+/** Hand an fd to the user: it is theirs to close from now on. */
+export function disown(fd: number): void {
+  if (fd >= 0 && fd < ownedMap.length * 8) ownedMap[fd >> 3]! &= ~(1 << (fd & 7));
+}

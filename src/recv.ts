@@ -1,0 +1,161 @@
+// Reading from the kernel in batches, and the rules that turn what arrived
+// into a message, a runc (name, fd) pair, or a coded error. Whatever the
+// outcome, every fd that arrived ends up either handed to the caller or closed.
+import { ErrorCodes, FdPassError, systemError } from './errors.js';
+import { disown, native } from './native.js';
+
+/** runc's MaxNameLen: names of this many bytes or more are refused. */
+export const MAX_NAME_LEN = 4096;
+export const DEFAULT_MAX_BYTES = 65536;
+export const MAX_FDS = 253;
+/** Messages read per crossing into C, at most. */
+export const BATCH = 64;
+
+const FD_ROOM = 264; // the most fds one recvmsg can install with our control buffer
+const scratchData = Buffer.allocUnsafeSlow(1 << 20);
+const scratchFds = new Int32Array(BATCH * FD_ROOM);
+const scratchMeta = new Int32Array(BATCH * native.META_INTS + 1);
+let scratchBig: Buffer | null = null;
+
+export const FLAG_TRUNC = native.MSG_TRUNC;
+export const FLAG_CTRUNC = native.MSG_CTRUNC;
+export const FLAG_EOF = native.FDP_EOF;
+
+/** A message as read from the kernel, before the rules are applied. */
+export interface RawMessage {
+  data: Buffer;
+  fds: number[];
+  /** MSG_TRUNC, MSG_CTRUNC, FLAG_EOF */
+  flags: number;
+  /** count of SCM_RIGHTS | count of other control messages << 8 */
+  control: number;
+}
+
+export type RawEntry = RawMessage | FdPassError;
+
+/**
+ * Read up to `maxMessages` messages (one recvmsg each) from fd without
+ * blocking. Returns the entries, or a negative errno when the first recvmsg
+ * failed (-EAGAIN when nothing is there). An error after some messages comes
+ * as a trailing FdPassError entry.
+ */
+export function readBatch(
+  fd: number,
+  maxMessages: number,
+  maxBytes: number,
+  maxFds: number,
+  connected: boolean,
+): RawEntry[] | number {
+  let data: Buffer = scratchData;
+  if (maxBytes > data.length) {
+    if (!scratchBig || scratchBig.length < maxBytes) scratchBig = Buffer.allocUnsafeSlow(maxBytes);
+    data = scratchBig;
+    maxMessages = 1;
+  }
+  const meta = scratchMeta;
+  const n = native.recvBatch(fd, data, scratchFds, meta, maxMessages, maxBytes, maxFds, connected ? 1 : 0);
+  if (n < 0) return n;
+  if (scratchBig && data === scratchBig && scratchBig.length > 4 << 20) scratchBig = null;
+  let total = 0;
+  for (let i = 0; i < n; i++) total += meta[i * 4]!;
+  const chunk = total > 0 ? Buffer.from(data.subarray(0, total)) : EMPTY;
+  const out: RawEntry[] = new Array(n);
+  let off = 0;
+  let fdOff = 0;
+  for (let i = 0; i < n; i++) {
+    const len = meta[i * 4]!;
+    const nfds = meta[i * 4 + 1]!;
+    let fds: number[];
+    if (nfds === 0) fds = [];
+    else if (nfds === 1) fds = [scratchFds[fdOff]!];
+    else fds = Array.from(scratchFds.subarray(fdOff, fdOff + nfds));
+    out[i] = { data: chunk.subarray(off, off + len), fds, flags: meta[i * 4 + 2]!, control: meta[i * 4 + 3]! };
+    off += len;
+    fdOff += nfds;
+  }
+  const pending = meta[maxMessages * 4]!;
+  if (pending < 0) out.push(systemError(pending, 'recvmsg'));
+  return out;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Close fds that nobody will receive. */
+export function closeFds(fds: readonly number[]): void {
+  for (const fd of fds) native.close(fd);
+}
+
+/** Hand a message's fds to the caller. */
+export function disownAll(fds: readonly number[]): void {
+  for (let i = 0; i < fds.length; i++) disown(fds[i]!);
+}
+
+function fail(msg: RawMessage, code: string, message: string): FdPassError {
+  closeFds(msg.fds);
+  return new FdPassError(code, message);
+}
+
+/** The data/control truncation rules shared by recv and recvFd. */
+function truncation(msg: RawMessage, maxFds: number): FdPassError | null {
+  if (msg.flags & FLAG_CTRUNC || msg.fds.length > maxFds) {
+    return fail(
+      msg,
+      ErrorCodes.CONTROL_TRUNCATED,
+      `message carried more fds than fit (${msg.fds.length} arrived, room for ${maxFds}${
+        msg.flags & FLAG_CTRUNC ? ', MSG_CTRUNC: the rest were dropped by the kernel, RLIMIT_NOFILE?' : ''
+      }); the fds that arrived were closed`,
+    );
+  }
+  if (msg.flags & FLAG_TRUNC) {
+    return fail(msg, ErrorCodes.TRUNCATED, `message was larger than the receive buffer (MSG_TRUNC); its fds were closed`);
+  }
+  return null;
+}
+
+/**
+ * runc's RecvFd rules: a name of less than 4096 bytes, exactly one
+ * SCM_RIGHTS with exactly one fd. Unlike runc, every fd is closed on error.
+ */
+export function toReceivedFd(msg: RawMessage): { name: string; fd: number } | FdPassError {
+  const t = truncation(msg, MAX_FDS);
+  if (t) return t;
+  if (msg.data.length >= MAX_NAME_LEN) {
+    return fail(msg, ErrorCodes.NAME_TOO_LONG, `recvFd: name of ${msg.data.length} bytes or more (limit ${MAX_NAME_LEN - 1})`);
+  }
+  const rights = msg.control & 0xff;
+  const others = msg.control >> 8;
+  if (rights > 1 || others > 0) {
+    return fail(msg, ErrorCodes.UNEXPECTED_CONTROL, `recvFd: expected one SCM_RIGHTS, got ${rights} and ${others} other control messages`);
+  }
+  if (msg.fds.length === 0) return fail(msg, ErrorCodes.NO_FD, 'recvFd: the message carried no fd');
+  if (msg.fds.length > 1) return fail(msg, ErrorCodes.TOO_MANY_FDS, `recvFd: expected one fd, got ${msg.fds.length}`);
+  const fd = msg.fds[0]!;
+  disown(fd);
+  return { name: msg.data.toString('utf8'), fd };
+}
+
+/**
+ * The rules of recv: fds beyond maxFds or cut by the kernel, and datagrams
+ * longer than maxBytes, are errors (fds closed). A stream message longer than
+ * maxBytes is split: the rest stays queued, without the fds.
+ */
+export function toReceivedMessage(
+  msg: RawMessage,
+  maxBytes: number,
+  maxFds: number,
+  stream: boolean,
+): { data: Buffer; fds: number[] } | { data: Buffer; fds: number[]; rest: RawMessage } | FdPassError {
+  const t = truncation(msg, maxFds);
+  if (t) return t;
+  if (msg.data.length > maxBytes) {
+    if (!stream) return fail(msg, ErrorCodes.TRUNCATED, `message of ${msg.data.length} bytes is larger than maxBytes (${maxBytes}); its fds were closed`);
+    disownAll(msg.fds);
+    return {
+      data: msg.data.subarray(0, maxBytes),
+      fds: msg.fds,
+      rest: { data: msg.data.subarray(maxBytes), fds: [], flags: 0, control: 0 },
+    };
+  }
+  disownAll(msg.fds);
+  return { data: msg.data, fds: msg.fds };
+}

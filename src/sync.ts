@@ -1,0 +1,73 @@
+// runc-compatible blocking helpers: the only functions that block the thread
+// (in poll(2), when a non-blocking socket is not ready).
+import { ErrorCodes, FdPassError, closedError, systemError } from './errors.js';
+import { FdLike, checkFdNumber, toFd } from './fds.js';
+import { native } from './native.js';
+import { MAX_NAME_LEN, readBatch, toReceivedFd } from './recv.js';
+import { FdSocket, ReceivedFd, emptyDataError, encodeName } from './socket.js';
+
+const one = new Int32Array(1);
+
+function socketFd(sock: unknown): number {
+  if (sock instanceof FdSocket) {
+    if (sock.closed) throw closedError();
+    if (sock._hasQueuedSends()) {
+      throw new FdPassError(ErrorCodes.BUSY, 'sendFdSync: the socket has asynchronous sends queued; await them first');
+    }
+    return sock.fd;
+  }
+  return checkFdNumber(sock, 'sock');
+}
+
+/**
+ * runc's SendFd: send `name` as the payload with one fd, blocking until the
+ * kernel has it all. `sock` is an FdSocket or a raw socket fd, blocking or not.
+ */
+export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): void {
+  const s = socketFd(sock);
+  const bytes = encodeName(name);
+  const f = toFd(fd);
+  if (bytes.length === 0) throw emptyDataError();
+  one[0] = f;
+  let fds: Int32Array | null = one;
+  let off = 0;
+  for (;;) {
+    const r = native.sendmsg(s, bytes, off, bytes.length - off, fds, fds ? 1 : 0, null);
+    if (r === native.EAGAIN) {
+      const p = native.poll(s, native.POLLOUT, -1);
+      if (p < 0) throw systemError(p, 'poll');
+      continue;
+    }
+    if (r < 0) throw systemError(r, 'sendmsg');
+    // The fd went with the first byte; a short write sends the rest alone.
+    fds = null;
+    off += r;
+    if (off >= bytes.length) return;
+  }
+}
+
+/**
+ * runc's RecvFd: receive one name (< 4096 bytes) with exactly one fd, blocking
+ * until it arrives. Every fd that arrived is closed before an error is thrown.
+ */
+export function recvFdSync(sock: FdSocket | number): ReceivedFd {
+  if (sock instanceof FdSocket) return sock._recvFdSync();
+  const s = checkFdNumber(sock, 'sock');
+  for (;;) {
+    const r = readBatch(s, 1, MAX_NAME_LEN, 253, true);
+    if (typeof r === 'number') {
+      if (r === native.EAGAIN) {
+        const p = native.poll(s, native.POLLIN, -1);
+        if (p < 0) throw systemError(p, 'poll');
+        continue;
+      }
+      throw systemError(r, 'recvmsg');
+    }
+    const msg = r[0]!;
+    if (msg instanceof Error) throw msg;
+    if (msg.flags & native.FDP_EOF) throw new FdPassError(ErrorCodes.EOF, 'recvFd: end of file before a message');
+    const out = toReceivedFd(msg);
+    if (out instanceof Error) throw out;
+    return out;
+  }
+}
