@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
-import { AddressOptions, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
+import { AddressOptions, ResolvedAddress, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
 import type { SocketType } from './address.js';
 import { ErrorCodes, FdPassError, abortError, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from './errors.js';
 import { checkFdNumber } from './fds.js';
@@ -58,6 +58,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   readonly abstract: string | undefined;
   #fd: number;
   #watcher: Watcher | null;
+  readonly #pollCallback: (events: number) => void;
   #polling = false;
   #closed = false;
   #allow: ((peer: PeerCredentials) => boolean) | undefined;
@@ -81,7 +82,9 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     this.path = where.path;
     this.abstract = where.abstract;
     this.#allow = allow;
-    const w = native.watch(fd, (events) => this.#onPoll(events));
+    // The addon holds the callback weakly while idle: this object keeps it alive.
+    this.#pollCallback = (events: number) => this.#onPoll(events);
+    const w = native.watch(fd, this.#pollCallback);
     if (typeof w === 'number') {
       native.close(fd);
       throw systemError(w, 'uv_poll_init');
@@ -98,7 +101,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
    * can connect. A stale socket file (nobody listening) is replaced; a live
    * one gives EADDRINUSE.
    */
-  static async listen(arg: string | ListenOptions): Promise<FdServer> {
+  static listen(arg: string | ListenOptions): Promise<FdServer> {
     const options = addressOptions<ListenOptions>(arg, 'path');
     const address = encodeAddress(options);
     if (options.type === 'dgram') {
@@ -115,6 +118,16 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     if (allow !== undefined && typeof allow !== 'function') throw invalidArgType('allow', 'a function', allow);
     if (allow === undefined && address.abstract !== undefined) allow = sameUid;
 
+    return FdServer.#listen(address, type, backlog, mode, allow);
+  }
+
+  static async #listen(
+    address: ResolvedAddress,
+    type: number,
+    backlog: number,
+    mode: number,
+    allow: ((peer: PeerCredentials) => boolean) | undefined,
+  ): Promise<FdServer> {
     const fd = native.socket(type);
     if (fd < 0) throw systemError(fd, 'socket');
     let fileId: { dev: number; ino: number } | null = null;

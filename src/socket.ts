@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AddressOptions,
+  ResolvedAddress,
   SocketType,
   addressOptions,
   encodeAddress,
@@ -191,6 +192,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   readonly type: SocketType;
   #fd: number;
   #watcher: Watcher | null;
+  readonly #pollCallback: (events: number) => void;
   #events = 0;
   #readInterest = false;
   #peer: PeerCredentials | undefined;
@@ -218,7 +220,9 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     this.#stream = type === native.SOCK_STREAM;
     this.#connected = type !== native.SOCK_DGRAM;
     this.#peer = peer;
-    const w = native.watch(fd, (events) => this.#onPoll(events));
+    // The addon holds the callback weakly while idle: this object keeps it alive.
+    this.#pollCallback = (events: number) => this.#onPoll(events);
+    const w = native.watch(fd, this.#pollCallback);
     if (typeof w === 'number') {
       native.close(fd);
       throw systemError(w, 'uv_poll_init');
@@ -229,13 +233,20 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     });
   }
 
-  /** Connect to a listening socket by path or abstract name. */
-  static async connect(arg: string | ConnectOptions): Promise<FdSocket> {
+  /**
+   * Connect to a listening socket by path or abstract name. Bad arguments
+   * throw at once; connection errors (ENOENT, ECONNREFUSED...) reject.
+   */
+  static connect(arg: string | ConnectOptions): Promise<FdSocket> {
     const options = addressOptions<ConnectOptions>(arg, 'path');
     const address = encodeAddress(options);
     const type = socketTypeNumber(options.type);
     const signal = checkSignal(options.signal);
-    signal?.throwIfAborted();
+    return FdSocket.#connect(address, type, signal);
+  }
+
+  static async #connect(address: ResolvedAddress, type: number, signal: AbortSignal | undefined): Promise<FdSocket> {
+    if (signal?.aborted) throw abortError(signal);
     const fd = native.socket(type);
     if (fd < 0) throw systemError(fd, 'socket');
     // A non-blocking AF_UNIX connect fails with EAGAIN while the listener's

@@ -76,3 +76,16 @@ export function runPython(code: string, args: string[] = []): string {
 export function delay(ms: number): Promise<void> {
   return new Promise((res) => setTimeout(res, ms));
 }
+
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** Force a full garbage collection (and let finalizers run). */
+export async function collectGarbage(): Promise<void> {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await new Promise((res) => setImmediate(res));
+  }
+}

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, writeFileSync, fstatSync } from 'node:fs';
 import { FdSocket, FdPassError, MAX_NAME_LEN } from 'fdpass';
 import type { SocketType, ReceivedMessage } from 'fdpass';
-import { delay, fdTarget, isOpen, noLeak, tempDir } from './helpers.js';
+import { collectGarbage, delay, fdTarget, isOpen, noLeak, tempDir } from './helpers.js';
 
 const types: SocketType[] = ['stream', 'seqpacket', 'dgram'];
 
@@ -305,4 +305,29 @@ test('fromFd adopts a socket fd; release gives it back', async () => {
   await a.close();
   await c.close();
   assert.equal(isOpen(fd), false);
+});
+
+describe('garbage collection', () => {
+  test('an idle socket keeps its poll callback through a GC', async () => {
+    const [a, b] = FdSocket.pair();
+    await collectGarbage();
+    const p = b.recv();
+    await delay(5);
+    await collectGarbage();
+    await a.send('after gc');
+    assert.equal((await p)!.data.toString(), 'after gc');
+    await a.close();
+    await b.close();
+  });
+
+  test('a socket nobody references is closed by the garbage collector', async () => {
+    let fds: number[] = [];
+    (() => {
+      const [a, b] = FdSocket.pair();
+      fds = [a.fd, b.fd];
+    })();
+    assert.ok(fds.every(isOpen));
+    for (let i = 0; i < 10 && fds.some(isOpen); i++) await collectGarbage();
+    assert.deepEqual(fds.map(isOpen), [false, false]);
+  });
 });
