@@ -84,7 +84,10 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc == 3 && (!strcmp(argv[1], "recv") || !strcmp(argv[1], "recvfd"))) {
-    recv_fd(!strcmp(argv[1], "recv") ? dial(argv[2]) : atoi(argv[2]));
+    int s = !strcmp(argv[1], "recv") ? dial(argv[2]) : atoi(argv[2]);
+    // An inherited socket may be non-blocking: runc's RecvFd expects blocking.
+    fcntl(s, F_SETFL, fcntl(s, F_GETFL) & ~O_NONBLOCK);
+    recv_fd(s);
     return 0;
   }
   fprintf(stderr, "usage: runc_peer send|recv|sendfd|recvfd ...\n");
