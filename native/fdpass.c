@@ -527,6 +527,11 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
       m[2] |= FDP_EOF;
       break;
     }
+    // MSG_CTRUNC at RLIMIT_NOFILE: the fds this message installed use up the
+    // fd numbers, so reading on would cut the next message's fds too. Stop
+    // and let the caller close them first.
+    if (msg.msg_flags & MSG_CTRUNC)
+      break;
   }
   return make_int(env, count);
 }
@@ -592,6 +597,14 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_env env = w->inst->env;
   napi_handle_scope scope;
   napi_value cb, recv, arg, result;
+  // On POLLERR (a pending socket error such as ECONNRESET) libuv stops the
+  // handle and reports UV_EBADF: the caller learns the real error from its
+  // next syscall, and must start polling again if it still wants to.
+  if (status < 0 && w->polling && w->callback) {
+    uint32_t refs;
+    w->polling = 0;
+    napi_reference_unref(env, w->callback, &refs);
+  }
   if (!w->callback || napi_open_handle_scope(env, &scope) != napi_ok)
     return;
   if (napi_get_reference_value(env, w->callback, &cb) == napi_ok && cb) {

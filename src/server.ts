@@ -320,10 +320,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
 
   #onPoll(events: number): void {
     if (this.#closed) return;
-    if (events < 0) {
-      this.#acceptFailed(events);
-      return;
-    }
+    if (events < 0) this.#polling = false; // libuv stopped on POLLERR: accept4 tells why
     if (this.#demand()) this.#pump();
     else this.#setPolling(false);
   }

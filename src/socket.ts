@@ -633,14 +633,10 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #onPoll(events: number): void {
     if (this.#closed) return;
     if (events < 0) {
-      // The poll itself failed (EBADF: someone closed our fd behind our back).
-      const err = systemError(events, 'poll');
-      this.#readInterest = false;
-      this.#queue.push(err);
-      this.#pump();
-      this.#failWrites(err);
-      this.#updatePoll();
-      return;
+      // libuv stopped polling on POLLERR; the real error (ECONNRESET...)
+      // comes from the next sendmsg or recvmsg, which also clears it.
+      this.#events = 0;
+      events = (this.#wrhead < this.#writes.length ? POLL_WRITE : 0) | POLL_READ;
     }
     if (events & POLL_WRITE) this.#flushWrites();
     if (events & POLL_READ) {
