@@ -1,6 +1,6 @@
 // Real containers for the tests: a busybox-static rootfs in a temp folder,
 // config.json from `runc spec`, a private runc state root, unique ids.
-import { execFile, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
@@ -51,10 +51,22 @@ export function makeRunc(): Runc {
     },
     id: () => `fdpass-test-${process.pid}-${counter++}`,
     run(args, cwd) {
+      // Resolve on exit, not on close: a detached container without a
+      // terminal inherits runc's stdio and may hold it open for long.
       return new Promise((resolve, reject) => {
-        execFile('runc', ['--root', stateRoot, ...args], { cwd, timeout: 30_000, encoding: 'utf8' }, (err, stdout, stderr) => {
-          if (err) reject(new Error(`runc ${args.join(' ')} failed: ${err.message}\n${stderr}`));
-          else resolve({ stdout, stderr });
+        const p = spawn('runc', ['--root', stateRoot, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (d: Buffer) => (stdout += d));
+        p.stderr.on('data', (d: Buffer) => (stderr += d));
+        const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
+        p.on('error', reject);
+        p.on('exit', (code, signal) => {
+          clearTimeout(timer);
+          p.stdout.destroy();
+          p.stderr.destroy();
+          if (code === 0) resolve({ stdout, stderr });
+          else reject(new Error(`runc ${args.join(' ')} failed (${code ?? signal}): ${stderr}`));
         });
       });
     },

@@ -1,11 +1,11 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { closeSync, constants, openSync } from 'node:fs';
 import { FdSocket, type FdPassError, type PeerCredentials } from 'fdpass';
-import { listenConsoleSocket, sendConsole, PtyStream, type ConsoleListener, type ReceivedConsole } from 'fdpass/runc';
+import { listenConsoleSocket, sendConsole, PtyStream, type ReceivedConsole } from 'fdpass/runc';
 import { fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
 import { makeRunc } from './bundle.js';
+import { errors, pythonPeer } from './peers.js';
 
 const runc = makeRunc();
 after(() => runc.cleanup());
@@ -38,28 +38,6 @@ function collect(pty: PtyStream): { waitFor: (re: RegExp) => Promise<string>; en
         check();
       }),
   };
-}
-
-function errors(listener: ConsoleListener): { list: { code: string; peer: PeerCredentials | null }[]; next: () => Promise<FdPassError> } {
-  const list: { code: string; peer: PeerCredentials | null }[] = [];
-  const waiting: ((e: FdPassError) => void)[] = [];
-  listener.on('error', (err, peer) => {
-    list.push({ code: err.code, peer });
-    waiting.shift()?.(err);
-  });
-  return { list, next: () => new Promise((resolve) => waiting.push(resolve)) };
-}
-
-/** A python3 peer that connects to path and runs `body` with socket `s`. */
-function pythonPeer(path: string, body: string): Promise<void> {
-  const code = `import socket, os, sys\ns = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\ns.connect(sys.argv[1])\n${body}\n`;
-  return new Promise((resolve, reject) => {
-    const p = spawn('python3', ['-c', code, path], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    p.stderr.on('data', (d: Buffer) => (err += d));
-    p.on('error', reject);
-    p.on('close', (rc) => (rc === 0 ? resolve() : reject(new Error(`python3 peer failed (${rc}): ${err}`))));
-  });
 }
 
 describe('listenConsoleSocket with the real runc', () => {
