@@ -27,6 +27,14 @@ export const ErrorCodes = {
   BUSY: 'ERR_FDPASS_BUSY',
   /** The socket is of the wrong kind for this call (not AF_UNIX, a listener...). */
   BAD_SOCKET: 'ERR_FDPASS_BAD_SOCKET',
+  /** A protocol message that does not follow its format (bad JSON, an invalid state, an unknown kind). */
+  BAD_MESSAGE: 'ERR_FDPASS_BAD_MESSAGE',
+  /** A message carried a different number of fds than it names. */
+  FD_COUNT_MISMATCH: 'ERR_FDPASS_FD_COUNT_MISMATCH',
+  /** A protocol message longer than its size bound. */
+  MESSAGE_TOO_LARGE: 'ERR_FDPASS_MESSAGE_TOO_LARGE',
+  /** The peer did not complete its message in time. */
+  TIMEOUT: 'ERR_FDPASS_TIMEOUT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -1,0 +1,173 @@
+// PtyStream: a Duplex over a pty master that never blocks the event loop.
+//
+// Node's own tty.ReadStream/WriteStream are no good for a pty master: libuv
+// cannot reopen a master, so it falls back to blocking writes (a full pty
+// freezes the whole process), and with O_NONBLOCK set it spins on EAGAIN.
+// Here the fd is made non-blocking, readiness comes from the core's poll
+// watcher, and read(2)/write(2) are called only when they cannot block.
+import { Duplex, type DuplexOptions } from 'node:stream';
+import { readSync, writeSync } from 'node:fs';
+import { systemError } from '../errors.js';
+import { checkFdNumber } from '../fds.js';
+import { native, type Watcher } from '../native.js';
+
+const POLL_READ = 1;
+const POLL_WRITE = 2;
+const READ_SIZE = 65536;
+
+interface PendingWrite {
+  chunk: Buffer;
+  offset: number;
+  callback: (error?: Error | null) => void;
+}
+
+function errnoCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * A pty master as a Duplex stream: reading gives what the terminal's programs
+ * write, writing types into the terminal. The stream owns the fd and closes it
+ * once, when destroyed. When the terminal's last user closes its side
+ * (EIO on the master), the readable side ends; writes after that are
+ * discarded, as a hung-up terminal does.
+ */
+export class PtyStream extends Duplex {
+  #fd: number;
+  #watcher: Watcher | null;
+  #events = 0;
+  #wantRead = false;
+  #hungUp = false;
+  #pending: PendingWrite | null = null;
+  readonly #buffer = Buffer.allocUnsafe(READ_SIZE);
+
+  /** Takes ownership of `fd` (closed by destroy(), or at once if this throws). */
+  constructor(fd: number, options?: Omit<DuplexOptions, 'objectMode' | 'readableObjectMode' | 'writableObjectMode'>) {
+    super({ ...options, decodeStrings: true });
+    checkFdNumber(fd);
+    const r = native.setFlags(fd, 1, 1);
+    if (r < 0) {
+      native.close(fd);
+      throw systemError(r, 'fcntl');
+    }
+    const w = native.watch(fd, (events) => this.#onPoll(events));
+    if (typeof w === 'number') {
+      native.close(fd);
+      throw systemError(w, 'uv_poll_init');
+    }
+    this.#fd = fd;
+    this.#watcher = w;
+  }
+
+  /** The pty master fd, or -1 once destroyed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  override _read(): void {
+    this.#wantRead = true;
+    this.#readNow();
+  }
+
+  #readNow(): void {
+    while (this.#wantRead && this.#fd >= 0) {
+      let n: number;
+      try {
+        n = readSync(this.#fd, this.#buffer, 0, READ_SIZE, null);
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === 'EINTR') continue;
+        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') break;
+        this.#wantRead = false;
+        if (code === 'EIO') this.#hangUp();
+        else this.destroy(err as Error);
+        return;
+      }
+      if (n === 0) {
+        this.#wantRead = false;
+        this.#hangUp();
+        return;
+      }
+      this.#wantRead = this.push(Buffer.from(this.#buffer.subarray(0, n)));
+    }
+    this.#updatePoll();
+  }
+
+  /** The terminal closed: end the readable side, drop what waits to be written. */
+  #hangUp(): void {
+    this.#hungUp = true;
+    this.push(null);
+    const p = this.#pending;
+    this.#pending = null;
+    p?.callback();
+    this.#updatePoll();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.#hungUp) return callback();
+    this.#pending = { chunk, offset: 0, callback };
+    this.#writeNow();
+  }
+
+  #writeNow(): void {
+    const p = this.#pending;
+    while (p && this.#fd >= 0 && p.offset < p.chunk.length) {
+      try {
+        p.offset += writeSync(this.#fd, p.chunk, p.offset, p.chunk.length - p.offset);
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === 'EINTR') continue;
+        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') break;
+        this.#pending = null;
+        if (code === 'EIO') {
+          // The terminal hung up: what is typed into it is lost, like on a real one.
+          p.callback();
+          this.#hangUp();
+        } else p.callback(err as Error);
+        return;
+      }
+    }
+    if (p && p.offset >= p.chunk.length) {
+      this.#pending = null;
+      p.callback();
+    }
+    this.#updatePoll();
+  }
+
+  #onPoll(events: number): void {
+    if (this.#fd < 0) return;
+    // A poll error (POLLERR) is reported as a negative errno: let the next
+    // read or write find out what happened; libuv stopped the poll handle.
+    if (events < 0) this.#events = 0;
+    if (events < 0 || events & POLL_WRITE) this.#writeNow();
+    if (events < 0 || events & POLL_READ) this.#readNow();
+  }
+
+  #updatePoll(): void {
+    if (!this.#watcher) return;
+    let want = 0;
+    if (this.#wantRead && !this.#hungUp) want |= POLL_READ;
+    if (this.#pending) want |= POLL_WRITE;
+    if (want !== this.#events) {
+      this.#events = want;
+      native.setEvents(this.#watcher, want);
+    }
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const w = this.#watcher;
+    this.#watcher = null;
+    this.#fd = -1;
+    this.#wantRead = false;
+    const p = this.#pending;
+    this.#pending = null;
+    let closeError: Error | null = null;
+    if (w) {
+      const r = native.closeWatcher(w, true);
+      if (r < 0) closeError = systemError(r, 'close');
+    }
+    p?.callback(error ?? new Error('the pty stream was destroyed'));
+    callback(error ?? closeError);
+  }
+}

@@ -1,0 +1,130 @@
+// runc's seccomp notify listener (`linux.seccomp.listenerPath`): runc
+// connects, sends the OCI ContainerProcessState as JSON with the fds it names
+// (the seccomp notify fd) on its first bytes, and closes. The JSON can exceed
+// 4096 bytes (annotations), so it is read to end of file.
+import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import { toFd, type FdLike } from '../fds.js';
+import { native } from '../native.js';
+import type { PeerCredentials } from '../socket.js';
+import { withTarget, type RuncTarget } from './connect.js';
+import { RuncListener, type RuncListenOptions } from './listener.js';
+import { toContainerProcessState, type ContainerProcessState } from './state.js';
+
+/** What a seccomp agent receives: the state and its fds by name (yours to close). */
+export interface ReceivedContainerProcessState {
+  state: ContainerProcessState;
+  /** The fds, by the names in state.fds: `fds.seccompFd` is the seccomp notify fd. */
+  fds: Record<string, number>;
+  peer: PeerCredentials;
+}
+
+export interface SeccompAgentOptions extends RuncListenOptions {
+  /** Largest state accepted, in bytes; default 1 MiB. */
+  maxStateBytes?: number;
+}
+
+export type SeccompAgentListener = RuncListener<ReceivedContainerProcessState>;
+
+const DEFAULT_MAX_STATE = 1 << 20;
+const CHUNK = 65536;
+
+function closeAll(fds: readonly number[]): void {
+  for (const fd of fds) native.close(fd);
+}
+
+/**
+ * Listen as a seccomp agent. Each connection delivers one
+ * ReceivedContainerProcessState. Malformed JSON or state
+ * (ERR_FDPASS_BAD_MESSAGE), fds that differ from state.fds
+ * (ERR_FDPASS_FD_COUNT_MISMATCH), a state over maxStateBytes
+ * (ERR_FDPASS_MESSAGE_TOO_LARGE) or a peer that closes without a message
+ * (ERR_FDPASS_EOF) are 'error' events; the fds that came are closed and the
+ * listener goes on.
+ */
+export function listenSeccompAgent(path: string, options?: SeccompAgentOptions): Promise<SeccompAgentListener> {
+  const maxStateBytes = options?.maxStateBytes ?? DEFAULT_MAX_STATE;
+  if (typeof maxStateBytes !== 'number') throw invalidArgType('options.maxStateBytes', 'of type number', maxStateBytes);
+  if (!Number.isInteger(maxStateBytes) || maxStateBytes < 1 || maxStateBytes > 16 << 20) {
+    throw outOfRange('options.maxStateBytes', 'an integer from 1 to 16 MiB', maxStateBytes);
+  }
+  return RuncListener.listen<ReceivedContainerProcessState>(
+    path,
+    options,
+    async (sock, peer, signal) => {
+      const chunks: Buffer[] = [];
+      const fds: number[] = [];
+      let size = 0;
+      try {
+        for (;;) {
+          const m = await sock.recv({ signal, maxBytes: CHUNK });
+          if (m === null) break;
+          for (const fd of m.fds) fds.push(fd);
+          size += m.data.length;
+          if (size > maxStateBytes) {
+            throw new FdPassError(ErrorCodes.MESSAGE_TOO_LARGE, `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`);
+          }
+          chunks.push(m.data);
+        }
+        return parseState(Buffer.concat(chunks, size), fds, peer);
+      } catch (err) {
+        closeAll(fds);
+        throw err;
+      }
+    },
+    (r) => closeAll(Object.values(r.fds)),
+  );
+}
+
+function parseState(data: Buffer, fds: number[], peer: PeerCredentials): ReceivedContainerProcessState {
+  if (data.length === 0) {
+    const what = fds.length > 0 ? `${fds.length} fd(s) without a state` : 'nothing';
+    throw new FdPassError(fds.length > 0 ? ErrorCodes.BAD_MESSAGE : ErrorCodes.EOF, `seccomp agent: the peer sent ${what} before closing`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
+  } catch (err) {
+    throw new FdPassError(ErrorCodes.BAD_MESSAGE, `seccomp agent: the state is not JSON (${(err as Error).message})`);
+  }
+  const state = toContainerProcessState(json);
+  if (state instanceof FdPassError) throw state;
+  if (state.fds.length !== fds.length) {
+    throw new FdPassError(
+      ErrorCodes.FD_COUNT_MISMATCH,
+      `seccomp agent: the state names ${state.fds.length} fd(s) but ${fds.length} arrived; they were closed`,
+    );
+  }
+  return { state, fds: Object.fromEntries(state.fds.map((name, i) => [name, fds[i]!])), peer };
+}
+
+/**
+ * Send a ContainerProcessState the way runc does: its JSON with the fds on
+ * its first bytes, then end of file (a path is connected and closed; an
+ * FdSocket is half-closed). `fds` are in the order of state.fds, or by name.
+ * The caller still owns (and closes) the fds.
+ */
+export async function sendContainerProcessState(
+  target: RuncTarget,
+  state: ContainerProcessState,
+  fds: readonly FdLike[] | Readonly<Record<string, FdLike>>,
+): Promise<void> {
+  const checked = toContainerProcessState(state);
+  if (checked instanceof FdPassError) throw invalidArgValue('state', `is invalid (${checked.message})`, state);
+  let list: FdLike[];
+  if (Array.isArray(fds)) list = [...(fds as readonly FdLike[])];
+  else if (fds !== null && typeof fds === 'object') {
+    const byName = fds as Readonly<Record<string, FdLike>>;
+    const missing = checked.fds.filter((n) => !Object.hasOwn(byName, n));
+    if (missing.length > 0) throw invalidArgValue('fds', `has no fd named ${missing.join(', ')}`, fds);
+    list = checked.fds.map((n) => byName[n]!);
+  } else throw invalidArgType('fds', 'an array of fds or an object of fds by name', fds);
+  if (list.length !== checked.fds.length) {
+    throw outOfRange('fds.length', `${checked.fds.length} (the names in state.fds)`, list.length);
+  }
+  const numbers = list.map((f, i) => toFd(f, `fds[${i}]`));
+  const json = JSON.stringify(checked);
+  await withTarget(target, async (sock) => {
+    await sock.send(json, numbers);
+    await sock.end();
+  });
+}

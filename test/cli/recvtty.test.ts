@@ -1,0 +1,233 @@
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FdServer } from 'fdpass';
+import { sendConsole } from 'fdpass/runc';
+import { delay, repoRoot, tempDir } from '../helpers.js';
+import { makeRunc } from '../runc/bundle.js';
+
+const cli = join(repoRoot, 'dist', 'cli', 'main.js');
+const runc = makeRunc();
+after(() => runc.cleanup());
+
+interface Finished {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+function finished(p: ChildProcess, limitMs = 60_000): Promise<Finished> {
+  let stdout = '';
+  let stderr = '';
+  p.stdout?.on('data', (d: Buffer) => (stdout += d));
+  p.stderr?.on('data', (d: Buffer) => (stderr += d));
+  const timer = setTimeout(() => p.kill('SIGKILL'), limitMs);
+  return new Promise((resolve, reject) => {
+    p.on('error', reject);
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
+  });
+}
+
+function recvtty(args: string[], stdin: 'pipe' | 'ignore' = 'ignore'): { child: ChildProcess; done: Promise<Finished> } {
+  const child = spawn(process.execPath, [cli, 'recvtty', ...args], { stdio: [stdin, 'pipe', 'pipe'] });
+  return { child, done: finished(child) };
+}
+
+/** Wait (bounded) until the pid file exists: recvtty is listening then. */
+async function listening(pidFile: string): Promise<number> {
+  for (let i = 0; i < 400; i++) {
+    if (existsSync(pidFile)) {
+      const text = readFileSync(pidFile, 'utf8');
+      if (text.endsWith('\n')) return Number(text.trim());
+    }
+    await delay(25);
+  }
+  throw new Error('recvtty did not write its pid file');
+}
+
+// Hosts a command on a real terminal: the pty's slave is its stdin, stdout
+// and stderr. Prints RAW once the terminal leaves canonical mode, then a JSON
+// report once the command exits: exit status, whether the terminal settings
+// are as before, and what the command wrote.
+const ptyHost = `import os, pty, sys, termios, json, subprocess, select
+m, s = pty.openpty()
+before = termios.tcgetattr(s)
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s)
+out, raw = b'', False
+def drain(t):
+    global out
+    while select.select([m], [], [], t)[0]:
+        try:
+            d = os.read(m, 4096)
+        except OSError:
+            return
+        if not d:
+            return
+        out += d
+        t = 0
+while p.poll() is None:
+    if not raw and not (termios.tcgetattr(s)[3] & termios.ICANON):
+        raw = True
+        print('RAW', flush=True)
+    drain(0.02)
+drain(0.1)
+after = termios.tcgetattr(s)
+print(json.dumps({'rc': p.returncode, 'restored': before == after, 'raw': raw, 'out': out.decode('utf8', 'replace')}), flush=True)
+`;
+
+describe('fdpass recvtty', () => {
+  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async () => {
+    const t = tempDir();
+    const id = runc.id();
+    const bundle = runc.bundle((c) => {
+      c.process.terminal = true;
+      c.process.args = ['/bin/sh', '-c', 'echo "hello from sh"; read line; echo "got:$line"'];
+    });
+    try {
+      const sock = t.path('tty.sock');
+      const pidFile = t.path('recvtty.pid');
+      const r = recvtty(['--pid-file', pidFile, sock], 'pipe');
+      assert.equal(await listening(pidFile), r.child.pid);
+      await runc.run(['run', '-d', '--console-socket', sock, id], bundle);
+      r.child.stdin!.write('typed line\n');
+      const result = await r.done;
+      assert.equal(result.stderr, '');
+      assert.equal(result.code, 0);
+      assert.match(result.stdout, /hello from sh\r\n/);
+      assert.match(result.stdout, /got:typed line\r\n/);
+      assert.equal(existsSync(sock), false, 'the socket file is removed');
+    } finally {
+      runc.remove(id);
+      t.cleanup();
+    }
+  });
+
+  test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async () => {
+    const t = tempDir();
+    const id = runc.id();
+    const bundle = runc.bundle((c) => {
+      c.process.terminal = true;
+      c.process.args = ['/bin/sh', '-c', 'echo container-says-hi; sleep 1'];
+    });
+    try {
+      // Normal end: the container exits, the master gives EIO, recvtty exits 0.
+      const sock = t.path('tty.sock');
+      const pidFile = t.path('a.pid');
+      const host = spawn('python3', ['-c', ptyHost, process.execPath, cli, 'recvtty', '--pid-file', pidFile, sock], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const hosted = finished(host);
+      await listening(pidFile);
+      await runc.run(['run', '-d', '--console-socket', sock, id], bundle);
+      const report = JSON.parse((await hosted).stdout.split('\n').filter(Boolean).pop()!) as {
+        rc: number;
+        restored: boolean;
+        raw: boolean;
+        out: string;
+      };
+      assert.equal(report.rc, 0, report.out);
+      assert.match(report.out, /container-says-hi/);
+      assert.equal(report.restored, true);
+
+      // SIGTERM while attached in raw mode (a pty master from our own sender).
+      const sock2 = t.path('tty2.sock');
+      const pidFile2 = t.path('b.pid');
+      const host2 = spawn('python3', ['-c', ptyHost, process.execPath, cli, 'recvtty', '--pid-file', pidFile2, sock2], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const sawRaw = new Promise<void>((resolve) => host2.stdout.on('data', (d: Buffer) => d.includes('RAW') && resolve()));
+      const hosted2 = finished(host2);
+      const pid = await listening(pidFile2);
+      const master = openSync('/dev/ptmx', constants.O_RDWR | constants.O_NOCTTY);
+      await sendConsole(sock2, '/dev/pts/ptmx', master);
+      closeSync(master);
+      await sawRaw;
+      process.kill(pid, 'SIGTERM');
+      const report2 = JSON.parse((await hosted2).stdout.split('\n').filter(Boolean).pop()!) as typeof report;
+      assert.equal(report2.raw, true);
+      assert.equal(report2.rc, 128 + 15);
+      assert.equal(report2.restored, true);
+    } finally {
+      runc.remove(id);
+      t.cleanup();
+    }
+  });
+
+  test('null mode drains detached containers so they never block, and stops on SIGTERM', async () => {
+    const t = tempDir();
+    const ids = [runc.id(), runc.id()];
+    // 200 KiB of output: far more than a pty buffers, so the container only
+    // finishes if somebody reads it.
+    const bundle = runc.bundle((c) => {
+      c.process.terminal = true;
+      c.process.args = ['/bin/sh', '-c', 'i=0; while [ $i -lt 3000 ]; do echo "line $i of output that nobody wants to read"; i=$((i+1)); done'];
+    });
+    try {
+      const sock = t.path('null.sock');
+      const pidFile = t.path('null.pid');
+      const r = recvtty(['--mode', 'null', '--pid-file', pidFile, sock]);
+      await listening(pidFile);
+      for (const id of ids) await runc.run(['run', '-d', '--console-socket', sock, id], bundle);
+      for (const id of ids) {
+        let status = '';
+        for (let i = 0; i < 600 && status !== 'stopped'; i++) {
+          status = (JSON.parse((await runc.run(['state', id])).stdout) as { status: string }).status;
+          if (status !== 'stopped') await delay(50);
+        }
+        assert.equal(status, 'stopped', `container ${id} ran to its end`);
+      }
+      r.child.kill('SIGTERM');
+      const result = await r.done;
+      assert.equal(result.code, 0);
+      assert.equal(result.stdout, '');
+      assert.equal(result.stderr, '');
+      assert.equal(existsSync(sock), false);
+    } finally {
+      for (const id of ids) runc.remove(id);
+      t.cleanup();
+    }
+  });
+
+  test('errors: one line on stderr and a non-zero exit; --help', async () => {
+    const t = tempDir();
+    try {
+      const live = await FdServer.listen(t.path('busy.sock'));
+      const inUse = await recvtty([live.path!]).done;
+      assert.equal(inUse.code, 1);
+      assert.match(inUse.stderr, /^fdpass recvtty: cannot listen on .*busy\.sock: .*EADDRINUSE.*\n$/);
+      await live.close();
+
+      const badPath = await recvtty([t.path('no/such/dir/x.sock')]).done;
+      assert.equal(badPath.code, 1);
+      assert.match(badPath.stderr, /^fdpass recvtty: cannot listen on .*ENOENT.*\n$/);
+
+      const badMode = await recvtty(['--mode', 'double', t.path('x.sock')]).done;
+      assert.equal(badMode.code, 2);
+      assert.match(badMode.stderr, /^fdpass recvtty: --mode must be "single" or "null".*\n$/);
+
+      const missing = await recvtty([]).done;
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /missing SOCKET/);
+
+      const badPid = await recvtty(['--pid-file', t.path('no/dir/pid'), t.path('y.sock')]).done;
+      assert.equal(badPid.code, 1);
+      assert.match(badPid.stderr, /^fdpass recvtty: cannot write the pid file: .*\n$/);
+      assert.equal(existsSync(t.path('y.sock')), false);
+
+      const help = await recvtty(['--help']).done;
+      assert.equal(help.code, 0);
+      assert.match(help.stdout, /Usage: fdpass recvtty \[--mode single\|null\] \[--pid-file FILE\] \[--no-stdin\] SOCKET/);
+      const top = await finished(spawn(process.execPath, [cli, '--help'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+      assert.equal(top.code, 0);
+      assert.match(top.stdout, /recvtty/);
+    } finally {
+      t.cleanup();
+    }
+  });
+});
