@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
-import { FdServer, FdSocket } from 'fdpass';
+import { FdServer } from 'fdpass';
 import { fdTarget, openFds, tempDir, delay } from './helpers.js';
 
 function fdsPointingAt(path: string): number[] {
