@@ -9,4 +9,6 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
-export const commands: Command[] = [];
+import { demo } from './demo.js';
+
+export const commands: Command[] = [demo];
