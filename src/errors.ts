@@ -35,6 +35,16 @@ export const ErrorCodes = {
   MESSAGE_TOO_LARGE: 'ERR_FDPASS_MESSAGE_TOO_LARGE',
   /** The peer did not complete its message in time. */
   TIMEOUT: 'ERR_FDPASS_TIMEOUT',
+  /** Malformed service manager variables (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET). */
+  BAD_ENV: 'ERR_FDPASS_BAD_ENV',
+  /** Handoff: the running process refused us, or closed the control connection without an offer. */
+  HANDOFF_REFUSED: 'ERR_FDPASS_HANDOFF_REFUSED',
+  /** Handoff: the running process is already handing off to another process. */
+  HANDOFF_BUSY: 'ERR_FDPASS_HANDOFF_BUSY',
+  /** Handoff: the other side gave up (timeout, abort, or it went away) before the handoff completed. */
+  HANDOFF_ABORTED: 'ERR_FDPASS_HANDOFF_ABORTED',
+  /** Handoff: a message on the control socket that does not follow the protocol. */
+  PROTOCOL: 'ERR_FDPASS_PROTOCOL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

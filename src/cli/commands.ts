@@ -9,6 +9,7 @@ export interface Command {
   run(args: string[]): Promise<number>;
 }
 
+import { demo } from './demo.js';
 import { recvtty } from './recvtty.js';
 
-export const commands: Command[] = [recvtty];
+export const commands: Command[] = [recvtty, demo];
