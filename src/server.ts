@@ -58,6 +58,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   readonly abstract: string | undefined;
   #fd: number;
   #watcher: Watcher | null;
+  readonly #pollCallback: (events: number) => void;
   #polling = false;
   #closed = false;
   #allow: ((peer: PeerCredentials) => boolean) | undefined;
@@ -81,7 +82,10 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     this.path = where.path;
     this.abstract = where.abstract;
     this.#allow = allow;
-    const w = native.watch(fd, (events) => this.#onPoll(events));
+    // The addon holds the callback weakly while not polling, so the socket
+    // holds it strongly: it must live as long as the socket does.
+    this.#pollCallback = (events: number): void => this.#onPoll(events);
+    const w = native.watch(fd, this.#pollCallback);
     if (typeof w === 'number') {
       native.close(fd);
       throw systemError(w, 'uv_poll_init');

@@ -191,6 +191,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   readonly type: SocketType;
   #fd: number;
   #watcher: Watcher | null;
+  readonly #pollCallback: (events: number) => void;
   #events = 0;
   #readInterest = false;
   #peer: PeerCredentials | undefined;
@@ -218,7 +219,10 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     this.#stream = type === native.SOCK_STREAM;
     this.#connected = type !== native.SOCK_DGRAM;
     this.#peer = peer;
-    const w = native.watch(fd, (events) => this.#onPoll(events));
+    // The addon holds the callback weakly while not polling, so the socket
+    // holds it strongly: it must live as long as the socket does.
+    this.#pollCallback = (events: number): void => this.#onPoll(events);
+    const w = native.watch(fd, this.#pollCallback);
     if (typeof w === 'number') {
       native.close(fd);
       throw systemError(w, 'uv_poll_init');
