@@ -22,9 +22,11 @@ const root = join(here, '..');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const asJson = args.includes('--json');
+// --only=one,many,ping,scale runs a part (when profiling one workload).
+const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale').split(','));
 for (const a of args) {
-  if (!['--quick', '--json'].includes(a)) {
-    console.error(`unknown argument ${a}; use --quick and/or --json`);
+  if (!['--quick', '--json'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--rounds=')) {
+    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale, --rounds=N`);
     process.exit(2);
   }
 }
@@ -32,6 +34,9 @@ for (const a of args) {
 const sizes = quick
   ? { rounds: 1, one: 20_000, many: 400, ping: 2_000, childProcess: 300, connections: 1_000, longRun: 100_000, timeoutMs: 60_000 }
   : { rounds: 5, one: 200_000, many: 4_000, ping: 20_000, childProcess: 3_000, connections: 10_000, longRun: 1_000_000, timeoutMs: 120_000 };
+
+const roundsArg = args.find((a) => a.startsWith('--rounds='));
+if (roundsArg) sizes.rounds = Math.max(1, Number(roundsArg.slice(9)) || 1);
 
 const log = (line) => (asJson ? process.stderr : process.stdout).write(`${line}\n`);
 
@@ -251,8 +256,8 @@ async function rounds(name, contenders, count, measure, second = null) {
 
 // ---- the scale runs ----------------------------------------------------------------
 
-function runScale(mode, n, extra = []) {
-  return collect([spawn(node, ['--expose-gc', join(here, 'peers', 'scale.mjs'), mode, n, fdbench, ...extra], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })]);
+function runScale(mode, n) {
+  return collect([spawn(node, ['--expose-gc', join(here, 'peers', 'scale.mjs'), mode, n, fdbench], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })]);
 }
 
 // ---- main ------------------------------------------------------------------------
@@ -263,25 +268,27 @@ log(`fdpass bench (${quick ? 'quick' : 'full'}): ${machine.cpus} cpus, ${machine
 
 const report = { mode: quick ? 'quick' : 'full', machine, sizes, workloads: {}, scale: {} };
 
-report.workloads.one = {
+if (only.has('one')) report.workloads.one = {
   title: `1 fd per message (9-byte payload, receiver closes each fd), ${sizes.one} messages`,
   unit: 'fds/s',
   results: await rounds('1 fd', throughputContenders(1), sizes.one, (r) => r.messages / r.seconds),
 };
-report.workloads.many = {
+if (only.has('many')) report.workloads.many = {
   title: `253 fds per message, ${sizes.many} messages`,
   unit: 'fds/s',
   results: await rounds('253 fds', throughputContenders(253), sizes.many, (r) => (r.messages * 253) / r.seconds),
 };
-report.workloads.ping = {
+if (only.has('ping')) report.workloads.ping = {
   title: `ping-pong, one fd each way, ${sizes.ping} round trips`,
   unit: 'p50 µs',
   results: await rounds('ping-pong', pingContenders(), sizes.ping, (r) => r.p50 * 1e6, (r) => r.p99 * 1e6),
 };
-report.scale.connections = await runScale('connections', sizes.connections);
-log(`  ${sizes.connections} connections: ${JSON.stringify(report.scale.connections)}`);
-report.scale.longRun = await runScale('long-run', sizes.longRun);
-log(`  ${sizes.longRun} messages: ${JSON.stringify(report.scale.longRun)}`);
+if (only.has('scale')) {
+  report.scale.connections = await runScale('connections', sizes.connections);
+  log(`  ${sizes.connections} connections: ${JSON.stringify(report.scale.connections)}`);
+  report.scale.longRun = await runScale('long-run', sizes.longRun);
+  log(`  ${sizes.longRun} messages: ${JSON.stringify(report.scale.longRun)}`);
+}
 report.seconds = (Date.now() - started) / 1000;
 
 // ---- output -----------------------------------------------------------------------
@@ -298,7 +305,7 @@ for (const [key, w] of Object.entries(report.workloads)) {
   }
 }
 // fdpass vs CPython and vs child_process.send: the slowest 1-fd fdpass API.
-const one = report.workloads.one.results;
+const one = report.workloads.one?.results ?? [];
 const fdpassOne = one.filter((r) => /^fdpass-[a-z]+$/.test(r.id) && r.ratio !== null);
 const slowest = fdpassOne.length ? Math.min(...fdpassOne.map((r) => r.ratio)) : null;
 const ratioOf = (id) => one.find((r) => r.id === id)?.ratio ?? null;
@@ -326,11 +333,11 @@ if (asJson) {
   }
   log(`\nfdpass (slowest 1-fd API) vs CPython: ${fmt(report.versus.python)}x (target >= 2x); vs child_process.send: ${fmt(report.versus.childProcess, 0)}x (target >= 100x)`);
   const c = report.scale.connections;
-  log(c.error ? `connections: FAILED ${c.error}` : `${c.connections} concurrent connections to one FdServer, one fd each: all delivered in ${fmt(c.seconds)} s (target <= 2 s), server RSS ${fmt(c.rssMB, 1)} MB (target <= 150 MB)`);
+  if (c) log(c.error ? `connections: FAILED ${c.error}` : `${c.connections} concurrent connections to one FdServer, one fd each: all delivered in ${fmt(c.seconds)} s (target <= 2 s), server RSS ${fmt(c.rssMB, 1)} MB (target <= 150 MB)`);
   const l = report.scale.longRun;
-  log(l.error ? `long run: FAILED ${l.error}` : `${l.messages} messages through one socket: receiver RSS growth after warm-up ${fmt(l.receiverGrowthMB, 1)} MB, sender ${fmt(l.senderGrowthMB, 1)} MB (target <= 10 MB); fds before/after: receiver ${l.receiverFdsBefore}/${l.receiverFdsAfter}, sender ${l.senderFdsBefore}/${l.senderFdsAfter}`);
+  if (l) log(l.error ? `long run: FAILED ${l.error}` : `${l.messages} messages through one socket: receiver RSS growth after warm-up ${fmt(l.receiverGrowthMB, 1)} MB, sender ${fmt(l.senderGrowthMB, 1)} MB (target <= 10 MB); fds before/after: receiver ${l.receiverFdsBefore}/${l.receiverFdsAfter}, sender ${l.senderFdsBefore}/${l.senderFdsAfter}`);
   log(`\n${report.seconds.toFixed(0)} s in all`);
 }
 // An unreadable result is a bench failure, not a slow result: exit non-zero so CI sees rot.
-const broken = Object.values(report.workloads).some((w) => w.results.some((r) => !r.skipped && !r.optional && r.runs === 0)) || report.scale.connections.error || report.scale.longRun.error;
+const broken = Object.values(report.workloads).some((w) => w.results.some((r) => !r.skipped && !r.optional && r.runs === 0)) || report.scale.connections?.error || report.scale.longRun?.error;
 process.exitCode = broken ? 1 : 0;
