@@ -395,7 +395,7 @@ static napi_value fdp_sendmsg(napi_env env, napi_callback_info info) {
     msg.msg_namelen = salen;
   }
   if (nfds > 0) {
-    memset(control.buf, 0, sizeof(control.buf));
+    memset(control.buf, 0, CMSG_SPACE(nfds * sizeof(int)));
     msg.msg_control = control.buf;
     msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
     struct cmsghdr *c = CMSG_FIRSTHDR(&msg);

@@ -56,9 +56,6 @@ export function readBatch(
   const n = native.recvBatch(fd, data, scratchFds, meta, maxMessages, maxBytes, maxFds, connected ? 1 : 0);
   if (n < 0) return n;
   if (scratchBig && data === scratchBig && scratchBig.length > 4 << 20) scratchBig = null;
-  let total = 0;
-  for (let i = 0; i < n; i++) total += meta[i * 4]!;
-  const chunk = total > 0 ? Buffer.from(data.subarray(0, total)) : EMPTY;
   const out: RawEntry[] = new Array(n);
   let off = 0;
   let fdOff = 0;
@@ -69,7 +66,7 @@ export function readBatch(
     if (nfds === 0) fds = [];
     else if (nfds === 1) fds = [scratchFds[fdOff]!];
     else fds = Array.from(scratchFds.subarray(fdOff, fdOff + nfds));
-    out[i] = { data: chunk.subarray(off, off + len), fds, flags: meta[i * 4 + 2]!, control: meta[i * 4 + 3]! };
+    out[i] = { data: copyOut(data, off, len), fds, flags: meta[i * 4 + 2]!, control: meta[i * 4 + 3]! };
     off += len;
     fdOff += nfds;
   }
@@ -79,6 +76,22 @@ export function readBatch(
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * A message's own copy of its bytes (the scratch buffer is reused). Small
+ * messages come from Buffer's pool and are copied byte by byte: cheaper, per
+ * message, than a Buffer view (subarray goes through the species constructor).
+ */
+function copyOut(src: Buffer, off: number, len: number): Buffer {
+  if (len === 0) return EMPTY;
+  const b = Buffer.allocUnsafe(len);
+  if (len <= 64) {
+    for (let j = 0; j < len; j++) b[j] = src[off + j]!;
+  } else {
+    b.set(new Uint8Array(src.buffer, src.byteOffset + off, len));
+  }
+  return b;
+}
 
 /** Close fds that nobody will receive. */
 export function closeFds(fds: readonly number[]): void {

@@ -33,6 +33,10 @@ export interface FdServerEvents {
 }
 
 const ACCEPT_BATCH = 64;
+// Batches accepted per wake-up. Unbounded, a flood of connections was accepted
+// in one synchronous pass: every socket and every fd its handler received
+// stayed open until the pass ended (10,000 connections hit RLIMIT_NOFILE).
+const ACCEPT_BATCHES_PER_WAKE = 4;
 const acceptBuf = new Int32Array(ACCEPT_BATCH);
 const AF_UNIX = 1;
 
@@ -248,6 +252,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     if (this.#pumping || this.#closed) return;
     this.#pumping = true;
     try {
+      let batches = 0;
       for (;;) {
         while (this.#accepted.length > 0 && this.#demand()) {
           const s = this.#accepted.shift()!;
@@ -259,6 +264,12 @@ export class FdServer extends EventEmitter<FdServerEvents> {
           if (this.#closed) return;
         }
         if (!this.#demand() || this.#backoff) break;
+        if (batches++ >= ACCEPT_BATCHES_PER_WAKE) {
+          // Let the loop (and the microtasks of the connections handed out)
+          // run before accepting more; the listener's readiness brings us back.
+          this.#setPolling(true);
+          break;
+        }
         const n = native.acceptBatch(this.#fd, acceptBuf);
         if (n === native.EAGAIN) {
           this.#setPolling(true);

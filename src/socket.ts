@@ -145,13 +145,23 @@ function checkOptions(options: unknown): Record<string, unknown> {
   return options as Record<string, unknown>;
 }
 
+// The last name encoded: senders of many fds mostly repeat one name. The
+// bytes are never handed out nor written to, so sharing them is safe.
+let lastName = '';
+let lastNameBytes: Buffer = Buffer.alloc(0);
+// The fd of a sendFd on its way into sendmsg (copied if the send is queued).
+const oneFd = new Int32Array(1);
+
 /** Encode a runc name, refusing MAX_NAME_LEN bytes or more before anything is sent. */
 export function encodeName(name: unknown): Buffer {
   if (typeof name !== 'string') throw invalidArgType('name', 'of type string', name);
+  if (name === lastName) return lastNameBytes;
   const bytes = Buffer.from(name, 'utf8');
   if (bytes.length >= MAX_NAME_LEN) {
     throw outOfRange('name', `shorter than ${MAX_NAME_LEN} bytes (runc's MaxNameLen)`, `${bytes.length} bytes`, ErrorCodes.NAME_TOO_LONG);
   }
+  lastName = name;
+  lastNameBytes = bytes;
   return bytes;
 }
 
@@ -353,10 +363,11 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   /** runc's SendFd: the payload is the name, with one fd. */
   sendFd(name: string, fd: FdLike): Promise<void> {
     const bytes = encodeName(name);
-    const f = new Int32Array(1);
-    f[0] = toFd(fd);
+    const f = toFd(fd);
     if (bytes.length === 0 && this.#stream) throw emptyDataError();
-    return this.#send(bytes, f);
+    oneFd[0] = f;
+    // #send copies the scratch array if the send has to wait in the queue.
+    return this.#send(bytes, oneFd);
   }
 
   #send(data: Uint8Array, fds: Int32Array | null): Promise<void> {
@@ -368,9 +379,9 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       if (r === data.length) return RESOLVED;
       if (r < 0 && r !== native.EAGAIN) return Promise.reject(systemError(r, 'sendmsg'));
       if (r > 0) return this.#queueWrite(data, r, null);
-      return this.#queueWrite(data, 0, fds);
+      return this.#queueWrite(data, 0, fds === oneFd ? oneFd.slice() : fds);
     }
-    return this.#queueWrite(data, 0, fds);
+    return this.#queueWrite(data, 0, fds === oneFd ? oneFd.slice() : fds);
   }
 
   #queueWrite(data: Uint8Array, offset: number, fds: Int32Array | null): Promise<void> {

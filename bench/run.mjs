@@ -1,0 +1,343 @@
+#!/usr/bin/env node
+// fdpass benchmark: every contender passes fds between two processes over an
+// AF_UNIX stream socket, in the same run, alternated and repeated; each
+// figure is reported as the median of its per-round ratios to a raw C
+// sendmsg/recvmsg loop (bench/c/fdbench.c, compiled here).
+//
+//   npm run bench                 full run (a few minutes)
+//   npm run bench -- --quick      small counts, one round (CI: keeps the suite alive)
+//   npm run bench -- --json       the results as JSON on stdout
+//
+// Nothing here asserts speed: a contender that fails is reported as failed.
+import { spawn, execFileSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { FdSocket } from 'fdpass';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const asJson = args.includes('--json');
+// --only=one,many,ping,scale runs a part (when profiling one workload).
+const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale').split(','));
+for (const a of args) {
+  if (!['--quick', '--json'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--rounds=')) {
+    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale, --rounds=N`);
+    process.exit(2);
+  }
+}
+
+const sizes = quick
+  ? { rounds: 1, one: 20_000, many: 400, ping: 2_000, childProcess: 300, connections: 1_000, longRun: 100_000, timeoutMs: 60_000 }
+  : { rounds: 5, one: 200_000, many: 4_000, ping: 20_000, childProcess: 3_000, connections: 10_000, longRun: 1_000_000, timeoutMs: 120_000 };
+
+const roundsArg = args.find((a) => a.startsWith('--rounds='));
+if (roundsArg) sizes.rounds = Math.max(1, Number(roundsArg.slice(9)) || 1);
+
+const log = (line) => (asJson ? process.stderr : process.stdout).write(`${line}\n`);
+
+// ---- the C baseline -------------------------------------------------------------
+
+function buildC() {
+  const src = join(here, 'c', 'fdbench.c');
+  const out = join(root, 'build', 'bench', 'fdbench');
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(dirname(out), { recursive: true });
+    execFileSync('cc', ['-std=c11', '-O2', '-Wall', '-Wextra', '-Werror', '-o', out, src], { stdio: 'inherit' });
+  }
+  return out;
+}
+const fdbench = buildC();
+
+function hasUsocket() {
+  try {
+    createRequire(join(here, 'peers', 'usocket-peer.mjs')).resolve('usocket');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---- running two processes over one socketpair -------------------------------------
+
+/**
+ * Spawn each argv with one end of a fresh socketpair as its fd 3; resolve
+ * with the JSON line the measuring process (the first one) prints.
+ */
+function runPair(measuring, other, env = {}) {
+  const [a, b] = FdSocket.pair('stream');
+  const fds = [a.release(), b.release()];
+  const children = [];
+  const spawnOne = (argv, fd) => {
+    const child = spawn(argv[0], argv.slice(1), {
+      cwd: root,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe', fd],
+    });
+    children.push(child);
+    return child;
+  };
+  const procs = [spawnOne(measuring, fds[0])];
+  if (other) procs.push(spawnOne(other, fds[1]));
+  for (const fd of fds) closeSync(fd);
+  return collect(procs);
+}
+
+function collect(procs) {
+  return new Promise((resolve) => {
+    let pending = procs.length;
+    let failure = null;
+    let out = '';
+    const timer = setTimeout(() => {
+      failure ??= `timed out after ${sizes.timeoutMs / 1000} s`;
+      for (const p of procs) p.kill('SIGKILL');
+    }, sizes.timeoutMs);
+    procs.forEach((p, i) => {
+      let err = '';
+      if (i === 0) p.stdout.on('data', (d) => (out += d));
+      else p.stdout.resume();
+      p.stderr.on('data', (d) => (err += d));
+      p.on('close', (code, signal) => {
+        if ((code !== 0 || signal) && !failure) {
+          failure = `${procs[i].spawnargs.slice(0, 3).join(' ')} exited ${signal ?? code}: ${err.trim().split('\n').slice(-3).join(' | ')}`;
+          for (const q of procs) if (q !== p) q.kill('SIGKILL');
+        }
+        if (--pending === 0) {
+          clearTimeout(timer);
+          if (failure) return resolve({ error: failure });
+          try {
+            resolve(JSON.parse(out.trim().split('\n').pop()));
+          } catch {
+            resolve({ error: `no result (${JSON.stringify(out.slice(0, 200))})` });
+          }
+        }
+      });
+    });
+  });
+}
+
+// ---- contenders ---------------------------------------------------------------------
+
+const node = process.execPath;
+const fdpassPeer = join(here, 'peers', 'fdpass-peer.mjs');
+const pythonPeer = join(here, 'peers', 'python_peer.py');
+const usocketPeer = join(here, 'peers', 'usocket-peer.mjs');
+const childProcessPeer = join(here, 'peers', 'child-process-peer.mjs');
+const warm = (n) => Math.floor(n / 10);
+const TP1 = { UV_THREADPOOL_SIZE: '1' };
+
+/** Throughput contenders: run(count, nfds) -> { messages, seconds } */
+function throughputContenders(nfds) {
+  const list = [
+    { id: 'c', label: 'C sendmsg/recvmsg (baseline)', run: (n) => runPair([fdbench, 'recv', n, nfds, warm(n)], [fdbench, 'send', n, nfds]) },
+    {
+      id: 'fdpass-await',
+      label: 'fdpass await recv() / sendFd()',
+      run: (n, env) => runPair([node, fdpassPeer, 'recv-await', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], env),
+    },
+    {
+      id: 'fdpass-iter',
+      label: 'fdpass for await',
+      run: (n, env) => runPair([node, fdpassPeer, 'recv-iter', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], env),
+    },
+    {
+      id: 'fdpass-event',
+      label: "fdpass 'message' event",
+      run: (n, env) => runPair([node, fdpassPeer, 'recv-event', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], env),
+    },
+  ];
+  if (nfds === 1) {
+    list.push({
+      id: 'fdpass-sync',
+      label: 'fdpass recvFdSync / sendFdSync',
+      run: (n, env) => runPair([node, fdpassPeer, 'recv-sync', n, 1, warm(n)], [node, fdpassPeer, 'send-sync', n], env),
+    });
+    for (const base of list.filter((c) => c.id.startsWith('fdpass-'))) {
+      list.push({ id: `${base.id}-tp1`, label: `${base.label}, UV_THREADPOOL_SIZE=1`, run: (n) => base.run(n, TP1) });
+    }
+  }
+  list.push({
+    id: 'python',
+    label: 'CPython socket.send_fds / recv_fds',
+    run: (n) => runPair(['python3', pythonPeer, 'recv', n, nfds, warm(n)], ['python3', pythonPeer, 'send', n, nfds]),
+  });
+  if (nfds === 1) {
+    list.push({
+      id: 'child-process',
+      label: 'Node child_process.send(msg, handle)',
+      count: sizes.childProcess,
+      run: (n) => collect([spawn(node, [childProcessPeer, 'recv', n, warm(n)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })]),
+    });
+    list.push({
+      id: 'usocket',
+      label: 'usocket (npm)',
+      optional: true,
+      available: hasUsocket() ? null : 'not installed (npm install --no-save usocket)',
+      run: (n) => runPair([node, usocketPeer, 'recv', n, warm(n)], [node, usocketPeer, 'send', n]),
+    });
+  }
+  return list;
+}
+
+function pingContenders() {
+  return [
+    { id: 'c', label: 'C sendmsg/recvmsg (baseline)', run: (n) => runPair([fdbench, 'ping', n, warm(n)], [fdbench, 'pong', n]) },
+    {
+      id: 'fdpass-await',
+      label: 'fdpass await sendFd() / recvFd()',
+      run: (n) => runPair([node, fdpassPeer, 'ping-await', n, warm(n)], [node, fdpassPeer, 'pong-await', n]),
+    },
+    {
+      id: 'fdpass-sync',
+      label: 'fdpass sendFdSync / recvFdSync',
+      run: (n) => runPair([node, fdpassPeer, 'ping-sync', n, warm(n)], [node, fdpassPeer, 'pong-sync', n]),
+    },
+    { id: 'python', label: 'CPython socket.send_fds / recv_fds', run: (n) => runPair(['python3', pythonPeer, 'ping', n, warm(n)], ['python3', pythonPeer, 'pong', n]) },
+  ];
+}
+
+// ---- rounds, alternation, medians -------------------------------------------------------
+
+const median = (xs) => {
+  const s = [...xs].sort((x, y) => x - y);
+  if (s.length === 0) return null;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/**
+ * Run every contender once per round, in an order rotated each round (the
+ * baseline included), and keep per-round values so that ratios compare
+ * figures measured side by side.
+ */
+async function rounds(name, contenders, count, measure, second = null) {
+  const results = new Map(contenders.map((c) => [c.id, { id: c.id, label: c.label, optional: c.optional ?? false, values: [], seconds: [], errors: [], skipped: c.available ?? null }]));
+  const active = contenders.filter((c) => !c.available);
+  for (let r = 0; r < sizes.rounds; r++) {
+    const order = active.map((_, i) => active[(i + r) % active.length]);
+    const baseline = {};
+    for (const c of order) {
+      const n = c.count ?? count;
+      const res = await c.run(n);
+      const entry = results.get(c.id);
+      if (res.error) {
+        entry.errors.push(res.error);
+        log(`  ${name} round ${r + 1}: ${c.label}: FAILED ${res.error}`);
+        continue;
+      }
+      entry.values.push(measure(res));
+      if (second) entry.seconds.push(second(res));
+      baseline[c.id] = measure(res);
+    }
+    for (const c of active) {
+      const v = baseline[c.id];
+      const entry = results.get(c.id);
+      entry.ratios ??= [];
+      if (v !== undefined && baseline.c !== undefined) entry.ratios.push(v / baseline.c);
+    }
+    log(`  ${name}: round ${r + 1}/${sizes.rounds} done`);
+  }
+  return [...results.values()].map((e) => ({
+    id: e.id,
+    label: e.label,
+    median: median(e.values),
+    ratio: median(e.ratios ?? []),
+    ...(second ? { p99: median(e.seconds) } : {}),
+    optional: e.optional,
+    runs: e.values.length,
+    errors: e.errors,
+    skipped: e.skipped,
+  }));
+}
+
+// ---- the scale runs ----------------------------------------------------------------
+
+function runScale(mode, n) {
+  return collect([spawn(node, ['--expose-gc', join(here, 'peers', 'scale.mjs'), mode, n, fdbench], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })]);
+}
+
+// ---- main ------------------------------------------------------------------------
+
+const started = Date.now();
+const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, python: execFileSync('python3', ['--version'], { encoding: 'utf8' }).trim() };
+log(`fdpass bench (${quick ? 'quick' : 'full'}): ${machine.cpus} cpus, ${machine.cpu}, Node ${machine.node}, ${machine.python}`);
+
+const report = { mode: quick ? 'quick' : 'full', machine, sizes, workloads: {}, scale: {} };
+
+if (only.has('one')) report.workloads.one = {
+  title: `1 fd per message (9-byte payload, receiver closes each fd), ${sizes.one} messages`,
+  unit: 'fds/s',
+  results: await rounds('1 fd', throughputContenders(1), sizes.one, (r) => r.messages / r.seconds),
+};
+if (only.has('many')) report.workloads.many = {
+  title: `253 fds per message, ${sizes.many} messages`,
+  unit: 'fds/s',
+  results: await rounds('253 fds', throughputContenders(253), sizes.many, (r) => (r.messages * 253) / r.seconds),
+};
+if (only.has('ping')) report.workloads.ping = {
+  title: `ping-pong, one fd each way, ${sizes.ping} round trips`,
+  unit: 'p50 µs',
+  results: await rounds('ping-pong', pingContenders(), sizes.ping, (r) => r.p50 * 1e6, (r) => r.p99 * 1e6),
+};
+if (only.has('scale')) {
+  report.scale.connections = await runScale('connections', sizes.connections);
+  log(`  ${sizes.connections} connections: ${JSON.stringify(report.scale.connections)}`);
+  report.scale.longRun = await runScale('long-run', sizes.longRun);
+  log(`  ${sizes.longRun} messages: ${JSON.stringify(report.scale.longRun)}`);
+}
+report.seconds = (Date.now() - started) / 1000;
+
+// ---- output -----------------------------------------------------------------------
+
+const TARGETS = {
+  one: { 'fdpass-event': ['>=', 0.9], 'fdpass-await': ['>=', 0.8], 'fdpass-iter': ['>=', 0.8], 'fdpass-sync': ['>=', 0.9] },
+  many: { 'fdpass-await': ['>=', 0.9], 'fdpass-iter': ['>=', 0.9], 'fdpass-event': ['>=', 0.9] },
+  ping: { 'fdpass-await': ['<=', 1.5], 'fdpass-sync': ['<=', 1.5] },
+};
+for (const [key, w] of Object.entries(report.workloads)) {
+  for (const r of w.results) {
+    const t = TARGETS[key]?.[r.id.replace(/-tp1$/, '')];
+    if (t && r.ratio !== null) r.target = { op: t[0], value: t[1], met: t[0] === '>=' ? r.ratio >= t[1] : r.ratio <= t[1] };
+  }
+}
+// fdpass vs CPython and vs child_process.send: the slowest 1-fd fdpass API.
+const one = report.workloads.one?.results ?? [];
+const fdpassOne = one.filter((r) => /^fdpass-[a-z]+$/.test(r.id) && r.ratio !== null);
+const slowest = fdpassOne.length ? Math.min(...fdpassOne.map((r) => r.ratio)) : null;
+const ratioOf = (id) => one.find((r) => r.id === id)?.ratio ?? null;
+report.versus = {
+  python: slowest !== null && ratioOf('python') ? slowest / ratioOf('python') : null,
+  childProcess: slowest !== null && ratioOf('child-process') ? slowest / ratioOf('child-process') : null,
+};
+
+if (asJson) {
+  process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+} else {
+  const fmt = (x, digits = 2) => (x === null || x === undefined ? '-' : x.toFixed(digits));
+  const big = (x) => (x === null ? '-' : Math.round(x).toLocaleString('en-US'));
+  for (const w of Object.values(report.workloads)) {
+    log(`\n${w.title}`);
+    const ping = w.unit.includes('µs');
+    log(`| contender | ${w.unit} (median) |${ping ? ' p99 µs (median) |' : ''} vs C (median of ratios) | target |`);
+    log(`| --- | ---: |${ping ? ' ---: |' : ''} ---: | --- |`);
+    for (const r of w.results) {
+      const target = r.target ? `${r.target.op} ${r.target.value}x ${r.target.met ? 'met' : 'MISSED'}` : '';
+      const value = r.skipped ? r.skipped : r.runs === 0 ? `failed: ${r.errors[0]}` : ping ? fmt(r.median, 1) : big(r.median);
+      const p99 = ping ? ` ${fmt(r.p99, 1)} |` : '';
+      log(`| ${r.label} | ${value} |${p99} ${r.skipped || r.runs === 0 ? '-' : `${fmt(r.ratio)}x`} | ${target} |`);
+    }
+  }
+  log(`\nfdpass (slowest 1-fd API) vs CPython: ${fmt(report.versus.python)}x (target >= 2x); vs child_process.send: ${fmt(report.versus.childProcess, 0)}x (target >= 100x)`);
+  const c = report.scale.connections;
+  if (c) log(c.error ? `connections: FAILED ${c.error}` : `${c.connections} concurrent connections to one FdServer, one fd each: all delivered in ${fmt(c.seconds)} s (target <= 2 s), server RSS ${fmt(c.rssMB, 1)} MB (target <= 150 MB)`);
+  const l = report.scale.longRun;
+  if (l) log(l.error ? `long run: FAILED ${l.error}` : `${l.messages} messages through one socket: receiver RSS growth after warm-up ${fmt(l.receiverGrowthMB, 1)} MB, sender ${fmt(l.senderGrowthMB, 1)} MB (target <= 10 MB); fds before/after: receiver ${l.receiverFdsBefore}/${l.receiverFdsAfter}, sender ${l.senderFdsBefore}/${l.senderFdsAfter}`);
+  log(`\n${report.seconds.toFixed(0)} s in all`);
+}
+// An unreadable result is a bench failure, not a slow result: exit non-zero so CI sees rot.
+const broken = Object.values(report.workloads).some((w) => w.results.some((r) => !r.skipped && !r.optional && r.runs === 0)) || report.scale.connections?.error || report.scale.longRun?.error;
+process.exitCode = broken ? 1 : 0;
