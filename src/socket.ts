@@ -378,7 +378,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       const r = native.sendmsg(this.#fd, data, 0, data.length, fds, fds ? fds.length : 0, null);
       if (r === data.length) return RESOLVED;
       if (r < 0 && r !== native.EAGAIN) return Promise.reject(systemError(r, 'sendmsg'));
-      if (r > 0) return this.#queueWrite(data, r, null);
+      // A partial write: the fds went with the first byte; queue a copy of the rest.
+      if (r > 0) return this.#queueWrite(data.subarray(r), 0, null);
       return this.#queueWrite(data, 0, fds === oneFd ? oneFd.slice() : fds);
     }
     return this.#queueWrite(data, 0, fds === oneFd ? oneFd.slice() : fds);
@@ -387,7 +388,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #queueWrite(data: Uint8Array, offset: number, fds: Int32Array | null): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       // Copy what the caller may reuse once send() returned.
-      this.#writes.push({ data: offset === 0 ? Uint8Array.prototype.slice.call(data) : data, offset, fds, resolve, reject });
+      this.#writes.push({ data: Uint8Array.prototype.slice.call(data, offset), offset: 0, fds, resolve, reject });
       this.#updatePoll();
     });
   }

@@ -181,6 +181,8 @@ describe('stream semantics', () => {
         sends.push(a.send(chunk, [f.fd]));
       }
       assert.ok(a.pendingSends > 0, 'the kernel buffer is full: sends are queued');
+      // The caller may reuse its buffer once send() returned.
+      chunk.fill(0xee);
       let bytes = 0;
       let fds = 0;
       const starts: number[] = [];
@@ -204,6 +206,7 @@ describe('stream semantics', () => {
       assert.deepEqual(starts, Array.from({ length: 20 }, (_, i) => i));
       const joined = Buffer.concat(stream);
       for (let i = 0; i < 20; i++) assert.equal(joined[i * chunk.length], i, `send ${i} in order`);
+      assert.equal(joined.indexOf(0xee), -1, 'queued bytes are copies, not the caller buffer');
       await a.close();
       await b.close();
       f.done();
