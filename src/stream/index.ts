@@ -422,14 +422,15 @@ export class FdStream extends Duplex {
         return;
       }
       for (let i = 0; i < r.length; i++) {
-        const entry = r[i]!;
-        const failure = this.#admit(entry);
+        // A 'data' listener run by push() may have destroyed the stream: the
+        // rest of the batch has nobody to go to.
+        const failure = this.destroyed ? 'destroyed' : this.#admit(r[i]!);
         if (failure) {
-          for (let j = i + 1; j < r.length; j++) {
+          for (let j = failure === 'destroyed' ? i : i + 1; j < r.length; j++) {
             const e = r[j]!;
             if (!(e instanceof Error)) closeFds(e.fds);
           }
-          if (failure !== 'eof') this.destroy(failure);
+          if (failure instanceof Error && !this.destroyed) this.destroy(failure);
           return;
         }
       }

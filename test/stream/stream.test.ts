@@ -118,6 +118,23 @@ describe('FdStream writes and paused reads', () => {
       f.done();
     }));
 
+  test("destroy() from a 'data' listener closes the fds of chunks read in the same batch", () =>
+    noLeak(async () => {
+      const f = withFile('x');
+      const [a, b] = FdStream.pair();
+      let chunks = 0;
+      b.on('data', () => {
+        chunks++;
+        b.destroy();
+      });
+      await new Promise((res) => setImmediate(res)); // b waits for readiness now
+      for (let i = 0; i < 5; i++) a.write({ data: `m${i}`, fds: [f.fd, f.fd] });
+      await once(b, 'close');
+      assert.equal(chunks, 1);
+      await closeBoth(a, b); // noLeak: the fds of m1..m4 were closed too
+      f.done();
+    }));
+
   test('write checks: fds need a byte of data; bad fds throw before anything is sent', async () => {
     const [a, b] = FdStream.pair();
     assert.throws(() => a.write({ data: '', fds: [0] }), { code: 'ERR_FDPASS_EMPTY_DATA' });
