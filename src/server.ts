@@ -67,6 +67,9 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   #backoff: NodeJS.Timeout | null = null;
   #fileId: { dev: number; ino: number } | null = null;
   #pumping = false;
+  // The addon holds its callback weakly while not polling: keep it alive as
+  // long as this object, or a GC in between leaves readiness unanswered.
+  readonly #pollCallback = (events: number): void => this.#onPoll(events);
 
   private constructor(
     fd: number,
@@ -81,7 +84,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     this.path = where.path;
     this.abstract = where.abstract;
     this.#allow = allow;
-    const w = native.watch(fd, (events) => this.#onPoll(events));
+    const w = native.watch(fd, this.#pollCallback);
     if (typeof w === 'number') {
       native.close(fd);
       throw systemError(w, 'uv_poll_init');

@@ -208,6 +208,9 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #wrhead = 0;
   #endRequested: { resolve: () => void; reject: (e: Error) => void }[] | null = null;
   readonly #stream: boolean;
+  // The addon holds its callback weakly while not polling: keep it alive as
+  // long as this object, or a GC in between leaves readiness unanswered.
+  readonly #pollCallback = (events: number): void => this.#onPoll(events);
   readonly #connected: boolean;
 
   /** @internal Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. */
@@ -218,7 +221,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     this.#stream = type === native.SOCK_STREAM;
     this.#connected = type !== native.SOCK_DGRAM;
     this.#peer = peer;
-    const w = native.watch(fd, (events) => this.#onPoll(events));
+    const w = native.watch(fd, this.#pollCallback);
     if (typeof w === 'number') {
       native.close(fd);
       throw systemError(w, 'uv_poll_init');
