@@ -145,6 +145,8 @@ export class FdStream extends Duplex {
   #final: WriteCallback | null = null;
   #fdsOf = new WeakMap<Buffer, Int32Array>();
   #peer: PeerCredentials | undefined;
+  // The addon holds its callback weakly while not polling: the stream keeps it alive.
+  readonly #pollCallback = (events: number): void => this.#onPoll(events);
 
   constructor(options: FdStreamOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
@@ -245,7 +247,7 @@ export class FdStream extends Duplex {
   }
 
   #attach(fd: number): void {
-    const w = native.watch(fd, (events) => this.#onPoll(events));
+    const w = native.watch(fd, this.#pollCallback);
     if (typeof w === 'number') {
       native.close(fd);
       throw systemError(w, 'uv_poll_init');

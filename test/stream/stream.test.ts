@@ -2,6 +2,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { closeSync, fstatSync, openSync, writeFileSync } from 'node:fs';
 import { FdServer } from 'fdpass';
 import { FdStream } from 'fdpass/stream';
@@ -282,6 +284,27 @@ describe('FdStream lifetime', () => {
       await once(c, 'close');
       await closeBoth(a, b);
       f.done();
+    }));
+});
+
+describe('FdStream and garbage collection', () => {
+  test('a stream created before a garbage collection still reads when data comes', () =>
+    noLeak(async () => {
+      setFlagsFromString('--expose-gc');
+      const gc = runInNewContext('gc') as () => void;
+      const [a, b] = FdStream.pair();
+      gc();
+      await new Promise((res) => setImmediate(res));
+      gc();
+      const got = readWhenReady(b, 8); // b starts polling now
+      await new Promise((res) => setImmediate(res));
+      a.write('after gc');
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no data after a garbage collection')), 10000);
+      });
+      assert.equal((await Promise.race([got, timeout]).finally(() => clearTimeout(timer))).toString(), 'after gc');
+      await closeBoth(a, b);
     }));
 });
 
