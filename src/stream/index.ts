@@ -1,0 +1,587 @@
+// FdStream: a stream.Duplex over an AF_UNIX stream socket whose bytes carry
+// fds, for stream protocols that attach fds to positions in the byte stream
+// (D-Bus UNIX_FD, Wayland, X11).
+//
+// Where fds sit. The kernel attaches the fds of one sendmsg to the first byte
+// of its data. One recvmsg may glue fd-less bytes of earlier writes in front
+// of the fd-carrying part, but it stops inside (or at the end of) the write
+// whose fds it brings: the last byte of a chunk that came with fds is always
+// a byte of the write that carried them. So FdStream keeps each chunk's fds
+// keyed by the stream offset of the chunk's end. Bytes leave the Readable only
+// through 'data' (paused read() emits it too); once a chunk's last byte has
+// left, its fds are "pending": read(size, fdCount) takes them, 'fds'
+// listeners take them, or they stay queued (takeFds()) and are closed with
+// the stream. A reader that reads one message at a time gets each message's
+// fds with the read of that message, never with an earlier one.
+import { Duplex, addAbortSignal } from 'node:stream';
+import type { DuplexOptions } from 'node:stream';
+import type { AddressOptions } from '../address.js';
+import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
+import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
+import { Watcher, disown, native } from '../native.js';
+import { FLAG_CTRUNC, FLAG_EOF, MAX_FDS, RawEntry, closeFds, readBatch } from '../recv.js';
+import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
+
+const POLL_READ = 1;
+const POLL_WRITE = 2;
+const AF_UNIX = 1;
+/** Bytes asked for per recvmsg, and recvmsg calls per batch: at most 512 KiB read ahead of demand. */
+const READ_BYTES = 65536;
+const READ_MESSAGES = 8;
+const BATCHES_PER_WAKE = 16;
+
+/** Options of an FdStream (those of stream.Duplex, with net.Socket's allowHalfOpen default). */
+export interface FdStreamOptions {
+  /** Keep the writable side open after the peer ended (default false, like net.Socket). */
+  allowHalfOpen?: boolean;
+  readableHighWaterMark?: number;
+  writableHighWaterMark?: number;
+  /** Destroys the stream when aborted. */
+  signal?: AbortSignal;
+  /** Adopt this connected AF_UNIX stream socket fd (the stream owns it from now on). */
+  fd?: number;
+}
+
+/** Where to connect: a path or an abstract name (no leading NUL). */
+export type FdStreamConnectOptions = Omit<AddressOptions, 'type'> & FdStreamOptions;
+
+/** A write that carries fds: they travel with the first byte of `data`. */
+export interface FdWrite {
+  data: string | Uint8Array;
+  /** 0 to 253 fds (numbers or objects that own one); still yours: close them once `callback` ran. */
+  fds?: readonly FdLike[];
+  /** Called once the data (and the fds) are in the kernel, or with the error. */
+  callback?: (error?: Error | null) => void;
+}
+
+/** What read(size, fdCount) returns: bytes and the fds that came with them (yours to close). */
+export interface FdChunk {
+  data: Buffer | null;
+  fds: number[];
+}
+
+type WriteCallback = (error?: Error | null) => void;
+
+interface PendingWrite {
+  data: Buffer;
+  offset: number;
+  fds: Int32Array | null;
+  callback: WriteCallback;
+}
+
+interface FdGroup {
+  /** Stream offset just past the chunk the fds came with. */
+  end: number;
+  fds: number[];
+}
+
+function isFdWrite(chunk: unknown): chunk is FdWrite {
+  return typeof chunk === 'object' && chunk !== null && !(chunk instanceof Uint8Array) && 'data' in chunk;
+}
+
+function toBuffer(data: unknown, name: string): Buffer {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw invalidArgType(name, 'of type string or an instance of Buffer or Uint8Array', data);
+}
+
+function checkFdCount(fdCount: unknown): number {
+  if (fdCount === null) return Infinity;
+  if (typeof fdCount !== 'number') throw invalidArgType('fdCount', 'of type number or null', fdCount);
+  if (!Number.isInteger(fdCount) || fdCount < 0) throw outOfRange('fdCount', 'an integer >= 0, or null for all', fdCount);
+  return fdCount;
+}
+
+/** A connected AF_UNIX stream socket fd, made non-blocking and close-on-exec. */
+function checkStreamFd(fd: unknown): number {
+  checkFdNumber(fd);
+  const n = fd as number;
+  const info = socketInfo(n);
+  if (info.domain !== AF_UNIX) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${n} is not an AF_UNIX socket`);
+  if (info.type !== native.SOCK_STREAM) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${n} is not a stream socket`);
+  if (info.listening) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${n} is a listening socket`);
+  const r = native.setFlags(n, 1, 1);
+  if (r < 0) throw systemError(r, 'fcntl');
+  return n;
+}
+
+const pairBuf = new Int32Array(2);
+
+/**
+ * A `stream.Duplex` over an AF_UNIX stream socket whose writes and reads
+ * carry fds, with net.Socket's events and habits: 'connect', 'data', 'end',
+ * 'close', 'error', `end()` (half-close), `destroy()`, `setNoDelay()`.
+ *
+ * - `write(buffer)` as usual, or `write({ data, fds, callback })`: the fds go
+ *   with the first byte of `data`, in order with the other writes.
+ * - `read(size)` as usual; `read(size, fdCount)` → `{ data, fds }`, the fds
+ *   that came with those bytes (and with bytes read earlier without taking
+ *   fds), at most `fdCount` of them (`null`: all).
+ * - Flowing mode: an `'fds'` event, emitted just before the `'data'` event of
+ *   the chunk whose bytes the fds came with, hands them to its listeners.
+ * - Fds nobody took are closed when the stream is destroyed.
+ */
+export class FdStream extends Duplex {
+  /** Bytes received from the socket. */
+  bytesRead = 0;
+  /** Bytes handed to the socket. */
+  bytesWritten = 0;
+  #fd = -1;
+  #watcher: Watcher | null = null;
+  #events = 0;
+  #connecting = false;
+  #connectAbort: AbortController | null = null;
+  // reading
+  #readWanted = false;
+  #pollIn = false;
+  #eof = false;
+  #pushedBytes = 0;
+  #readOffset = 0;
+  #incoming: FdGroup[] = [];
+  #pending: number[] = [];
+  #claiming = false;
+  // writing
+  #write: PendingWrite | null = null;
+  #final: WriteCallback | null = null;
+  #fdsOf = new WeakMap<Buffer, Int32Array>();
+  #peer: PeerCredentials | undefined;
+  // The addon holds its callback weakly while not polling: the stream keeps it alive.
+  readonly #pollCallback = (events: number): void => this.#onPoll(events);
+
+  constructor(options: FdStreamOptions = {}) {
+    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+    const duplexOptions: DuplexOptions = {
+      allowHalfOpen: options.allowHalfOpen ?? false,
+      decodeStrings: true,
+      emitClose: true,
+      autoDestroy: true,
+    };
+    if (options.readableHighWaterMark !== undefined) duplexOptions.readableHighWaterMark = options.readableHighWaterMark;
+    if (options.writableHighWaterMark !== undefined) duplexOptions.writableHighWaterMark = options.writableHighWaterMark;
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    const fd = options.fd === undefined ? -1 : checkStreamFd(options.fd);
+    super(duplexOptions);
+    if (fd >= 0) this.#attach(fd);
+    // After the fields exist: an aborted signal destroys the stream at once.
+    if (signal) addAbortSignal(signal, this);
+  }
+
+  /** Connect to a listening stream socket; 'connect' follows (and `listener`, if given). */
+  static connect(arg: string | FdStreamConnectOptions, listener?: () => void): FdStream {
+    const options = typeof arg === 'string' ? {} : arg;
+    const stream = new FdStream({ ...options, fd: undefined });
+    return stream.connect(arg, listener);
+  }
+
+  /** Adopt a connected AF_UNIX stream socket fd (the stream owns it from now on). */
+  static fromFd(fd: number, options: Omit<FdStreamOptions, 'fd'> = {}): FdStream {
+    return new FdStream({ ...options, fd });
+  }
+
+  /**
+   * Wrap an FdSocket of type 'stream' (from FdServer or FdSocket.connect).
+   * The FdSocket is released (it gives up its fd and closes); messages it had
+   * buffered are dropped, so wrap it before reading from it.
+   */
+  static fromSocket(socket: FdSocket, options: Omit<FdStreamOptions, 'fd'> = {}): FdStream {
+    if (!(socket instanceof FdSocket)) throw invalidArgType('socket', 'an instance of FdSocket', socket);
+    if (socket.type !== 'stream') throw invalidArgValue('socket', "must be of type 'stream'", socket.type);
+    const fd = socket.release();
+    try {
+      return new FdStream({ ...options, fd });
+    } catch (err) {
+      native.close(fd);
+      throw err;
+    }
+  }
+
+  /** Two connected streams (socketpair(2)). */
+  static pair(options: Omit<FdStreamOptions, 'fd'> = {}): [FdStream, FdStream] {
+    const r = native.socketpair(native.SOCK_STREAM, pairBuf);
+    if (r < 0) throw systemError(r, 'socketpair');
+    const a = pairBuf[0]!;
+    const b = pairBuf[1]!;
+    return [new FdStream({ ...options, fd: a }), new FdStream({ ...options, fd: b })];
+  }
+
+  /**
+   * Connect this (unconnected) stream to a path or abstract name. Writes
+   * before the connection wait for it. Errors come as 'error'.
+   */
+  connect(arg: string | FdStreamConnectOptions, listener?: () => void): this {
+    if (this.#fd >= 0 || this.#connecting) throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -106 });
+    if (listener !== undefined && typeof listener !== 'function') throw invalidArgType('listener', 'a function', listener);
+    const where = typeof arg === 'string' ? { path: arg } : arg;
+    if (where === null || typeof where !== 'object') throw invalidArgType('options', 'a path string or an options object', arg);
+    const address: AddressOptions = {};
+    if (where.path !== undefined) address.path = where.path;
+    if (where.abstract !== undefined) address.abstract = where.abstract;
+    if (listener) this.once('connect', listener);
+    this.#connecting = true;
+    const abort = new AbortController();
+    this.#connectAbort = abort;
+    FdSocket.connect({ ...address, type: 'stream', signal: abort.signal }).then(
+      (socket) => {
+        this.#connectAbort = null;
+        this.#connecting = false;
+        if (this.destroyed) {
+          void socket.close();
+          return;
+        }
+        this.#attach(socket.release());
+        // Out of the promise chain, so that a throwing listener is an uncaught exception.
+        process.nextTick(() => {
+          if (this.destroyed) return;
+          this.emit('connect');
+          this.emit('ready');
+        });
+      },
+      (err: Error) => {
+        this.#connectAbort = null;
+        this.#connecting = false;
+        if (!this.destroyed) this.destroy(err);
+      },
+    );
+    return this;
+  }
+
+  #attach(fd: number): void {
+    const w = native.watch(fd, this.#pollCallback);
+    if (typeof w === 'number') {
+      native.close(fd);
+      throw systemError(w, 'uv_poll_init');
+    }
+    this.#fd = fd;
+    this.#watcher = w;
+    // Work that waited for the connection.
+    if (this.#write) this.#flushWrite();
+    if (this.#final && !this.#write) this.#doFinal();
+    if (this.#readWanted) this.#pumpRead();
+    this.#updatePoll();
+  }
+
+  /** The socket's fd; -1 before it is connected and once destroyed. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /** True while connect() is in progress. */
+  get connecting(): boolean {
+    return this.#connecting;
+  }
+
+  /** True until the stream has a connected socket. */
+  get pending(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** net.Socket's readyState: 'opening', 'open', 'readOnly', 'writeOnly' or 'closed'. */
+  get readyState(): 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed' {
+    if (this.#connecting) return 'opening';
+    if (this.destroyed || this.#fd < 0) return 'closed';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+
+  /** Credentials of the peer (SO_PEERCRED) as of connect(). */
+  get peer(): PeerCredentials {
+    if (!this.#peer) {
+      if (this.#fd < 0) throw new FdPassError(this.destroyed ? ErrorCodes.CLOSED : 'ENOTCONN', 'the stream has no connected socket');
+      this.#peer = peerCredentials(this.#fd);
+    }
+    return this.#peer;
+  }
+
+  /** Fds received with bytes already read and taken by nobody yet. */
+  get pendingFds(): number {
+    return this.#pending.length;
+  }
+
+  /** A no-op (AF_UNIX has no Nagle), for code written for net.Socket. */
+  setNoDelay(_noDelay?: boolean): this {
+    return this;
+  }
+
+  /** A no-op (AF_UNIX has no keep-alive), for code written for net.Socket. */
+  setKeepAlive(_enable?: boolean, _initialDelay?: number): this {
+    return this;
+  }
+
+  /** Not supported: fds sit at byte positions, and decoding would hide them. Decode the Buffers yourself. */
+  override setEncoding(_encoding: BufferEncoding): this {
+    const err = new TypeError('FdStream does not decode: fds sit at byte offsets; decode the Buffers yourself') as TypeError & { code: string };
+    err.code = 'ERR_METHOD_NOT_IMPLEMENTED';
+    throw err;
+  }
+
+  // ---- reading -----------------------------------------------------------------
+
+  /**
+   * `read(size?)` is Readable's. `read(size, fdCount)` returns `{ data, fds }`:
+   * `data` as `read(size)` would return it, and fds in the order they came:
+   * with `fdCount` null, all fds that came with the bytes read so far (this
+   * read's and earlier reads') and were not taken yet; with a number, that
+   * many fds, taking fds that came with bytes still buffered if need be (for
+   * protocols that count fds per message), fewer if fewer have arrived.
+   * Returns null, taking nothing, when `size` bytes are not there yet. With
+   * size 0, takes only fds: `{ data: null, fds }`.
+   */
+  override read(size?: number): Buffer | null;
+  override read(size: number | undefined, fdCount: number | null): FdChunk | null;
+  override read(size?: number, fdCount?: number | null): Buffer | FdChunk | null {
+    if (fdCount === undefined) return super.read(size) as Buffer | null;
+    const max = checkFdCount(fdCount);
+    let data: Buffer | null;
+    this.#claiming = true;
+    try {
+      data = super.read(size) as Buffer | null;
+    } finally {
+      this.#claiming = false;
+    }
+    if (data === null && size !== 0) return null;
+    return { data: size === 0 ? null : data, fds: max === Infinity ? this.#take(max) : this.#takeAhead(max) };
+  }
+
+  /** Take fds that came with bytes already read (at most `max`); yours to close. */
+  takeFds(max?: number): number[] {
+    return this.#take(max === undefined ? Infinity : checkFdCount(max));
+  }
+
+  #take(max: number): number[] {
+    const n = Math.min(max, this.#pending.length);
+    if (n === 0) return [];
+    const fds = this.#pending.splice(0, n);
+    for (const fd of fds) disown(fd);
+    return fds;
+  }
+
+  /** Take `count` fds: pending ones first, then those of chunks still buffered. */
+  #takeAhead(count: number): number[] {
+    const fds = this.#take(count);
+    while (fds.length < count && this.#incoming.length > 0) {
+      const group = this.#incoming[0]!;
+      const taken = group.fds.splice(0, count - fds.length);
+      for (const fd of taken) {
+        disown(fd);
+        fds.push(fd);
+      }
+      if (group.fds.length === 0) this.#incoming.shift();
+    }
+    return fds;
+  }
+
+  override unshift(chunk: unknown, encoding?: BufferEncoding): void {
+    if (chunk instanceof Uint8Array) this.#readOffset = Math.max(0, this.#readOffset - chunk.byteLength);
+    super.unshift(chunk, encoding);
+  }
+
+  // Every byte leaves the Readable through a 'data' event (read() emits it
+  // too): that is where fds become pending, and where 'fds' listeners get them.
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'data' && args[0] instanceof Uint8Array) this.#consumed(args[0].byteLength);
+    return super.emit(event, ...args);
+  }
+
+  #consumed(bytes: number): void {
+    this.#readOffset += bytes;
+    let moved = false;
+    while (this.#incoming.length > 0 && this.#incoming[0]!.end <= this.#readOffset) {
+      const group = this.#incoming.shift()!;
+      for (const fd of group.fds) this.#pending.push(fd);
+      moved = true;
+    }
+    if (moved && !this.#claiming && this.listenerCount('fds') > 0) {
+      const fds = this.#take(Infinity);
+      super.emit('fds', fds);
+    }
+  }
+
+  override _read(_size: number): void {
+    this.#readWanted = true;
+    if (this.#fd >= 0) {
+      this.#pumpRead();
+      this.#updatePoll();
+    }
+  }
+
+  #pumpRead(): void {
+    for (let batches = 0; this.#readWanted && !this.#eof && this.#fd >= 0 && !this.destroyed; batches++) {
+      if (batches === BATCHES_PER_WAKE) {
+        // Let the event loop breathe; readiness brings us back.
+        this.#pollIn = true;
+        return;
+      }
+      const r = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, MAX_FDS, true);
+      if (typeof r === 'number') {
+        if (r === native.EAGAIN) {
+          this.#pollIn = true;
+          return;
+        }
+        this.destroy(systemError(r, 'recvmsg'));
+        return;
+      }
+      for (let i = 0; i < r.length; i++) {
+        // A 'data' listener run by push() may have destroyed the stream: the
+        // rest of the batch has nobody to go to.
+        const failure = this.destroyed ? 'destroyed' : this.#admit(r[i]!);
+        if (failure) {
+          for (let j = failure === 'destroyed' ? i : i + 1; j < r.length; j++) {
+            const e = r[j]!;
+            if (!(e instanceof Error)) closeFds(e.fds);
+          }
+          if (failure instanceof Error && !this.destroyed) this.destroy(failure);
+          return;
+        }
+      }
+    }
+  }
+
+  /** Push one received chunk; returns 'eof', an error, or null. */
+  #admit(entry: RawEntry): Error | 'eof' | null {
+    if (entry instanceof Error) return entry;
+    if (entry.flags & FLAG_EOF) {
+      this.#eof = true;
+      this.#readWanted = false;
+      this.#pollIn = false;
+      this.push(null);
+      return 'eof';
+    }
+    if (entry.flags & FLAG_CTRUNC) {
+      closeFds(entry.fds);
+      return new FdPassError(
+        ErrorCodes.CONTROL_TRUNCATED,
+        `fds sent with the stream did not fit (MSG_CTRUNC, RLIMIT_NOFILE?); ${entry.fds.length} that arrived were closed and the stream is unusable`,
+      );
+    }
+    this.#pushedBytes += entry.data.length;
+    if (entry.fds.length > 0) this.#incoming.push({ end: this.#pushedBytes, fds: entry.fds });
+    this.bytesRead += entry.data.length;
+    // push() may run 'data' listeners (flowing mode) that destroy the stream.
+    if (!this.push(entry.data)) this.#readWanted = false;
+    return null;
+  }
+
+  // ---- writing -----------------------------------------------------------------
+
+  /**
+   * Write a Buffer, Uint8Array or string, or `{ data, fds, callback }`: the
+   * fds travel with the first byte of `data` (at least one byte), in order
+   * with the other writes. The fds are still yours: close them once the
+   * callback ran. Returns false when the caller should wait for 'drain'.
+   */
+  override write(chunk: unknown, callback?: WriteCallback): boolean;
+  override write(chunk: unknown, encoding: BufferEncoding, callback?: WriteCallback): boolean;
+  override write(chunk: unknown, encoding?: BufferEncoding | WriteCallback, callback?: WriteCallback): boolean {
+    if (typeof encoding === 'function') {
+      callback = encoding;
+      encoding = undefined;
+    }
+    if (isFdWrite(chunk)) {
+      const data = toBuffer(chunk.data, 'data');
+      const fds = toFdArray(chunk.fds);
+      const cb = chunk.callback ?? callback;
+      if (cb !== undefined && typeof cb !== 'function') throw invalidArgType('callback', 'a function', cb);
+      if (fds && data.length === 0) throw emptyDataError();
+      if (fds) {
+        // A Buffer of our own, so that the fds are found by identity in _write.
+        const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+        this.#fdsOf.set(view, fds);
+        return cb ? super.write(view, cb) : super.write(view);
+      }
+      return cb ? super.write(data, cb) : super.write(data);
+    }
+    if (encoding !== undefined) return callback ? super.write(chunk, encoding, callback) : super.write(chunk, encoding);
+    return callback ? super.write(chunk, callback) : super.write(chunk);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
+    this.#write = { data: chunk, offset: 0, fds: this.#fdsOf.get(chunk) ?? null, callback };
+    if (this.#fd >= 0) {
+      this.#flushWrite();
+      this.#updatePoll();
+    }
+  }
+
+  #flushWrite(): void {
+    const w = this.#write;
+    if (!w || this.#fd < 0) return;
+    while (w.offset < w.data.length) {
+      const r = native.sendmsg(this.#fd, w.data, w.offset, w.data.length - w.offset, w.fds, w.fds ? w.fds.length : 0, null);
+      if (r === native.EAGAIN) return;
+      if (r < 0) {
+        this.#write = null;
+        w.callback(systemError(r, 'sendmsg'));
+        return;
+      }
+      // The fds went with the first byte; the rest of a partial write goes alone.
+      w.fds = null;
+      w.offset += r;
+      this.bytesWritten += r;
+    }
+    this.#write = null;
+    w.callback();
+    if (this.#final && !this.#write) this.#doFinal();
+  }
+
+  override _final(callback: WriteCallback): void {
+    this.#final = callback;
+    if (this.#fd >= 0 && !this.#write) this.#doFinal();
+  }
+
+  /** Half-close once every write is out: the peer sees end of file. */
+  #doFinal(): void {
+    const callback = this.#final;
+    if (!callback) return;
+    this.#final = null;
+    const r = native.shutdown(this.#fd, 1);
+    // ENOTCONN: the peer is gone already; nothing is left to flush.
+    callback(r < 0 && r !== -107 ? systemError(r, 'shutdown') : null);
+  }
+
+  // ---- polling and lifetime ------------------------------------------------------
+
+  #onPoll(events: number): void {
+    if (this.#fd < 0 || this.destroyed) return;
+    if (events < 0) {
+      this.destroy(systemError(events, 'poll'));
+      return;
+    }
+    if (events & POLL_WRITE) this.#flushWrite();
+    if (events & POLL_READ && this.#pollIn) {
+      this.#pollIn = false;
+      this.#pumpRead();
+    }
+    this.#updatePoll();
+  }
+
+  #updatePoll(): void {
+    if (!this.#watcher || this.#fd < 0 || this.destroyed) return;
+    let want = 0;
+    if (this.#pollIn && this.#readWanted && !this.#eof) want |= POLL_READ;
+    if (this.#write) want |= POLL_WRITE;
+    if (want !== this.#events) {
+      this.#events = want;
+      native.setEvents(this.#watcher, want);
+    }
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#connectAbort?.abort();
+    this.#connectAbort = null;
+    if (this.#watcher) native.closeWatcher(this.#watcher, true);
+    else if (this.#fd >= 0) native.close(this.#fd);
+    this.#watcher = null;
+    this.#fd = -1;
+    this.#write = null;
+    this.#final = null;
+    // Fds nobody took are closed with the stream.
+    for (const group of this.#incoming) closeFds(group.fds);
+    this.#incoming = [];
+    closeFds(this.#pending);
+    this.#pending = [];
+    callback(error);
+  }
+}
