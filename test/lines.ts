@@ -68,5 +68,9 @@ export class JsonLines {
 export function exited(child: ChildProcess): Promise<number | string> {
   if (child.exitCode !== null) return Promise.resolve(child.exitCode);
   if (child.signalCode !== null) return Promise.resolve(child.signalCode);
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? -1)));
+  return new Promise((resolve) => {
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? -1));
+    // A child that could not start (EACCES, ENOENT) emits 'error', never 'exit'.
+    child.once('error', (err: Error & { code?: string }) => resolve(`spawn failed: ${err.code ?? err.message}`));
+  });
 }
