@@ -6,7 +6,7 @@ import { AddressOptions, ResolvedAddress, addressOptions, encodeAddress, socketT
 import type { SocketType } from './address.js';
 import { ErrorCodes, FdPassError, abortError, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from './errors.js';
 import { checkFdNumber } from './fds.js';
-import { Watcher, native } from './native.js';
+import { Watcher, native, watchFd } from './native.js';
 import { FdSocket, PeerCredentials, peerCredentials, socketInfo } from './socket.js';
 
 export interface ListenOptions extends AddressOptions {
@@ -88,12 +88,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     this.#allow = allow;
     // The addon holds the callback weakly while idle: this object keeps it alive.
     this.#pollCallback = (events: number) => this.#onPoll(events);
-    const w = native.watch(fd, this.#pollCallback);
-    if (typeof w === 'number') {
-      native.close(fd);
-      throw systemError(w, 'uv_poll_init');
-    }
-    this.#watcher = w;
+    this.#watcher = watchFd(fd, this.#pollCallback);
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'connection') queueMicrotask(() => this.#pump());
     });

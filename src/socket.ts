@@ -23,7 +23,7 @@ import {
   systemError,
 } from './errors.js';
 import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
-import { Watcher, native } from './native.js';
+import { Watcher, native, watchFd } from './native.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -232,12 +232,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     this.#peer = peer;
     // The addon holds the callback weakly while idle: this object keeps it alive.
     this.#pollCallback = (events: number) => this.#onPoll(events);
-    const w = native.watch(fd, this.#pollCallback);
-    if (typeof w === 'number') {
-      native.close(fd);
-      throw systemError(w, 'uv_poll_init');
-    }
-    this.#watcher = w;
+    this.#watcher = watchFd(fd, this.#pollCallback);
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'message') queueMicrotask(() => this.#pump());
     });
