@@ -12,6 +12,11 @@
 import { closeSync, openSync, readdirSync } from 'node:fs';
 import { FdSocket, recvFdSync, sendFdSync } from 'fdpass';
 import { report, reportLatency } from './report.mjs';
+// The *Sync helpers serve runc-style callers, whose sockets are blocking; the C
+// baseline makes its socket blocking too (set_blocking in fdbench.c), so the
+// sync contenders get the same conditions. The addon is internal: reach it by path.
+import { native } from '../../dist/native.js';
+if (process.argv[2]?.endsWith('-sync')) native.setFlags(3, -1, 0);
 
 const SOCK = 3;
 const NAME = '/dev/ptmx';
