@@ -22,3 +22,5 @@ export type { FdLike, HasFd } from './fds.js';
 export { FdPassError, ErrorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { AddressOptions, SocketType } from './address.js';
+export { socketFromFd, serverFromFd, readStreamFromFd, writeStreamFromFd } from './convert.js';
+export type { FdStreamOptions } from './convert.js';
