@@ -559,6 +559,11 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     closeAll(this.#received.values());
     this.#received.clear();
   }
+
+  /** `await using handoff = await Handoff.start(...)`: close() at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }
 
 function unlinkQuietly(path: string): void {
