@@ -44,7 +44,10 @@ function statFd(fd: number): Stats {
 function streamSocketInfo(fd: number, what: string, listening: boolean): void {
   const info = socketInfo(fd);
   if (info.type !== native.SOCK_STREAM || ![AF_UNIX, AF_INET, AF_INET6].includes(info.domain) || info.listening !== listening) {
-    throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${fd} is not ${what} (a ${listening ? 'listening' : 'connected'} stream socket: TCP or Unix)`);
+    throw new FdPassError(
+      ErrorCodes.BAD_SOCKET,
+      `fd ${fd} is not ${what} (a ${listening ? 'listening' : 'connected'} stream socket: TCP or Unix)`,
+    );
   }
 }
 

@@ -122,7 +122,9 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
 }
 
 export function outOfRange(name: string, range: string, actual: unknown, code = 'ERR_OUT_OF_RANGE'): Coded<RangeError> {
-  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`) as Coded<RangeError>;
+  const err = new RangeError(
+    `The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`,
+  ) as Coded<RangeError>;
   err.code = code;
   return err;
 }

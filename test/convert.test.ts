@@ -66,7 +66,10 @@ describe('convert', () => {
       original.close(); // only our copy listens now: the port stays open
       await once(original, 'close');
 
-      const server = await serverFromFd(fd, http.createServer((_req, res) => res.end('served by the inherited listener\n')));
+      const server = await serverFromFd(
+        fd,
+        http.createServer((_req, res) => res.end('served by the inherited listener\n')),
+      );
       assert.ok(server instanceof http.Server);
       assert.equal((server.address() as net.AddressInfo).port, port);
       const res = await fetch(`http://127.0.0.1:${port}/`);
@@ -116,7 +119,9 @@ describe('convert', () => {
   it('readStreamFromFd and writeStreamFromFd on pipes (a child process at the other end)', async () => {
     await noLeak(async () => {
       // A pipe to read: the child's stdout.
-      const writer = spawn('python3', ['-c', 'import sys; sys.stdout.write("from a pipe\\n" * 3)'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const writer = spawn('python3', ['-c', 'import sys; sys.stdout.write("from a pipe\\n" * 3)'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       const rfd = await passed(writer.stdout as net.Socket);
       writer.stdout.destroy();
       const r = readStreamFromFd(rfd);

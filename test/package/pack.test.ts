@@ -62,9 +62,19 @@ describe('npm pack', () => {
     const allowed = [/^dist\/.*\.(js|d\.ts)$/, /^dist-cjs\/.*\.(js|d\.ts)$/, /^dist-cjs\/package\.json$/, /^native\/[^/]+\.c$/];
     const exact = ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'scripts/build-native.mjs', 'scripts/install.mjs'];
     for (const f of files) {
-      assert.ok(exact.includes(f) || allowed.some((re) => re.test(f)) || f === 'prebuilds/linux-x64/fdpass.node', `unexpected file in the tarball: ${f}`);
+      assert.ok(
+        exact.includes(f) || allowed.some((re) => re.test(f)) || f === 'prebuilds/linux-x64/fdpass.node',
+        `unexpected file in the tarball: ${f}`,
+      );
     }
-    for (const f of [...exact, 'prebuilds/linux-x64/fdpass.node', 'dist/index.js', 'dist/index.d.ts', 'dist-cjs/index.js', 'native/fdpass.c']) {
+    for (const f of [
+      ...exact,
+      'prebuilds/linux-x64/fdpass.node',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist-cjs/index.js',
+      'native/fdpass.c',
+    ]) {
       assert.ok(files.includes(f), `missing from the tarball: ${f}`);
     }
   });
@@ -80,8 +90,16 @@ describe('npm pack', () => {
   });
 
   for (const [kind, file, load] of [
-    ['ESM (import)', 'esm.mjs', "import * as fdpass from 'fdpass';\nimport { createRequire } from 'node:module';\nconst require_ = createRequire(import.meta.url);"],
-    ['CommonJS (require)', 'cjs.cjs', "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff']) require(sub);"],
+    [
+      'ESM (import)',
+      'esm.mjs',
+      "import * as fdpass from 'fdpass';\nimport { createRequire } from 'node:module';\nconst require_ = createRequire(import.meta.url);",
+    ],
+    [
+      'CommonJS (require)',
+      'cjs.cjs',
+      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff']) require(sub);",
+    ],
   ] as const) {
     it(`runs a round trip from ${kind} with the prebuilt addon`, () => {
       writeFileSync(join(project, file), roundTrip(load));
