@@ -1,4 +1,4 @@
-// The README's quick start runs as written.
+// The README's quick start runs as written; the recipes in examples/ run.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -22,5 +22,11 @@ describe('README examples', () => {
     } finally {
       rmSync(file, { force: true });
     }
+  });
+
+  it('examples/memfd.mjs: a memfd from a python3 peer, read here', () => {
+    const r = spawnSync(process.execPath, [join(repoRoot, 'examples', 'memfd.mjs')], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'shared-buffer /memfd:shared-buffer (deleted)\nhello from a memfd\n');
   });
 });
