@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'build/', 'build-test/', 'node_modules/', 'prebuilds/', 'docs/'] },
+  { ignores: ['dist/', 'dist-cjs/', 'build/', 'build-test/', 'node_modules/', 'prebuilds/', 'docs/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

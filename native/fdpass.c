@@ -106,7 +106,7 @@ static void mark_owned(instance_t *inst, int fd, int owned) {
   if (owned)
     inst->owned[fd >> 3] |= (uint8_t)(1u << (fd & 7));
   else
-    inst->owned[fd >> 3] &= (uint8_t)~(1u << (fd & 7));
+    inst->owned[fd >> 3] &= (uint8_t) ~(1u << (fd & 7));
 }
 
 static int throw_type(napi_env env, const char *msg) {
@@ -127,8 +127,8 @@ static int make_addr(napi_env env, napi_value v, struct sockaddr_un *sa,
   memset(sa, 0, sizeof(*sa));
   sa->sun_family = AF_UNIX;
   memcpy(sa->sun_path, bytes, n);
-  *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
-                     (bytes[0] != 0));
+  *len =
+      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (bytes[0] != 0));
   return 0;
 }
 
@@ -755,7 +755,7 @@ static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
     for (size_t i = 0; i < inst->owned_bits; i++)
       if (inst->owned[i >> 3] & (1u << (i & 7))) {
         close((int)i);
-        inst->owned[i >> 3] &= (uint8_t)~(1u << (i & 7));
+        inst->owned[i >> 3] &= (uint8_t) ~(1u << (i & 7));
       }
   maybe_finish_cleanup(inst);
 }
@@ -785,15 +785,24 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     const char *name;
     napi_callback fn;
   } fns[] = {
-      {"socket", fdp_socket},         {"socketpair", fdp_socketpair},
-      {"bind", fdp_bind},             {"listen", fdp_listen},
-      {"connect", fdp_connect},       {"acceptBatch", fdp_accept_batch},
-      {"sockInfo", fdp_sock_info},    {"peerCred", fdp_peer_cred},
-      {"setFlags", fdp_set_flags},    {"getFlags", fdp_get_flags},
-      {"shutdown", fdp_shutdown},     {"close", fdp_close},
-      {"poll", fdp_poll},             {"sendmsg", fdp_sendmsg},
-      {"recvBatch", fdp_recv_batch},  {"watch", fdp_watch},
-      {"setEvents", fdp_set_events},  {"closeWatcher", fdp_close_watcher},
+      {"socket", fdp_socket},
+      {"socketpair", fdp_socketpair},
+      {"bind", fdp_bind},
+      {"listen", fdp_listen},
+      {"connect", fdp_connect},
+      {"acceptBatch", fdp_accept_batch},
+      {"sockInfo", fdp_sock_info},
+      {"peerCred", fdp_peer_cred},
+      {"setFlags", fdp_set_flags},
+      {"getFlags", fdp_get_flags},
+      {"shutdown", fdp_shutdown},
+      {"close", fdp_close},
+      {"poll", fdp_poll},
+      {"sendmsg", fdp_sendmsg},
+      {"recvBatch", fdp_recv_batch},
+      {"watch", fdp_watch},
+      {"setEvents", fdp_set_events},
+      {"closeWatcher", fdp_close_watcher},
       {"setOwnedMap", fdp_set_owned_map},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {

@@ -27,6 +27,8 @@ export const ErrorCodes = {
   BUSY: 'ERR_FDPASS_BUSY',
   /** The socket is of the wrong kind for this call (not AF_UNIX, a listener...). */
   BAD_SOCKET: 'ERR_FDPASS_BAD_SOCKET',
+  /** A path or abstract name longer than sun_path allows (107 bytes); thrown as a RangeError before any syscall. */
+  PATH_TOO_LONG: 'ERR_FDPASS_PATH_TOO_LONG',
   /** A protocol message that does not follow its format (bad JSON, an invalid state, an unknown kind). */
   BAD_MESSAGE: 'ERR_FDPASS_BAD_MESSAGE',
   /** A message carried a different number of fds than it names. */
@@ -122,7 +124,9 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
 }
 
 export function outOfRange(name: string, range: string, actual: unknown, code = 'ERR_OUT_OF_RANGE'): Coded<RangeError> {
-  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`) as Coded<RangeError>;
+  const err = new RangeError(
+    `The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`,
+  ) as Coded<RangeError>;
   err.code = code;
   return err;
 }

@@ -4,15 +4,7 @@
  * @packageDocumentation
  */
 export { FdSocket } from './socket.js';
-export type {
-  ConnectOptions,
-  FdSocketEvents,
-  PeerCredentials,
-  ReceivedFd,
-  ReceivedMessage,
-  RecvFdOptions,
-  RecvOptions,
-} from './socket.js';
+export type { ConnectOptions, FdSocketEvents, PeerCredentials, ReceivedFd, ReceivedMessage, RecvFdOptions, RecvOptions } from './socket.js';
 export { FdServer } from './server.js';
 export type { AcceptOptions, FdServerEvents, ListenOptions } from './server.js';
 export { sendFdSync, recvFdSync } from './sync.js';
@@ -22,3 +14,5 @@ export type { FdLike, HasFd } from './fds.js';
 export { FdPassError, ErrorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { AddressOptions, SocketType } from './address.js';
+export { socketFromFd, serverFromFd, readStreamFromFd, writeStreamFromFd } from './convert.js';
+export type { FdStreamOptions } from './convert.js';

@@ -92,7 +92,12 @@ export const native: NativeBinding = load();
  * bit per fd; delivering an fd clears it; the end of this environment (a
  * worker that exits) closes every fd still marked.
  */
-export const ownedMap = new Uint8Array(1 << 17);
+// One map per environment, shared by every copy of this module in it (the ESM
+// and CommonJS builds load the same addon instance): a second copy that
+// installed its own map would orphan the marks of the first.
+const OWNED_MAP = Symbol.for('fdpass.ownedMap');
+const holder = globalThis as { [OWNED_MAP]?: Uint8Array };
+export const ownedMap: Uint8Array = holder[OWNED_MAP] ?? (holder[OWNED_MAP] = new Uint8Array(1 << 17));
 native.setOwnedMap(ownedMap);
 
 /**

@@ -39,13 +39,7 @@ export type RawEntry = RawMessage | FdPassError;
  * failed (-EAGAIN when nothing is there). An error after some messages comes
  * as a trailing FdPassError entry.
  */
-export function readBatch(
-  fd: number,
-  maxMessages: number,
-  maxBytes: number,
-  maxFds: number,
-  connected: boolean,
-): RawEntry[] | number {
+export function readBatch(fd: number, maxMessages: number, maxBytes: number, maxFds: number, connected: boolean): RawEntry[] | number {
   let data: Buffer = scratchData;
   if (maxBytes > data.length) {
     if (!scratchBig || scratchBig.length < maxBytes) scratchBig = Buffer.allocUnsafeSlow(maxBytes);
@@ -161,7 +155,12 @@ export function toReceivedMessage(
   const t = truncation(msg, maxFds);
   if (t) return t;
   if (msg.data.length > maxBytes) {
-    if (!stream) return fail(msg, ErrorCodes.TRUNCATED, `message of ${msg.data.length} bytes is larger than maxBytes (${maxBytes}); its fds were closed`);
+    if (!stream)
+      return fail(
+        msg,
+        ErrorCodes.TRUNCATED,
+        `message of ${msg.data.length} bytes is larger than maxBytes (${maxBytes}); its fds were closed`,
+      );
     disownAll(msg.fds);
     return {
       data: msg.data.subarray(0, maxBytes),

@@ -156,8 +156,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
       }
       throw err;
     }
-    const where =
-      address.path !== undefined ? { path: resolvePath(address.path) } : { abstract: address.abstract as string };
+    const where = address.path !== undefined ? { path: resolvePath(address.path) } : { abstract: address.abstract as string };
     const server = new FdServer(fd, type, where, allow);
     server.#fileId = fileId;
     return server;
@@ -189,7 +188,8 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   /** Accept one connection (allowed by `allow`). Rejects with ERR_FDPASS_CLOSED once closed. */
   accept(options: AcceptOptions = {}): Promise<FdSocket> {
     const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
     return new Promise<FdSocket>((resolve, reject) => {
       if (this.#closed) return reject(closedError('server'));
       const w: AcceptWaiter = {

@@ -4,24 +4,8 @@
 // buffered messages belong to the socket and are closed with it.
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  AddressOptions,
-  ResolvedAddress,
-  SocketType,
-  addressOptions,
-  encodeAddress,
-  socketTypeName,
-  socketTypeNumber,
-} from './address.js';
-import {
-  ErrorCodes,
-  FdPassError,
-  abortError,
-  closedError,
-  invalidArgType,
-  outOfRange,
-  systemError,
-} from './errors.js';
+import { AddressOptions, ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
+import { ErrorCodes, FdPassError, abortError, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
 import { Watcher, native, watchFd } from './native.js';
 import {

@@ -13,7 +13,7 @@ test('net.Socket, net.Server, dgram.Socket, FileHandle and FdSocket are FdLike',
   noLeak(async () => {
     const t = tempDir();
     writeFileSync(t.path('f'), 'fh');
-    const conns: import("node:net").Socket[] = [];
+    const conns: import('node:net').Socket[] = [];
     const server: Server = createServer((s) => conns.push(s));
     await new Promise<void>((res) => server.listen(0, '127.0.0.1', () => res()));
     const { port } = server.address() as { port: number };
@@ -61,7 +61,9 @@ test('received fds are close-on-exec: a child process does not inherit them', ()
     await a.send('x', [fd]);
     const m = (await b.recv())!;
     const got = m.fds[0]!;
-    const inherited = spawnSync('sh', ['-c', `test -e /proc/self/fd/${got} && echo open || echo closed`]).stdout.toString().trim();
+    const inherited = spawnSync('sh', ['-c', `test -e /proc/self/fd/${got} && echo open || echo closed`])
+      .stdout.toString()
+      .trim();
     assert.equal(inherited, 'closed');
     // The control: an fd without close-on-exec is inherited.
     const plain = spawnSync('sh', ['-c', `test -e /proc/self/fd/0 && echo open || echo closed`]).stdout.toString().trim();

@@ -7,7 +7,11 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { FdServer, FdSocket, recvFdSync, sendFdSync } from 'fdpass';
 import { buildPeer, noLeak, tempDir } from './helpers.js';
 
-function run(cmd: string, args: string[], options: { stdio?: ('pipe' | 'inherit' | number)[] } = {}): Promise<{ code: number | null; out: string; err: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  options: { stdio?: ('pipe' | 'inherit' | number)[] } = {},
+): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: options.stdio ?? ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -35,10 +35,7 @@ test('recv still wakes after the poll stopped and a GC ran', () =>
     const third = b.recvFd();
     await collect();
     await a.sendFd('z', fd);
-    const got = await Promise.race([
-      third,
-      new Promise<null>((res) => setTimeout(() => res(null), 5000).unref()),
-    ]);
+    const got = await Promise.race([third, new Promise<null>((res) => setTimeout(() => res(null), 5000).unref())]);
     assert.ok(got, 'recvFd was never woken');
     assert.equal(got.name, 'z');
     closeSync(got.fd);

@@ -197,7 +197,10 @@ describe('FdServer', () => {
       assert.equal(existsSync(path), false);
       assert.throws(() => FdServer.fromFd(a.fd), { code: 'ERR_FDPASS_BAD_SOCKET' });
       assert.throws(() => FdSocket.fromFd(adopted.fd), { code: 'ERR_FDPASS_BAD_SOCKET' });
-      assert.throws(() => FdServer.fromFd(0), (e: FdPassError) => e.code === 'ENOTSOCK' || e.code === 'ERR_FDPASS_BAD_SOCKET');
+      assert.throws(
+        () => FdServer.fromFd(0),
+        (e: FdPassError) => e.code === 'ENOTSOCK' || e.code === 'ERR_FDPASS_BAD_SOCKET',
+      );
       await Promise.all([a.close(), b.close()]);
       await adopted.close();
       t.cleanup();

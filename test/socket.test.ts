@@ -203,7 +203,10 @@ describe('stream semantics', () => {
       }
       await all;
       assert.equal(fds, 20, 'each send carried its fd exactly once');
-      assert.deepEqual(starts, Array.from({ length: 20 }, (_, i) => i));
+      assert.deepEqual(
+        starts,
+        Array.from({ length: 20 }, (_, i) => i),
+      );
       const joined = Buffer.concat(stream);
       for (let i = 0; i < 20; i++) assert.equal(joined[i * chunk.length], i, `send ${i} in order`);
       assert.equal(joined.indexOf(0xee), -1, 'queued bytes are copies, not the caller buffer');

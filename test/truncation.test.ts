@@ -68,35 +68,35 @@ s.recv(1)`,
     ]);
     const conn = await server.accept();
     try {
-    // Wait until both messages are in our receive queue.
-    await new Promise((res) => setTimeout(res, 200));
-    // RLIMIT_NOFILE bounds fd numbers: set it so that 40 numbers are free.
-    const open = new Set(openFds());
-    let limit = 0;
-    for (let free = 0; free < 40; limit++) if (!open.has(limit)) free++;
-    const old = execFileSync('prlimit', ['--pid', String(process.pid), '--nofile', '--output=SOFT,HARD', '--noheadings'])
-      .toString()
-      .trim()
-      .split(/\s+/);
-    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${limit}:${old[1]}`]);
-    try {
-      await assert.rejects(conn.recv({ maxBytes: 4 }), (e: Error & { code?: string }) => {
-        assert.equal(e.code, 'ERR_FDPASS_CONTROL_TRUNCATED');
-        assert.match(e.message, /MSG_CTRUNC/);
-        // Some fds were installed before the limit hit; they were closed.
-        const arrived = Number(/\((\d+) arrived/.exec(e.message)?.[1]);
-        assert.ok(arrived > 0 && arrived < 200, `some fds arrived (${arrived})`);
-        return true;
-      });
-    } finally {
-      execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${old[0]}:${old[1]}`]);
-    }
-    const next = await conn.recv();
-    assert.equal(next!.data.toString(), 'next');
-    assert.equal(readFileSync(next!.fds[0]!, 'utf8'), 'data');
-    next!.fds.forEach((fd) => closeSync(fd));
-    await conn.send('k');
-    await new Promise((res) => child.on('close', res));
+      // Wait until both messages are in our receive queue.
+      await new Promise((res) => setTimeout(res, 200));
+      // RLIMIT_NOFILE bounds fd numbers: set it so that 40 numbers are free.
+      const open = new Set(openFds());
+      let limit = 0;
+      for (let free = 0; free < 40; limit++) if (!open.has(limit)) free++;
+      const old = execFileSync('prlimit', ['--pid', String(process.pid), '--nofile', '--output=SOFT,HARD', '--noheadings'])
+        .toString()
+        .trim()
+        .split(/\s+/);
+      execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${limit}:${old[1]}`]);
+      try {
+        await assert.rejects(conn.recv({ maxBytes: 4 }), (e: Error & { code?: string }) => {
+          assert.equal(e.code, 'ERR_FDPASS_CONTROL_TRUNCATED');
+          assert.match(e.message, /MSG_CTRUNC/);
+          // Some fds were installed before the limit hit; they were closed.
+          const arrived = Number(/\((\d+) arrived/.exec(e.message)?.[1]);
+          assert.ok(arrived > 0 && arrived < 200, `some fds arrived (${arrived})`);
+          return true;
+        });
+      } finally {
+        execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${old[0]}:${old[1]}`]);
+      }
+      const next = await conn.recv();
+      assert.equal(next!.data.toString(), 'next');
+      assert.equal(readFileSync(next!.fds[0]!, 'utf8'), 'data');
+      next!.fds.forEach((fd) => closeSync(fd));
+      await conn.send('k');
+      await new Promise((res) => child.on('close', res));
     } finally {
       child.kill();
       await Promise.all([conn.close(), server.close()]);

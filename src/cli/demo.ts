@@ -65,10 +65,13 @@ async function runServer(control: string, gen: number): Promise<number> {
   const handoff = await Handoff.start({ path: control, drainTimeout: 10_000 });
   const server = http.createServer((req, res) => {
     const ms = Number(new URL(req.url ?? '/', 'http://demo').searchParams.get('ms') ?? 0);
-    setTimeout(() => {
-      res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ gen, pid: process.pid }));
-    }, Math.min(ms, 5000));
+    setTimeout(
+      () => {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({ gen, pid: process.pid }));
+      },
+      Math.min(ms, 5000),
+    );
   });
   const port = Number(process.env.FDPASS_DEMO_PORT ?? 0);
   const inherited = await handoff.listen(server, 'http', { port, host: '127.0.0.1' });
@@ -78,7 +81,12 @@ async function runServer(control: string, gen: number): Promise<number> {
   handoff.on('drained', (r) => send({ event: 'drained', ...r }));
   await handoff.ready();
   const address = server.address();
-  send({ event: 'ready', inherited, predecessor: handoff.predecessor?.pid ?? null, port: typeof address === 'object' && address ? address.port : 0 });
+  send({
+    event: 'ready',
+    inherited,
+    predecessor: handoff.predecessor?.pid ?? null,
+    port: typeof address === 'object' && address ? address.port : 0,
+  });
   const stop = (): void => {
     void handoff.drain();
   };
@@ -152,7 +160,8 @@ async function runLoad(port: number, concurrency: number): Promise<number> {
   };
   const workers = Array.from({ length: concurrency }, (_, i) => worker(i >= fresh));
   const progress = setInterval(() => {
-    if (process.connected) process.send!({ event: 'progress', requests: summary.requests, failed: summary.failed, byGeneration: summary.byGeneration });
+    if (process.connected)
+      process.send!({ event: 'progress', requests: summary.requests, failed: summary.failed, byGeneration: summary.byGeneration });
   }, 1000);
   await new Promise<void>((resolve) => {
     process.once('message', () => resolve());
@@ -220,7 +229,9 @@ async function supervise(durationS: number, restarts: number, concurrency: numbe
     const listenPort = first.port as number;
     log(`generation 1 (pid ${first.pid}) listening on http://127.0.0.1:${listenPort}/`);
     const load = new Child(
-      fork(main, ['demo', '--role=load', `--port=${listenPort}`, `--concurrency=${concurrency}`], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }),
+      fork(main, ['demo', '--role=load', `--port=${listenPort}`, `--concurrency=${concurrency}`], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      }),
     );
     children.push(load);
     log(`load: ${concurrency} concurrent requests from pid ${load.process.pid} for ${durationS} s`);
@@ -229,7 +240,16 @@ async function supervise(durationS: number, restarts: number, concurrency: numbe
         log(`${m.requests} requests, ${m.failed} failed, by generation ${JSON.stringify(m.byGeneration)}`);
       }
     });
-    const handoffs: { generation: number; pid: number; tookOverFrom: number; handoffMs: number; inFlight: number; connections: number; forced: number; exitCode: number | string }[] = [];
+    const handoffs: {
+      generation: number;
+      pid: number;
+      tookOverFrom: number;
+      handoffMs: number;
+      inFlight: number;
+      connections: number;
+      forced: number;
+      exitCode: number | string;
+    }[] = [];
     const end = t0 + durationS * 1000;
     for (let i = 1; i <= restarts; i++) {
       const at = t0 + (durationS * 1000 * i) / (restarts + 1);
@@ -321,7 +341,8 @@ export const demo: Command = {
     }
     try {
       if (values.role === 'server') return await runServer(values.control!, positiveInt(values.generation, 'generation', 1));
-      if (values.role === 'load') return await runLoad(positiveInt(values.port, 'port', 0), positiveInt(values.concurrency, 'concurrency', 16));
+      if (values.role === 'load')
+        return await runLoad(positiveInt(values.port, 'port', 0), positiveInt(values.concurrency, 'concurrency', 16));
       const duration = positiveInt(values.duration, 'duration', 15);
       const restarts = positiveInt(values.restarts, 'restarts', 4, 0);
       const concurrency = positiveInt(values.concurrency, 'concurrency', 16);

@@ -63,8 +63,7 @@ function parseArgs(args: string[]): Options | 'help' {
     else if (flag === '--') {
       positional.push(...args.slice(i + 1));
       break;
-    }
-    else if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
+    } else if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
     else positional.push(arg);
   }
   if (positional.length !== 1) throw new UsageError(positional.length === 0 ? 'missing SOCKET' : 'too many arguments');

@@ -231,7 +231,10 @@ export class Handoff extends EventEmitter<HandoffEvents> {
         throw err;
       }
       if (reply === null) {
-        throw handoffError(ErrorCodes.HANDOFF_REFUSED, `the process at ${path} closed the connection without an offer (refused by its allow?)`);
+        throw handoffError(
+          ErrorCodes.HANDOFF_REFUSED,
+          `the process at ${path} closed the connection without an offer (refused by its allow?)`,
+        );
       }
       const { message, fds } = reply;
       if (message?.op === 'busy') {
@@ -248,7 +251,10 @@ export class Handoff extends EventEmitter<HandoffEvents> {
         names.length !== fds.length
       ) {
         closeAll(fds);
-        throw handoffError(ErrorCodes.PROTOCOL, `unexpected answer from pid ${peer.pid}: ${JSON.stringify(message)} with ${fds.length} fd(s)`);
+        throw handoffError(
+          ErrorCodes.PROTOCOL,
+          `unexpected answer from pid ${peer.pid}: ${JSON.stringify(message)} with ${fds.length} fd(s)`,
+        );
       }
       names.forEach((name: string, i) => received.set(name, fds[i]!));
     } catch (err) {
@@ -323,7 +329,8 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       throw invalidArgType('server', 'a net.Server (or http.Server)', server);
     }
     if (this.#entries.some((e) => e.name === name)) throw invalidArgValue('name', 'is already in use', name);
-    if (this.#state !== 'starting' && this.#state !== 'serving') throw handoffError(ErrorCodes.CLOSED, `cannot add a server while ${this.#state}`);
+    if (this.#state !== 'starting' && this.#state !== 'serving')
+      throw handoffError(ErrorCodes.CLOSED, `cannot add a server while ${this.#state}`);
   }
 
   #register(server: Server, name: string): void {
@@ -559,6 +566,11 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     closeAll(this.#received.values());
     this.#received.clear();
   }
+
+  /** `await using handoff = await Handoff.start(...)`: close() at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }
 
 function unlinkQuietly(path: string): void {
@@ -582,7 +594,11 @@ function stopAccepting(entry: Entry, done: () => void): void {
   if (!server.listening) {
     const check = (): void => {
       if (entry.connections.size === 0) done();
-      else entry.connections.values().next().value!.once('close', () => setImmediate(check));
+      else
+        entry.connections
+          .values()
+          .next()
+          .value!.once('close', () => setImmediate(check));
     };
     check();
     return;

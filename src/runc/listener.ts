@@ -4,7 +4,7 @@
 // closed, an 'error' event reports it (when someone listens), and the
 // listener goes on.
 import { EventEmitter } from 'node:events';
-import { ErrorCodes, FdPassError, invalidArgType, outOfRange } from '../errors.js';
+import { ErrorCodes, FdPassError, abortError, invalidArgType, outOfRange } from '../errors.js';
 import { FdServer } from '../server.js';
 import type { FdSocket, PeerCredentials } from '../socket.js';
 
@@ -153,12 +153,32 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
     else this.#queue.push(value);
   }
 
-  /** The next value, or null once the listener is closed. */
-  next(): Promise<T | null> {
+  /**
+   * The next value, or null once the listener is closed. An aborted `signal`
+   * rejects with an AbortError; the value that would have come goes to the
+   * next caller.
+   */
+  next(options?: { signal?: AbortSignal }): Promise<T | null> {
+    const signal = options?.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      return Promise.reject(invalidArgType('options.signal', 'an instance of AbortSignal', signal));
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift() as T);
     if (this.#closed) return Promise.resolve(null);
-    return new Promise<T | null>((resolve) => {
-      this.#waiters.push({ resolve: (r) => resolve(r.done ? null : r.value) });
+    return new Promise<T | null>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(abortError(signal!));
+      };
+      const waiter: Waiter<T> = {
+        resolve: (r) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(r.done ? null : r.value);
+        },
+      };
+      this.#waiters.push(waiter);
+      signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 

@@ -35,7 +35,10 @@ export function listenPidfdSocket(path: string, options?: RuncListenOptions): Pr
       const { name, fd } = await sock.recvFd({ signal });
       if (!KINDS.includes(name)) {
         native.close(fd);
-        throw new FdPassError(ErrorCodes.BAD_MESSAGE, `pidfd socket: unknown kind ${JSON.stringify(name.slice(0, 64))} (expected "standard" or "setns"); its fd was closed`);
+        throw new FdPassError(
+          ErrorCodes.BAD_MESSAGE,
+          `pidfd socket: unknown kind ${JSON.stringify(name.slice(0, 64))} (expected "standard" or "setns"); its fd was closed`,
+        );
       }
       return { kind: name as PidfdKind, pidfd: fd, peer };
     },

@@ -61,7 +61,10 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
           for (const fd of m.fds) fds.push(fd);
           size += m.data.length;
           if (size > maxStateBytes) {
-            throw new FdPassError(ErrorCodes.MESSAGE_TOO_LARGE, `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`);
+            throw new FdPassError(
+              ErrorCodes.MESSAGE_TOO_LARGE,
+              `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`,
+            );
           }
           chunks.push(m.data);
         }

@@ -159,7 +159,8 @@ export class FdStream extends Duplex {
     if (options.readableHighWaterMark !== undefined) duplexOptions.readableHighWaterMark = options.readableHighWaterMark;
     if (options.writableHighWaterMark !== undefined) duplexOptions.writableHighWaterMark = options.writableHighWaterMark;
     const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
     const fd = options.fd === undefined ? -1 : checkStreamFd(options.fd);
     super(duplexOptions);
     if (fd >= 0) this.#attach(fd);
@@ -210,7 +211,8 @@ export class FdStream extends Duplex {
    * before the connection wait for it. Errors come as 'error'.
    */
   connect(arg: string | FdStreamConnectOptions, listener?: () => void): this {
-    if (this.#fd >= 0 || this.#connecting) throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -106 });
+    if (this.#fd >= 0 || this.#connecting)
+      throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -106 });
     if (listener !== undefined && typeof listener !== 'function') throw invalidArgType('listener', 'a function', listener);
     const where = typeof arg === 'string' ? { path: arg } : arg;
     if (where === null || typeof where !== 'object') throw invalidArgType('options', 'a path string or an options object', arg);
@@ -312,7 +314,9 @@ export class FdStream extends Duplex {
 
   /** Not supported: fds sit at byte positions, and decoding would hide them. Decode the Buffers yourself. */
   override setEncoding(_encoding: BufferEncoding): this {
-    const err = new TypeError('FdStream does not decode: fds sit at byte offsets; decode the Buffers yourself') as TypeError & { code: string };
+    const err = new TypeError('FdStream does not decode: fds sit at byte offsets; decode the Buffers yourself') as TypeError & {
+      code: string;
+    };
     err.code = 'ERR_METHOD_NOT_IMPLEMENTED';
     throw err;
   }

@@ -217,7 +217,8 @@ export async function notifyBarrier(options: BarrierOptions = {}): Promise<boole
   if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'of type number', timeout);
   if (!Number.isInteger(timeout) || timeout < 0) throw outOfRange('options.timeout', 'an integer >= 0', timeout);
   const signal = options.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
   signal?.throwIfAborted();
   if (notifyAddress() === null) {
     if (options.unsetEnvironment) delete process.env.NOTIFY_SOCKET;

@@ -52,6 +52,13 @@ test('fdpass demo with short settings: restarts under load, zero failed, JSON su
   assert.ok(summary.keepAliveReused > 0 && summary.newConnections > 0);
   assert.equal(summary.inFlightAtHandoff.length, 3);
   assert.equal(typeof summary.longestPauseMs, 'number');
-  for (let i = 1; i <= 3; i++) assert.ok(lines.some((l) => l.includes(`restart ${i}: generation ${i + 1}`)), out);
-  assert.ok(lines.some((l) => /\d+ requests, 0 failed/.test(l)), out);
+  for (let i = 1; i <= 3; i++)
+    assert.ok(
+      lines.some((l) => l.includes(`restart ${i}: generation ${i + 1}`)),
+      out,
+    );
+  assert.ok(
+    lines.some((l) => /\d+ requests, 0 failed/.test(l)),
+    out,
+  );
 });

@@ -166,7 +166,11 @@ describe('fdpass recvtty', () => {
     // finishes if somebody reads it.
     const bundle = runc.bundle((c) => {
       c.process.terminal = true;
-      c.process.args = ['/bin/sh', '-c', 'i=0; while [ $i -lt 3000 ]; do echo "line $i of output that nobody wants to read"; i=$((i+1)); done'];
+      c.process.args = [
+        '/bin/sh',
+        '-c',
+        'i=0; while [ $i -lt 3000 ]; do echo "line $i of output that nobody wants to read"; i=$((i+1)); done',
+      ];
     });
     try {
       const sock = t.path('null.sock');

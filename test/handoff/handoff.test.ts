@@ -33,7 +33,10 @@ class Generation {
     const seen = this.messages.find((m) => m.event === event);
     if (seen) return Promise.resolve(seen);
     return new Promise<Msg>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${event} from generation; got ${JSON.stringify(this.messages)}; stderr ${this.stderr}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no ${event} from generation; got ${JSON.stringify(this.messages)}; stderr ${this.stderr}`)),
+        timeoutMs,
+      );
       const onExit = (): void => {
         setImmediate(() => {
           const m = this.messages.find((x) => x.event === event);
@@ -112,9 +115,12 @@ describe('handoff between processes', () => {
       assert.deepEqual(tcp.errors, []);
       assert.deepEqual(unix.errors, []);
       assert.equal(tcp.failed + unix.failed, 0);
-      for (const g of ['1', '2', '3', '4']) assert.ok((tcp.byGeneration[g] ?? 0) > 0, `generation ${g} served: ${JSON.stringify(tcp.byGeneration)}`);
+      for (const g of ['1', '2', '3', '4'])
+        assert.ok((tcp.byGeneration[g] ?? 0) > 0, `generation ${g} served: ${JSON.stringify(tcp.byGeneration)}`);
       assert.ok(tcp.reused > 0, 'keep-alive connections were reused');
-      const inFlight = gens.slice(0, 3).map((g) => (g.messages.find((m) => m.event === 'draining')!.args as [{ inFlight: number }])[0].inFlight);
+      const inFlight = gens
+        .slice(0, 3)
+        .map((g) => (g.messages.find((m) => m.event === 'draining')!.args as [{ inFlight: number }])[0].inFlight);
       // Each old generation reported what was running when it began to drain; none was cut (forced: 0 above).
       assert.equal(inFlight.length, 3);
       // A final request lands on the last generation.
@@ -178,7 +184,11 @@ describe('handoff between processes', () => {
         const { Handoff } = await import(${JSON.stringify(join(repoRoot, 'dist', 'handoff', 'index.js'))});
         try { await Handoff.start({ path: ${JSON.stringify(control)}, allow: () => true, exit: false }); console.log('TOOK'); }
         catch (err) { console.log(err.code); }`;
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        uid: 65534,
+        gid: 65534,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -191,7 +201,11 @@ describe('handoff between processes', () => {
       assert.equal((await get({ port })).gen, 1);
       // And the client side refuses a predecessor of another uid by default.
       const script2 = script.replace('allow: () => true, ', '');
-      const child2 = spawn(process.execPath, ['--input-type=module', '-e', script2], { uid: 65534, gid: 65534, stdio: ['ignore', 'pipe', 'inherit'] });
+      const child2 = spawn(process.execPath, ['--input-type=module', '-e', script2], {
+        uid: 65534,
+        gid: 65534,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
       let out2 = '';
       child2.stdout.on('data', (d: Buffer) => (out2 += d.toString()));
       await exited(child2);

@@ -11,7 +11,11 @@ export interface LoadResult {
   byGeneration: Record<string, number>;
 }
 
-export function startLoad(target: { port?: number; socketPath?: string }, keepAliveWorkers = 4, freshWorkers = 2): { stop: () => Promise<LoadResult>; result: LoadResult } {
+export function startLoad(
+  target: { port?: number; socketPath?: string },
+  keepAliveWorkers = 4,
+  freshWorkers = 2,
+): { stop: () => Promise<LoadResult>; result: LoadResult } {
   const result: LoadResult = { requests: 0, failed: 0, errors: [], reused: 0, byGeneration: {} };
   const agent = new http.Agent({ keepAlive: true, maxSockets: keepAliveWorkers });
   let running = true;

@@ -2,12 +2,7 @@ import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, openSync, fstatSync } from 'node:fs';
 import { FdSocket, type FdPassError } from 'fdpass';
-import {
-  listenSeccompAgent,
-  sendContainerProcessState,
-  type ContainerProcessState,
-  type ReceivedContainerProcessState,
-} from 'fdpass/runc';
+import { listenSeccompAgent, sendContainerProcessState, type ContainerProcessState, type ReceivedContainerProcessState } from 'fdpass/runc';
 import { fdTarget, noLeak, tempDir } from '../helpers.js';
 import { makeRunc } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';

@@ -106,7 +106,7 @@ describe('FdStream with a Python peer writing uneven chunks', () => {
       assert.equal(data.length, summary.bytes);
       // Parse the records and match every group of fds to one.
       const records: { start: number; end: number; nfds: number; matched: boolean }[] = [];
-      for (let pos = 0; pos < data.length; ) {
+      for (let pos = 0; pos < data.length;) {
         const size = data.readUInt32LE(pos);
         const nfds = data.readUInt32LE(pos + 4);
         records.push({ start: pos, end: pos + 8 + size, nfds, matched: false });
@@ -118,10 +118,17 @@ describe('FdStream with a Python peer writing uneven chunks', () => {
         const r = records[i]!;
         assert.equal(r.matched, false, `record ${i} got fds twice`);
         r.matched = true;
-        assert.deepEqual(g.labels, Array.from({ length: r.nfds }, (_, j) => `${i}:${j}`), `record ${i}`);
+        assert.deepEqual(
+          g.labels,
+          Array.from({ length: r.nfds }, (_, j) => `${i}:${j}`),
+          `record ${i}`,
+        );
       }
       const missing = records.filter((r) => r.nfds > 0 && !r.matched).length;
       assert.equal(missing, 0, `${missing} records lost their fds`);
-      assert.equal(groups.reduce((n, g) => n + g.labels.length, 0), summary.fds);
+      assert.equal(
+        groups.reduce((n, g) => n + g.labels.length, 0),
+        summary.fds,
+      );
     }));
 });

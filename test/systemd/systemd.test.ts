@@ -223,7 +223,13 @@ describe('notify', () => {
           assert.equal(m.text, 'FDSTOREREMOVE=1\nFDNAME=admin');
 
           // 253 fds: one SCM_RIGHTS, nothing truncated.
-          assert.equal(await notify('FDSTORE=1\nFDNAME=many', Array.from({ length: 253 }, () => fd)), true);
+          assert.equal(
+            await notify(
+              'FDSTORE=1\nFDNAME=many',
+              Array.from({ length: 253 }, () => fd),
+            ),
+            true,
+          );
           m = await rx.lines.event('event', 'message');
           assert.equal((m.fds as Json[]).length, 253);
 

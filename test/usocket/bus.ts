@@ -32,9 +32,13 @@ export async function startBus(): Promise<PrivateBus> {
   );
   // setpriv --pdeathsig: the bus goes away with this process, even if a
   // test times out and the runner kills it before the after() hooks.
-  const daemon = spawn('setpriv', ['--pdeathsig', 'TERM', '--', 'dbus-daemon', `--config-file=${config}`, '--nofork', '--print-address=1'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const daemon = spawn(
+    'setpriv',
+    ['--pdeathsig', 'TERM', '--', 'dbus-daemon', `--config-file=${config}`, '--nofork', '--print-address=1'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let stderr = '';
   daemon.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
   const exited = new Promise<void>((res) => daemon.once('close', () => res()));

@@ -172,7 +172,8 @@ describe('dbus-next over fdpass/usocket on a private dbus-daemon', () => {
       await disconnect(client);
       await disconnect(service);
       t.cleanup();
-    }));
+    }),
+  );
 
   test('a libdbus client (python3-dbus) passes an fd to a dbus-next service and receives one from it', { timeout: 30000 }, () =>
     noLeak(async () => {
@@ -193,5 +194,6 @@ describe('dbus-next over fdpass/usocket on a private dbus-daemon', () => {
       await closed(inhibitor.kept);
       await disconnect(service);
       t.cleanup();
-    }));
+    }),
+  );
 });

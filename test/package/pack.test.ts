@@ -1,0 +1,189 @@
+// The npm tarball as users get it: `npm pack`, installed with scripts off into
+// an empty project (no compiler involved), then used from ESM, CommonJS and a
+// strict TypeScript project.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { repoRoot, tempDir } from '../helpers.js';
+
+const tscBin = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+
+function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: 180_000 });
+}
+
+function ok(r: SpawnSyncReturns<string>, what: string): string {
+  assert.equal(r.status, 0, `${what} failed (${r.status} ${r.signal ?? ''}):\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+// A round trip: a file's fd goes through a socketpair and is read on the other side.
+const roundTrip = (load: string) => `
+${load}
+const { FdSocket, MAX_FDS } = fdpass;
+const fs = require_('node:fs');
+const [a, b] = FdSocket.pair();
+const fd = fs.openSync(process.argv[2], 'r');
+a.sendFd('the-file', fd).then(async () => {
+  fs.closeSync(fd);
+  const got = await b.recvFd();
+  const text = fs.readFileSync(got.fd, 'utf8');
+  fs.closeSync(got.fd);
+  await a.close(); await b.close();
+  const addon = fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.endsWith('fdpass.node'));
+  console.log(JSON.stringify({ name: got.name, text, maxFds: MAX_FDS, addon: addon && addon.slice(addon.indexOf('/')) }));
+});
+`;
+
+describe('npm pack', () => {
+  const tmp = tempDir('fdpass-pack-');
+  const project = tmp.path('consumer');
+  let tarball = '';
+  let files: string[] = [];
+
+  before(() => {
+    const r = run('npm', ['pack', '--json', '--pack-destination', tmp.dir], repoRoot);
+    const packed = JSON.parse(ok(r, 'npm pack')) as { filename: string; files: { path: string }[] }[];
+    tarball = join(tmp.dir, packed[0]!.filename);
+    files = packed[0]!.files.map((f) => f.path);
+    mkdirSync(project);
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+    ok(run('npm', ['install', '--ignore-scripts', '--offline', '--no-audit', '--no-fund', tarball], project), 'npm install');
+    // The consumer's @types/node: ours (the install is offline).
+    mkdirSync(join(project, 'node_modules', '@types'), { recursive: true });
+    symlinkSync(join(repoRoot, 'node_modules', '@types', 'node'), join(project, 'node_modules', '@types', 'node'));
+    writeFileSync(join(project, 'data.txt'), 'hello through SCM_RIGHTS\n');
+  });
+  after(() => tmp.cleanup());
+
+  it('contains only what users need', () => {
+    const allowed = [
+      /^dist\/.*\.(js|d\.ts)$/,
+      /^dist-cjs\/.*\.(js|d\.ts)$/,
+      /^dist-cjs\/package\.json$/,
+      /^native\/[^/]+\.[ch]$/,
+      /^packages\/usocket-compat\/(index\.js|package\.json|README\.md)$/,
+    ];
+    const exact = ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'scripts/build-native.mjs', 'scripts/install.mjs'];
+    for (const f of files) {
+      assert.ok(
+        exact.includes(f) || allowed.some((re) => re.test(f)) || f === 'prebuilds/linux-x64/fdpass.node',
+        `unexpected file in the tarball: ${f}`,
+      );
+    }
+    for (const f of [
+      ...exact,
+      'prebuilds/linux-x64/fdpass.node',
+      'dist/index.js',
+      'dist/index.d.ts',
+      'dist-cjs/index.js',
+      'native/fdpass.c',
+    ]) {
+      assert.ok(files.includes(f), `missing from the tarball: ${f}`);
+    }
+  });
+
+  it('installs with scripts off and compiles nothing', () => {
+    const pkgDir = join(project, 'node_modules', 'fdpass');
+    assert.ok(existsSync(join(pkgDir, 'prebuilds', 'linux-x64', 'fdpass.node')));
+    assert.ok(!existsSync(join(pkgDir, 'build')), 'nothing was compiled');
+    // The install script, with no compiler reachable: it uses the prebuild.
+    const env = { ...process.env, PATH: dirname(process.execPath) };
+    ok(run(process.execPath, [join(pkgDir, 'scripts', 'install.mjs')], pkgDir, env), 'the install script');
+    assert.ok(!existsSync(join(pkgDir, 'build')), 'the install script compiled although a prebuild matches');
+  });
+
+  for (const [kind, file, load] of [
+    [
+      'ESM (import)',
+      'esm.mjs',
+      "import * as fdpass from 'fdpass';\nimport { createRequire } from 'node:module';\nconst require_ = createRequire(import.meta.url);",
+    ],
+    [
+      'CommonJS (require)',
+      'cjs.cjs',
+      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff']) require(sub);",
+    ],
+  ] as const) {
+    it(`runs a round trip from ${kind} with the prebuilt addon`, () => {
+      writeFileSync(join(project, file), roundTrip(load));
+      const out = JSON.parse(ok(run(process.execPath, [file, 'data.txt'], project), file)) as Record<string, unknown>;
+      assert.deepEqual(out, {
+        name: 'the-file',
+        text: 'hello through SCM_RIGHTS\n',
+        maxFds: 253,
+        addon: join(project, 'node_modules', 'fdpass', 'prebuilds', 'linux-x64', 'fdpass.node'),
+      });
+    });
+  }
+
+  describe('a strict TypeScript consumer', () => {
+    const tsconfig = (file: string) =>
+      JSON.stringify({
+        compilerOptions: {
+          strict: true,
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          lib: ['ES2022', 'ESNext.Disposable'],
+          types: ['node'],
+          noEmit: true,
+          skipLibCheck: false,
+        },
+        files: [file],
+      });
+    const tsc = (file: string) => {
+      writeFileSync(join(project, `tsconfig.${file}.json`), tsconfig(file));
+      return run(process.execPath, [tscBin, '-p', `tsconfig.${file}.json`], project);
+    };
+
+    it('type-checks ESM and CommonJS code that names our types', () => {
+      writeFileSync(
+        join(project, 'good.mts'),
+        `import { FdSocket, FdServer, FdPassError, ErrorCodes, type FdLike, type PeerCredentials, type ReceivedMessage } from 'fdpass';
+import type { ContainerProcessState, ContainerState } from 'fdpass/runc';
+import { listenFds } from 'fdpass/systemd';
+import { Handoff } from 'fdpass/handoff';
+export async function main(path: string): Promise<void> {
+  await using server = await FdServer.listen({ path, allow: (p: PeerCredentials) => p.uid === process.getuid!() });
+  const sock: FdSocket = await FdSocket.connect(path);
+  const what: FdLike = 0;
+  await sock.send('x', [what]);
+  const m: ReceivedMessage | null = await sock.recv({ signal: AbortSignal.timeout(1000) });
+  const fds: number[] = m?.fds ?? [];
+  const state = null as ContainerProcessState | null;
+  const inner: ContainerState | undefined = state?.state;
+  const code: string = ErrorCodes.EOF;
+  console.log(fds, inner?.id, code, listenFds().length, typeof Handoff.start, new FdPassError(code, 'x') instanceof Error, server.path);
+}
+`,
+      );
+      ok(tsc('good.mts'), 'tsc on good.mts');
+      writeFileSync(
+        join(project, 'good.cts'),
+        `import fdpass = require('fdpass');
+import runc = require('fdpass/runc');
+const [a, b]: [fdpass.FdSocket, fdpass.FdSocket] = fdpass.FdSocket.pair('seqpacket');
+export const p: Promise<void> = a.sendFd('name', b).then(() => b.close());
+export const s: typeof runc.sendConsole = runc.sendConsole;
+`,
+      );
+      ok(tsc('good.cts'), 'tsc on good.cts');
+    });
+
+    it('rejects an fd where a name goes', () => {
+      writeFileSync(
+        join(project, 'bad.mts'),
+        `import { FdSocket } from 'fdpass';
+const [a] = FdSocket.pair();
+await a.sendFd(3, 'name');
+`,
+      );
+      const r = tsc('bad.mts');
+      assert.notEqual(r.status, 0, 'tsc accepted sendFd(fd, name)');
+      assert.match(r.stdout, /bad\.mts\(3,16\): error TS2345: Argument of type 'number' is not assignable to parameter of type 'string'/);
+    });
+  });
+});
