@@ -17,11 +17,18 @@
 // fds[0..room). Returns the count; *rights counts SCM_RIGHTS messages and
 // *others any other control message (SCM_CREDENTIALS, ...). Fds that do not
 // fit in room (never, when room is sized from controllen) are closed.
+// A header whose cmsg_len runs past msg_controllen ends the walk: glibc's
+// CMSG_NXTHDR checks that for every header but the first, and trusting it
+// would read past the buffer (and overflow the pointer in CMSG_NXTHDR).
 static int collect_fds(struct msghdr *msg, int *fds, int room, int *rights,
                        int *others) {
   int n = 0;
+  const unsigned char *end =
+      (const unsigned char *)msg->msg_control + msg->msg_controllen;
   *rights = *others = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+    if (c->cmsg_len > (size_t)(end - (const unsigned char *)c))
+      break;
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
       (*others)++;
       continue;
