@@ -26,6 +26,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cmsg.h"
+
 #define FDP_MAX_FDS 253 // SCM_MAX_FD: more fds in one sendmsg fail with EINVAL
 #define META_INTS 4     // per message: bytes, fds, flags, control summary
 
@@ -409,37 +411,6 @@ static napi_value fdp_sendmsg(napi_env env, napi_callback_info info) {
     r = sendmsg(fd, &msg, MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);
   return make_int(env, r < 0 ? -errno : r);
-}
-
-// Collect the fds of every SCM_RIGHTS in a received control buffer into
-// fds[0..room). Returns the count; *rights counts SCM_RIGHTS messages and
-// *others any other control message (SCM_CREDENTIALS, ...). Fds that do not
-// fit in room (never, when room is sized from controllen) are closed.
-static int collect_fds(struct msghdr *msg, int *fds, int room, int *rights,
-                       int *others) {
-  int n = 0;
-  *rights = *others = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) {
-      (*others)++;
-      continue;
-    }
-    (*rights)++;
-    if (c->cmsg_len < CMSG_LEN(0))
-      continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    // CMSG_DATA may be unaligned for int in theory; copy byte-wise.
-    const unsigned char *p = CMSG_DATA(c);
-    for (size_t i = 0; i < count; i++) {
-      int fd;
-      memcpy(&fd, p + i * sizeof(int), sizeof(int));
-      if (n < room)
-        fds[n++] = fd;
-      else
-        close(fd);
-    }
-  }
-  return n;
 }
 
 // recvBatch(fd, data: Uint8Array, fds: Int32Array, meta: Int32Array,
