@@ -29,4 +29,21 @@ describe('README examples', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'shared-buffer /memfd:shared-buffer (deleted)\nhello from a memfd\n');
   });
+  const recipes: [string, string][] = [
+    ['privilege-separation', 'uid 65534 read "only root may open this" (direct open: EACCES)\n'],
+    ['runc-console', '/dev/pts/ptmx: hello from the container\n'],
+    ['seccomp-agent', 'container demo-container (creating), metadata example\nseccompFd -> /dev/null\n'],
+    ['socket-activation', 'served by pid N on "web"\n'],
+    [
+      'zero-downtime',
+      'generation 1 listening\ngeneration 2 inherited the socket: true, same port: true\ngeneration 1 exited with 0\ngeneration 2 answers on the same port\n',
+    ],
+  ];
+  for (const [name, expected] of recipes) {
+    it(`examples/${name}.mjs runs and prints what the README says`, () => {
+      const r = spawnSync(process.execPath, [join(repoRoot, 'examples', `${name}.mjs`)], { encoding: 'utf8', timeout: 60_000 });
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, expected);
+    });
+  }
 });
