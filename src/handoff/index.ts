@@ -24,7 +24,7 @@ import type { ListenOptions as NetListenOptions, Server, Socket } from 'node:net
 import { FdServer } from '../server.js';
 import { FdSocket } from '../socket.js';
 import type { PeerCredentials } from '../socket.js';
-import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import { ErrorCodes, FdPassError, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd } from '../fds.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -42,6 +42,8 @@ export interface HandoffOptions {
   timeout?: number;
   /** Exit the process (code 0) once drained after a handoff. Default true. */
   exit?: boolean;
+  /** Gives up waiting for the predecessor's offer (start() rejects with an AbortError). */
+  signal?: AbortSignal;
 }
 
 /** What listen() falls back to when no predecessor handed over a listener of that name. */
@@ -114,8 +116,13 @@ function checkMs(value: unknown, name: string, def: number): number {
   return value;
 }
 
-async function recvWithin(sock: FdSocket, ms: number): Promise<{ message: TakeMessage | null; fds: number[] } | null> {
-  const m = await sock.recv({ signal: AbortSignal.timeout(ms) });
+async function recvWithin(
+  sock: FdSocket,
+  ms: number,
+  signal?: AbortSignal,
+): Promise<{ message: TakeMessage | null; fds: number[] } | null> {
+  const timeout = AbortSignal.timeout(ms);
+  const m = await sock.recv({ signal: signal ? AbortSignal.any([timeout, signal]) : timeout });
   if (m === null) return null;
   return { message: parse(m.data), fds: m.fds };
 }
@@ -163,7 +170,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   #drainPromise: Promise<DrainResult> | null = null;
 
   private constructor(
-    options: Required<Omit<HandoffOptions, 'allow'>> & { allow: (peer: PeerCredentials) => boolean },
+    options: Required<Omit<HandoffOptions, 'allow' | 'signal'>> & { allow: (peer: PeerCredentials) => boolean },
     upstream: FdSocket | null,
     received: Map<string, number>,
   ) {
@@ -205,10 +212,14 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       exit: options.exit ?? true,
     };
     if (typeof resolved.exit !== 'boolean') throw invalidArgType('options.exit', 'of type boolean', resolved.exit);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal))
+      throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    if (signal?.aborted) throw abortError(signal);
 
     let sock: FdSocket;
     try {
-      sock = await FdSocket.connect({ path, type: 'seqpacket' });
+      sock = await FdSocket.connect({ path, type: 'seqpacket', ...(signal ? { signal } : {}) });
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (code === 'ENOENT' || code === 'ECONNREFUSED') return new Handoff(resolved, null, new Map());
@@ -223,8 +234,9 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       await sock.send(JSON.stringify({ op: 'take', version: PROTOCOL_VERSION, pid: process.pid }));
       let reply;
       try {
-        reply = await recvWithin(sock, resolved.timeout);
+        reply = await recvWithin(sock, resolved.timeout, signal);
       } catch (err) {
+        if (signal?.aborted) throw abortError(signal);
         if ((err as Error).name === 'AbortError') {
           throw handoffError(ErrorCodes.HANDOFF_ABORTED, `no offer from pid ${peer.pid} within ${resolved.timeout} ms`);
         }

@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { Handoff } from 'fdpass/handoff';
+import { FdServer, type FdSocket } from 'fdpass';
 import { noLeak, repoRoot, tempDir } from '../helpers.js';
 import { exited } from '../lines.js';
 import { startLoad } from './load.js';
@@ -286,6 +287,26 @@ describe('Handoff in one process', () => {
       assert.equal(seed.listening, false);
       assert.equal(extra.listening, false);
       await h1.close();
+      t.cleanup();
+    }));
+});
+
+describe('Handoff.start and AbortSignal', () => {
+  test('an aborted signal stops waiting for the predecessor: AbortError, nothing leaked', () =>
+    noLeak(async () => {
+      const t = tempDir();
+      const path = t.path('abort.sock');
+      // A "predecessor" that accepts and never offers.
+      const silent = await FdServer.listen({ path, type: 'seqpacket' });
+      const held: FdSocket[] = [];
+      silent.on('connection', (s) => held.push(s));
+      const ac = new AbortController();
+      const started = Handoff.start({ path, signal: ac.signal, exit: false });
+      setTimeout(() => ac.abort(), 50);
+      await assert.rejects(started, { name: 'AbortError' });
+      await assert.rejects(Handoff.start({ path, signal: 'no' as never }), { name: 'TypeError' });
+      await Promise.all(held.map((s) => s.close()));
+      await silent.close();
       t.cleanup();
     }));
 });
