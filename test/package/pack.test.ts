@@ -10,7 +10,12 @@ import { repoRoot, tempDir } from '../helpers.js';
 
 const tscBin = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
 
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = process.env): SpawnSyncReturns<string> {
+// The installed package must load its own prebuilt addon: drop the override
+// that `npm run test:asan` sets for this checkout.
+const consumerEnv: NodeJS.ProcessEnv = { ...process.env };
+delete consumerEnv.FDPASS_NATIVE;
+
+function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = consumerEnv): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: 180_000 });
 }
 
@@ -90,7 +95,7 @@ describe('npm pack', () => {
     assert.ok(existsSync(join(pkgDir, 'prebuilds', 'linux-x64', 'fdpass.node')));
     assert.ok(!existsSync(join(pkgDir, 'build')), 'nothing was compiled');
     // The install script, with no compiler reachable: it uses the prebuild.
-    const env = { ...process.env, PATH: dirname(process.execPath) };
+    const env = { ...consumerEnv, PATH: dirname(process.execPath) };
     ok(run(process.execPath, [join(pkgDir, 'scripts', 'install.mjs')], pkgDir, env), 'the install script');
     assert.ok(!existsSync(join(pkgDir, 'build')), 'the install script compiled although a prebuild matches');
   });
