@@ -520,9 +520,14 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
           break;
         }
         const head = this.#whead < this.#waiters.length ? this.#waiters[this.#whead]! : null;
-        const maxBytes = head ? head.maxBytes : DEFAULT_MAX_BYTES;
-        const maxFds = head ? head.maxFds : MAX_FDS;
-        const r = readBatch(this.#fd, BATCH, maxBytes, maxFds, this.#connected);
+        // A batch reads ahead for later callers too, so the kernel must not cut
+        // what they may accept: read with full fd room and, on datagram
+        // sockets, at least the default size; the caller's own limits are
+        // applied when a message is handed out (same codes, fds closed). A
+        // stream loses nothing to a small read: the rest stays in the kernel.
+        const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
+        const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
+        const r = readBatch(this.#fd, BATCH, maxBytes, MAX_FDS, this.#connected);
         if (typeof r === 'number') {
           if (r === native.EAGAIN) {
             this.#readInterest = true;

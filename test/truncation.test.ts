@@ -32,7 +32,8 @@ test('oversized data on seqpacket and dgram: ERR_FDPASS_TRUNCATED, fds closed, n
       const [a, b] = FdSocket.pair(type);
       await a.send(Buffer.alloc(100, 1), [0, 0, 0]);
       await a.send('small', [0]);
-      // The kernel cuts the datagram (MSG_TRUNC) when maxBytes is the read size.
+      // Longer than maxBytes: refused with its fds closed (the kernel reads it whole,
+      // so that messages read ahead are never cut for a later caller).
       await assert.rejects(b.recv({ maxBytes: 10 }), { code: 'ERR_FDPASS_TRUNCATED' });
       const m = await b.recv({ maxBytes: 10 });
       assert.equal(m!.data.toString(), 'small');
@@ -116,4 +117,24 @@ test('recvFd of a long name on a stream: ERR_FDPASS_NAME_TOO_LONG, fd closed', (
     assert.equal(got.name, 'ok');
     closeSync(got.fd);
     await Promise.all([a.close(), b.close()]);
+  }));
+
+test('a small maxFds or maxBytes applies to its own message, not to the ones read ahead with it', () =>
+  noLeak(async () => {
+    for (const type of ['seqpacket', 'dgram'] as SocketType[]) {
+      const [a, b] = FdSocket.pair(type);
+      const fd = openSync('/dev/null', 'r');
+      await a.send('small', [fd]);
+      await a.send(Buffer.alloc(3000, 1), Array(100).fill(fd));
+      closeSync(fd);
+      // The first recv reads both messages in one batch.
+      const m1 = await b.recv({ maxFds: 1, maxBytes: 10 });
+      assert.equal(m1!.data.toString(), 'small');
+      m1!.fds.forEach((f) => closeSync(f));
+      const m2 = await b.recv();
+      assert.equal(m2!.data.length, 3000, `${type}: the second message is whole`);
+      assert.equal(m2!.fds.length, 100, `${type}: with all its fds`);
+      m2!.fds.forEach((f) => closeSync(f));
+      await Promise.all([a.close(), b.close()]);
+    }
   }));
