@@ -53,12 +53,16 @@ function buildC() {
 }
 const fdbench = buildC();
 
-function hasUsocket() {
+// The npm package usocket, not fdpass's own compat package of the same name
+// (a devDependency for the dbus-next tests): that one would measure fdpass.
+function usocketProblem() {
   try {
-    createRequire(join(here, 'peers', 'usocket-peer.mjs')).resolve('usocket');
-    return true;
+    const require = createRequire(join(here, 'peers', 'usocket-peer.mjs'));
+    const pkg = require('usocket/package.json');
+    if (String(pkg.version).includes('fdpass')) return "only fdpass's compat package is installed (npm install --no-save usocket@1)";
+    return null;
   } catch {
-    return false;
+    return 'not installed (npm install --no-save usocket)';
   }
 }
 
@@ -176,7 +180,7 @@ function throughputContenders(nfds) {
       id: 'usocket',
       label: 'usocket (npm)',
       optional: true,
-      available: hasUsocket() ? null : 'not installed (npm install --no-save usocket)',
+      available: usocketProblem(),
       run: (n) => runPair([node, usocketPeer, 'recv', n, warm(n)], [node, usocketPeer, 'send', n]),
     });
   }
