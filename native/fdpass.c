@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -450,7 +451,8 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
                       CMSG_SPACE(sizeof(struct ucred));
   size_t fd_room = (controllen - CMSG_LEN(0)) / sizeof(int);
   size_t fd_cap = flen / sizeof(int), used_bytes = 0, used_fds = 0;
-  int count = 0;
+  int count = 0, highest_fd = -1;
+  struct rlimit nofile = {.rlim_cur = RLIM_INFINITY};
   meta[max_msgs * META_INTS] = 0;
   while (count < max_msgs) {
     size_t cap = (size_t)per_bytes;
@@ -503,6 +505,22 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
     // and let the caller close them first.
     if (msg.msg_flags & MSG_CTRUNC)
       break;
+    // Reading ahead installs fds the caller has not asked for yet. Near
+    // RLIMIT_NOFILE that would let the kernel cut a later message's fds (for
+    // good) while a reader taking one message at a time, closing as it goes,
+    // would get them all: read on only while the next message's fds surely
+    // fit above the highest fd installed so far (fds take the lowest free
+    // numbers, and the limit bounds the numbers).
+    for (int i = 0; i < n; i++)
+      if (fds[used_fds - n + i] > highest_fd)
+        highest_fd = fds[used_fds - n + i];
+    if (highest_fd >= 0) {
+      if (nofile.rlim_cur == RLIM_INFINITY &&
+          getrlimit(RLIMIT_NOFILE, &nofile) < 0)
+        break;
+      if ((rlim_t)highest_fd + FDP_MAX_FDS >= nofile.rlim_cur)
+        break;
+    }
   }
   return make_int(env, count);
 }

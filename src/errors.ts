@@ -1,4 +1,15 @@
+import { constants } from 'node:os';
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
+
+let names: Map<number, string> | undefined;
+function errnoNames(): Map<number, string> {
+  if (!names) {
+    // Linux errnos that neither libuv nor os.constants name.
+    names = new Map([[109, 'ETOOMANYREFS']]);
+    for (const [name, value] of Object.entries(constants.errno)) if (!names.has(value)) names.set(value, name);
+  }
+  return names;
+}
 
 /**
  * Codes of the errors fdpass raises itself. System errors carry the errno's
@@ -82,8 +93,10 @@ export function systemError(errno: number, syscall: string, path?: string): FdPa
   try {
     code = getSystemErrorName(errno);
   } catch {
-    code = `E${-errno}`;
+    code = 'Unknown';
   }
+  // libuv names only the errnos it knows (not ETOOMANYREFS, for one).
+  if (code.startsWith('Unknown')) code = errnoNames().get(-errno) ?? `E${-errno}`;
   const desc = getSystemErrorMap().get(errno)?.[1];
   const where = path === undefined ? '' : ` ${path}`;
   return new FdPassError(code, `${syscall} ${code}${where}${desc ? ` (${desc})` : ''}`, {
