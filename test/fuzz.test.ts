@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { FdServer, FdSocket, FdPassError } from 'fdpass';
 import type { FdSocket as FdSocketType, RecvOptions, SocketType } from 'fdpass';
 import { listenConsoleSocket, listenPidfdSocket } from 'fdpass/runc';
+import { Handoff } from 'fdpass/handoff';
+import http from 'node:http';
 import { noLeak, repoRoot, tempDir } from './helpers.js';
 
 const baseSeed = Number(process.env.FDPASS_FUZZ_SEED ?? Date.now() % 1_000_000);
@@ -234,4 +236,34 @@ describe('fuzzing peer', () => {
         assert.ok(values + [...errors.values()].reduce((a, b) => a + b, 0) > 1, `seed ${seed}: the storm happened`);
       }));
   }
+
+  test('handoff control socket: a storm of bad peers, then a real successor still takes over', () =>
+    noLeak(async () => {
+      const t = tempDir();
+      const control = t.path('handoff.sock');
+      const seed = baseSeed + 6;
+      const first = await Handoff.start({ path: control, exit: false });
+      const errors: unknown[] = [];
+      first.on('error', (e) => errors.push(e));
+      const server = http.createServer((req, res) => res.end('one'));
+      await first.listen(server, 'http', { port: 0, host: '127.0.0.1' });
+      await first.ready();
+      // Garbage, fds, half messages and vanishing connections on the control socket.
+      const peer = runPeer(control, 'seqpacket', seed, 200, 3, 'x');
+      const storm = await peer.done;
+      assert.ok(storm.conns >= 100 && storm.sent > 0, `seed ${seed}: the storm happened (${JSON.stringify(storm)})`);
+      assert.equal(first.state, 'serving', `seed ${seed}: still serving after the storm`);
+      for (const e of errors) assertCoded(e, 'handoff');
+      // A real successor takes the listener as if nothing happened.
+      const drained = new Promise((res) => first.once('drained', res));
+      const second = await Handoff.start({ path: control, exit: false });
+      assert.deepEqual(second.inherited, ['http']);
+      const server2 = http.createServer((req, res) => res.end('two'));
+      assert.equal(await second.listen(server2, 'http'), true);
+      await second.ready();
+      assert.deepEqual(await drained, { forced: 0 });
+      await second.close();
+      await new Promise((res) => server2.close(res));
+      t.cleanup();
+    }));
 });
