@@ -2,12 +2,13 @@
 // into a message, a runc (name, fd) pair, or a coded error. Whatever the
 // outcome, every fd that arrived ends up either handed to the caller or closed.
 import { ErrorCodes, FdPassError, systemError } from './errors.js';
+import { MAX_FDS } from './fds.js';
 import { disown, native } from './native.js';
 
 /** runc's MaxNameLen: names of this many bytes or more are refused. */
 export const MAX_NAME_LEN = 4096;
 export const DEFAULT_MAX_BYTES = 65536;
-export const MAX_FDS = 253;
+export { MAX_FDS };
 /** Messages read per crossing into C, at most. */
 export const BATCH = 64;
 
@@ -37,9 +38,11 @@ export type RawEntry = RawMessage | FdPassError;
  * Read up to `maxMessages` messages (one recvmsg each) from fd without
  * blocking. Returns the entries, or a negative errno when the first recvmsg
  * failed (-EAGAIN when nothing is there). An error after some messages comes
- * as a trailing FdPassError entry.
+ * as a trailing FdPassError entry. The fd room is always full (253): a batch
+ * reads ahead for later callers, whose limits the caller applies on handing
+ * a message out, so the kernel must never cut fds on their behalf.
  */
-export function readBatch(fd: number, maxMessages: number, maxBytes: number, maxFds: number, connected: boolean): RawEntry[] | number {
+export function readBatch(fd: number, maxMessages: number, maxBytes: number, connected: boolean): RawEntry[] | number {
   let data: Buffer = scratchData;
   if (maxBytes > data.length) {
     if (!scratchBig || scratchBig.length < maxBytes) scratchBig = Buffer.allocUnsafeSlow(maxBytes);
@@ -47,7 +50,7 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, max
     maxMessages = 1;
   }
   const meta = scratchMeta;
-  const n = native.recvBatch(fd, data, scratchFds, meta, maxMessages, maxBytes, maxFds, connected ? 1 : 0);
+  const n = native.recvBatch(fd, data, scratchFds, meta, maxMessages, maxBytes, MAX_FDS, connected ? 1 : 0);
   if (n < 0) return n;
   if (scratchBig && data === scratchBig && scratchBig.length > 4 << 20) scratchBig = null;
   const out: RawEntry[] = new Array(n);
@@ -67,6 +70,25 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, max
   const pending = meta[maxMessages * 4]!;
   if (pending < 0) out.push(systemError(pending, 'recvmsg'));
   return out;
+}
+
+/**
+ * One message, waiting in poll(2) while a non-blocking fd has none: for the
+ * *Sync functions only. A failure comes back as an FdPassError entry.
+ */
+export function readOneSync(fd: number, maxBytes: number, connected: boolean): RawEntry {
+  for (;;) {
+    const r = readBatch(fd, 1, maxBytes, connected);
+    if (typeof r !== 'number') return r[0]!;
+    if (r !== native.EAGAIN) return systemError(r, 'recvmsg');
+    const p = native.poll(fd, native.POLLIN, -1);
+    if (p < 0) return systemError(p, 'poll');
+  }
+}
+
+/** A recvFd at end of file. */
+export function eofError(): FdPassError {
+  return new FdPassError(ErrorCodes.EOF, 'recvFd: end of file before a message');
 }
 
 const EMPTY = Buffer.alloc(0);

@@ -17,7 +17,9 @@ import {
   RawEntry,
   RawMessage,
   closeFds,
+  eofError,
   readBatch,
+  readOneSync,
   toReceivedFd,
   toReceivedMessage,
 } from './recv.js';
@@ -487,7 +489,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       w.cleanup = () => signal.removeEventListener('abort', onAbort);
     }
     this.#waiters.push(w);
-    if (this.#closed) this.#settleWaitersAtEnd(ErrorCodes.CLOSED, 'the socket is closed');
+    if (this.#closed) this.#settleWaitersAtEnd(closedError);
     else this.#pump();
   }
 
@@ -509,7 +511,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         if (this.#closed) return;
         this.#deliver();
         if (this.#eof) {
-          this.#settleWaitersAtEnd(ErrorCodes.EOF, 'recvFd: end of file before a message');
+          this.#settleWaitersAtEnd(eofError);
           break;
         }
         if (!this.#demand()) break;
@@ -521,13 +523,14 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         }
         const head = this.#whead < this.#waiters.length ? this.#waiters[this.#whead]! : null;
         // A batch reads ahead for later callers too, so the kernel must not cut
-        // what they may accept: read with full fd room and, on datagram
-        // sockets, at least the default size; the caller's own limits are
-        // applied when a message is handed out (same codes, fds closed). A
-        // stream loses nothing to a small read: the rest stays in the kernel.
+        // what they may accept: readBatch always has full fd room and, on
+        // datagram sockets, reads at least the default size; the caller's own
+        // limits are applied when a message is handed out (same codes, fds
+        // closed). A stream loses nothing to a small read: the rest stays in
+        // the kernel.
         const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
         const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
-        const r = readBatch(this.#fd, BATCH, maxBytes, MAX_FDS, this.#connected);
+        const r = readBatch(this.#fd, BATCH, maxBytes, this.#connected);
         if (typeof r === 'number') {
           if (r === native.EAGAIN) {
             this.#readInterest = true;
@@ -611,18 +614,19 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #setEof(): void {
     if (this.#eof) return;
     this.#eof = true;
-    this.#settleWaitersAtEnd(ErrorCodes.EOF, 'recvFd: end of file before a message');
+    this.#settleWaitersAtEnd(eofError);
     this.#readInterest = false;
     process.nextTick(() => this.emit('end'));
   }
 
-  #settleWaitersAtEnd(code: string, message: string): void {
+  /** recv() gets null and iterators end; recvFd() rejects with the error. */
+  #settleWaitersAtEnd(error: () => FdPassError): void {
     while (this.#whead < this.#waiters.length) {
       const w = this.#waiters[this.#whead]!;
       this.#shiftWaiter();
       if (w.kind === 'recv') w.resolve(null);
       else if (w.kind === 'iter') w.resolve({ value: undefined, done: true });
-      else w.reject(new FdPassError(code, message));
+      else w.reject(error());
     }
   }
 
@@ -707,7 +711,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     }
     this.#queue = [];
     this.#qhead = 0;
-    this.#settleWaitersAtEnd(ErrorCodes.CLOSED, 'the socket was closed');
+    this.#settleWaitersAtEnd(closedError);
     this.#failWrites(closedError());
   }
 
@@ -734,15 +738,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
           return m;
         }
       }
-      if (this.#eof) throw new FdPassError(ErrorCodes.EOF, 'recvFd: end of file before a message');
-      const r = readBatch(this.#fd, 1, MAX_NAME_LEN, MAX_FDS, this.#connected);
-      if (typeof r === 'number') {
-        if (r !== native.EAGAIN) throw systemError(r, 'recvmsg');
-        const p = native.poll(this.#fd, native.POLLIN, -1);
-        if (p < 0) throw systemError(p, 'poll');
-        continue;
-      }
-      for (const e of r) this.#queue.push(e);
+      if (this.#eof) throw eofError();
+      this.#queue.push(readOneSync(this.#fd, MAX_NAME_LEN, this.#connected));
     }
   }
 

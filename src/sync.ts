@@ -3,7 +3,7 @@
 import { ErrorCodes, FdPassError, closedError, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd } from './fds.js';
 import { native } from './native.js';
-import { MAX_NAME_LEN, readBatch, toReceivedFd } from './recv.js';
+import { FLAG_EOF, MAX_NAME_LEN, eofError, readOneSync, toReceivedFd } from './recv.js';
 import { FdSocket, ReceivedFd, emptyDataError, encodeName } from './socket.js';
 
 const one = new Int32Array(1);
@@ -52,22 +52,10 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
  */
 export function recvFdSync(sock: FdSocket | number): ReceivedFd {
   if (sock instanceof FdSocket) return sock._recvFdSync();
-  const s = checkFdNumber(sock, 'sock');
-  for (;;) {
-    const r = readBatch(s, 1, MAX_NAME_LEN, 253, true);
-    if (typeof r === 'number') {
-      if (r === native.EAGAIN) {
-        const p = native.poll(s, native.POLLIN, -1);
-        if (p < 0) throw systemError(p, 'poll');
-        continue;
-      }
-      throw systemError(r, 'recvmsg');
-    }
-    const msg = r[0]!;
-    if (msg instanceof Error) throw msg;
-    if (msg.flags & native.FDP_EOF) throw new FdPassError(ErrorCodes.EOF, 'recvFd: end of file before a message');
-    const out = toReceivedFd(msg);
-    if (out instanceof Error) throw out;
-    return out;
-  }
+  const msg = readOneSync(checkFdNumber(sock, 'sock'), MAX_NAME_LEN, true);
+  if (msg instanceof Error) throw msg;
+  if (msg.flags & FLAG_EOF) throw eofError();
+  const out = toReceivedFd(msg);
+  if (out instanceof Error) throw out;
+  return out;
 }

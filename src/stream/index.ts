@@ -19,7 +19,7 @@ import type { AddressOptions } from '../address.js';
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
 import { Watcher, disown, native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_EOF, MAX_FDS, RawEntry, closeFds, readBatch } from '../recv.js';
+import { FLAG_CTRUNC, FLAG_EOF, RawEntry, closeFds, readBatch } from '../recv.js';
 import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
 
 const POLL_READ = 1;
@@ -418,7 +418,7 @@ export class FdStream extends Duplex {
         this.#pollIn = true;
         return;
       }
-      const r = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, MAX_FDS, true);
+      const r = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true);
       if (typeof r === 'number') {
         if (r === native.EAGAIN) {
           this.#pollIn = true;
