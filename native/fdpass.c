@@ -43,6 +43,17 @@
 
 typedef struct watcher watcher_t;
 
+// The buffers of one recvmmsg: a control buffer per message.
+#define MMSG_BATCH 64
+typedef struct {
+  union {
+    char buf[CONTROL_SIZE];
+    struct cmsghdr align;
+  } control[MMSG_BATCH];
+  struct mmsghdr hdr[MMSG_BATCH];
+  struct iovec iov[MMSG_BATCH];
+} mmsg_t;
+
 typedef struct {
   napi_env env;
   watcher_t *watchers; // open watchers, closed when the environment ends
@@ -54,6 +65,8 @@ typedef struct {
   uint8_t *owned; // bitmap of fds received and not yet handed to the user
   size_t owned_bits;
   napi_ref owned_ref;
+  mmsg_t *mm;  // recvmmsg buffers, allocated on first use
+  int high_fd; // the highest fd received so far
 } instance_t;
 
 struct watcher {
@@ -414,14 +427,55 @@ static napi_value fdp_sendmsg(napi_env env, napi_callback_info info) {
   return make_int(env, r < 0 ? -errno : r);
 }
 
+// Fill one message's meta from what recvmsg returned and collect its fds
+// (marked owned). Returns the number of fds collected.
+static int take_message(instance_t *inst, struct msghdr *msg, ssize_t r,
+                        int *fds, size_t room, int *m) {
+  int rights, others;
+  int n = msg->msg_controllen > 0
+              ? collect_fds(msg, fds, (int)room, &rights, &others)
+              : (rights = others = 0);
+  for (int i = 0; i < n; i++) {
+    mark_owned(inst, fds[i], 1);
+    if (fds[i] > inst->high_fd)
+      inst->high_fd = fds[i];
+  }
+  m[0] = (int)r;
+  m[1] = n;
+  m[2] = msg->msg_flags & (MSG_TRUNC | MSG_CTRUNC);
+  m[3] = rights | (others << 8);
+  return n;
+}
+
+// How many messages one recvmmsg may read without letting the kernel cut a
+// read-ahead message's fds at RLIMIT_NOFILE (a reader taking one message at a
+// time, closing as it goes, would get them all). Fds take the lowest free
+// numbers and the limit bounds the numbers, so k messages surely fit while
+// the highest fd seen + k * 253 stays under the limit. The limit is read
+// each time: another process may lower it (prlimit --pid).
+static int fds_safe_batch(instance_t *inst, int sock, int want) {
+  long high = inst->high_fd > sock ? inst->high_fd : sock;
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
+    return 1;
+  if (nofile.rlim_cur == RLIM_INFINITY ||
+      nofile.rlim_cur - 1 >= (rlim_t)high + (rlim_t)want * FDP_MAX_FDS)
+    return want;
+  long k = ((long)nofile.rlim_cur - 1 - high) / FDP_MAX_FDS;
+  return k < 1 ? 1 : (int)k;
+}
+
 // recvBatch(fd, data: Uint8Array, fds: Int32Array, meta: Int32Array,
 //           maxMessages, bytesPerMessage, fdsPerMessage, connected)
 //   -> count | -errno
-// Loops recvmsg until EAGAIN, EOF or a full batch, so JS is entered once per
-// batch. Message i has meta[4i..4i+3] = bytes, fds, flags, control summary
-// (SCM_RIGHTS count | others << 8); its bytes and fds follow the previous
-// message's in data and fds. An error after some messages is stored in
-// meta[4 * maxMessages] for the caller to report next; 0 there means none.
+// Reads up to maxMessages messages so that JS is entered once per batch: one
+// recvmsg when maxMessages is 1, else one recvmmsg (one syscall for the
+// batch; MSG_WAITFORONE never waits past the first message). Message i has
+// meta[4i..4i+3] = bytes, fds, flags, control summary (SCM_RIGHTS count |
+// others << 8); its bytes and fds follow the previous message's in data and
+// fds. meta[4 * maxMessages] is -errno for an error after some messages (the
+// caller reports it next), 1 when the socket was found empty (a short batch:
+// there is no need to try again before readiness), else 0.
 static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
   size_t argc = 8, dlen = 0, flen = 0, mlen = 0;
   napi_value argv[8];
@@ -441,28 +495,31 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "recvBatch bounds");
     return NULL;
   }
-  union {
-    char buf[CONTROL_SIZE];
-    struct cmsghdr align;
-  } control;
   // Room for per_fds fds as the kernel counts it; a request for 0 fds still
   // gets one slot so that a sender's fds are seen (and closed), not dropped.
   size_t controllen = CMSG_SPACE((per_fds ? per_fds : 1) * sizeof(int)) +
                       CMSG_SPACE(sizeof(struct ucred));
   size_t fd_room = (controllen - CMSG_LEN(0)) / sizeof(int);
-  size_t fd_cap = flen / sizeof(int), used_bytes = 0, used_fds = 0;
-  int count = 0, highest_fd = -1;
-  struct rlimit nofile = {.rlim_cur = RLIM_INFINITY};
+  size_t fd_cap = flen / sizeof(int);
+  // Each message read at once needs its own data slot and fd room.
+  size_t fit = fd_cap / fd_room;
+  if (per_bytes > 0 && dlen / (size_t)per_bytes < fit)
+    fit = dlen / (size_t)per_bytes;
+  if (fit < 1) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "recvBatch buffers");
+    return NULL;
+  }
+  int want = max_msgs < MMSG_BATCH ? max_msgs : MMSG_BATCH;
+  if ((size_t)want > fit)
+    want = (int)fit;
   meta[max_msgs * META_INTS] = 0;
-  while (count < max_msgs) {
-    size_t cap = (size_t)per_bytes;
-    if (dlen - used_bytes < cap || fd_cap - used_fds < fd_room) {
-      if (count > 0)
-        break;
-      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "recvBatch buffers");
-      return NULL;
-    }
-    struct iovec iov = {.iov_base = data + used_bytes, .iov_len = cap};
+
+  if (want == 1) {
+    union {
+      char buf[CONTROL_SIZE];
+      struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = data, .iov_len = (size_t)per_bytes};
     struct msghdr msg = {.msg_iov = &iov,
                          .msg_iovlen = 1,
                          .msg_control = control.buf,
@@ -471,55 +528,65 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
     do
       r = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
     while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      int err = errno;
-      if (count == 0)
-        return make_int(env, -err);
-      if (err != EAGAIN && err != EWOULDBLOCK)
-        meta[max_msgs * META_INTS] = -err;
-      break;
-    }
-    int rights, others;
-    int n = msg.msg_controllen > 0
-                ? collect_fds(&msg, fds + used_fds, (int)(fd_cap - used_fds),
-                              &rights, &others)
-                : (rights = others = 0);
-    for (int i = 0; i < n; i++)
-      mark_owned(inst, fds[used_fds + i], 1);
-    int *m = meta + count * META_INTS;
-    m[0] = (int)r;
-    m[1] = n;
-    m[2] = msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC);
-    m[3] = rights | (others << 8);
-    used_bytes += (size_t)r;
-    used_fds += (size_t)n;
-    count++;
+    if (r < 0)
+      return make_int(env, -errno);
+    take_message(inst, &msg, r, fds, fd_cap, meta);
     // Zero bytes and no control data on a connected socket is end of file.
-    // A datagram socket has no end of file: an empty datagram is a message.
-    if (r == 0 && msg.msg_controllen == 0 && connected) {
+    if (r == 0 && msg.msg_controllen == 0 && connected)
+      meta[2] |= FDP_EOF;
+    return make_int(env, 1);
+  }
+
+  mmsg_t *mm = inst->mm;
+  if (!mm && !(mm = inst->mm = malloc(sizeof(*mm)))) {
+    napi_throw_error(env, "ENOMEM", "recvBatch: out of memory");
+    return NULL;
+  }
+  want = fds_safe_batch(inst, fd, want);
+  for (int i = 0; i < want; i++) {
+    mm->iov[i].iov_base = data + (size_t)i * (size_t)per_bytes;
+    mm->iov[i].iov_len = (size_t)per_bytes;
+    mm->hdr[i].msg_hdr = (struct msghdr){.msg_iov = &mm->iov[i],
+                                         .msg_iovlen = 1,
+                                         .msg_control = mm->control[i].buf,
+                                         .msg_controllen = controllen};
+  }
+  int got;
+  do
+    got = recvmmsg(fd, mm->hdr, (unsigned)want,
+                   MSG_CMSG_CLOEXEC | MSG_WAITFORONE, NULL);
+  while (got < 0 && errno == EINTR);
+  if (got < 0)
+    return make_int(env, -errno);
+  // The kernel stops a batch early at EAGAIN, or at an error it keeps for the
+  // next call (sk_err); either way, readiness tells when to read again.
+  if (got < want)
+    meta[max_msgs * META_INTS] = 1;
+  size_t used_bytes = 0, used_fds = 0;
+  int count = 0;
+  while (count < got) {
+    struct msghdr *msg = &mm->hdr[count].msg_hdr;
+    ssize_t r = (ssize_t)mm->hdr[count].msg_len;
+    // Pack the bytes: message i follows message i - 1 in data.
+    if (count > 0 && r > 0)
+      memmove(data + used_bytes, mm->iov[count].iov_base, (size_t)r);
+    int *m = meta + count * META_INTS;
+    used_fds += (size_t)take_message(inst, msg, r, fds + used_fds, fd_room, m);
+    used_bytes += (size_t)r;
+    count++;
+    // Zero bytes and no control data on a connected socket is end of file
+    // (at end of file recvmmsg fills every entry with it). On a seqpacket
+    // socket it may be an empty message: what came after it is dropped, as
+    // a reader stopping there would leave it, and its fds are closed.
+    if (r == 0 && msg->msg_controllen == 0 && connected) {
       m[2] |= FDP_EOF;
+      for (int i = count; i < got; i++) {
+        struct msghdr *rest = &mm->hdr[i].msg_hdr;
+        int rights, others;
+        if (rest->msg_controllen > 0)
+          collect_fds(rest, NULL, 0, &rights, &others);
+      }
       break;
-    }
-    // MSG_CTRUNC at RLIMIT_NOFILE: the fds this message installed use up the
-    // fd numbers, so reading on would cut the next message's fds too. Stop
-    // and let the caller close them first.
-    if (msg.msg_flags & MSG_CTRUNC)
-      break;
-    // Reading ahead installs fds the caller has not asked for yet. Near
-    // RLIMIT_NOFILE that would let the kernel cut a later message's fds (for
-    // good) while a reader taking one message at a time, closing as it goes,
-    // would get them all: read on only while the next message's fds surely
-    // fit above the highest fd installed so far (fds take the lowest free
-    // numbers, and the limit bounds the numbers).
-    for (int i = 0; i < n; i++)
-      if (fds[used_fds - n + i] > highest_fd)
-        highest_fd = fds[used_fds - n + i];
-    if (highest_fd >= 0) {
-      if (nofile.rlim_cur == RLIM_INFINITY &&
-          getrlimit(RLIMIT_NOFILE, &nofile) < 0)
-        break;
-      if ((rlim_t)highest_fd + FDP_MAX_FDS >= nofile.rlim_cur)
-        break;
     }
   }
   return make_int(env, count);
@@ -755,8 +822,10 @@ static void finalize_instance(napi_env env, void *data, void *hint) {
   instance_t *inst = data;
   inst->finalized = 1;
   // Watchers still closing keep a pointer to inst: leak it rather than race.
-  if (inst->closing_handles == 0 && !inst->watchers)
+  if (inst->closing_handles == 0 && !inst->watchers) {
+    free(inst->mm);
     free(inst);
+  }
 }
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {

@@ -13,7 +13,9 @@ export { MAX_FDS };
 export const BATCH = 64;
 
 const FD_ROOM = 264; // the most fds one recvmsg can install with our control buffer
-const scratchData = Buffer.allocUnsafeSlow(1 << 20);
+// A data slot of the default size per message of a batch (recvmmsg fills each
+// slot; pages never written cost no memory).
+const scratchData = Buffer.allocUnsafeSlow(BATCH * DEFAULT_MAX_BYTES);
 const scratchFds = new Int32Array(BATCH * FD_ROOM);
 const scratchMeta = new Int32Array(BATCH * native.META_INTS + 1);
 let scratchBig: Buffer | null = null;
@@ -35,10 +37,16 @@ export interface RawMessage {
 export type RawEntry = RawMessage | FdPassError;
 
 /**
- * Read up to `maxMessages` messages (one recvmsg each) from fd without
- * blocking. Returns the entries, or a negative errno when the first recvmsg
- * failed (-EAGAIN when nothing is there). An error after some messages comes
- * as a trailing FdPassError entry. The fd room is always full (253): a batch
+ * True when the last readBatch found the socket empty after its messages: no
+ * need to read again before the next readiness event.
+ */
+export let lastBatchDrained = false;
+
+/**
+ * Read up to `maxMessages` messages (one recvmmsg, or recvmsg for one) from
+ * fd without blocking. Returns the entries, or a negative errno when the first
+ * read failed (-EAGAIN when nothing is there). An error after some messages
+ * comes as a trailing FdPassError entry. The fd room is always full (253): a batch
  * reads ahead for later callers, whose limits the caller applies on handing
  * a message out, so the kernel must never cut fds on their behalf.
  */
@@ -51,6 +59,7 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
   }
   const meta = scratchMeta;
   const n = native.recvBatch(fd, data, scratchFds, meta, maxMessages, maxBytes, MAX_FDS, connected ? 1 : 0);
+  lastBatchDrained = n === native.EAGAIN;
   if (n < 0) return n;
   if (scratchBig && data === scratchBig && scratchBig.length > 4 << 20) scratchBig = null;
   const out: RawEntry[] = new Array(n);
@@ -69,6 +78,7 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
   }
   const pending = meta[maxMessages * 4]!;
   if (pending < 0) out.push(systemError(pending, 'recvmsg'));
+  else lastBatchDrained = pending === 1;
   return out;
 }
 

@@ -19,6 +19,7 @@ import {
   closeFds,
   eofError,
   readBatch,
+  lastBatchDrained,
   readOneSync,
   toReceivedFd,
   toReceivedMessage,
@@ -191,6 +192,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   readonly #pollCallback: (events: number) => void;
   #events = 0;
   #readInterest = false;
+  // The last read found the kernel queue empty: wait for readiness, not read.
+  #drained = false;
   #peer: PeerCredentials | undefined;
   #closed = false;
   #eof = false;
@@ -530,16 +533,27 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         // the kernel.
         const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
         const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
+        // A read that would only find the queue empty again is a wasted
+        // syscall: readiness (level-triggered) says when there is more.
+        if (this.#drained) {
+          this.#readInterest = true;
+          break;
+        }
         const r = readBatch(this.#fd, BATCH, maxBytes, this.#connected);
         if (typeof r === 'number') {
           if (r === native.EAGAIN) {
             this.#readInterest = true;
+            this.#drained = true;
             break;
           }
           this.#queue.push(systemError(r, 'recvmsg'));
           continue;
         }
         for (let i = 0; i < r.length; i++) this.#queue.push(r[i]!);
+        if (lastBatchDrained) {
+          this.#readInterest = true;
+          this.#drained = true;
+        }
       }
     } finally {
       this.#pumping = false;
@@ -640,6 +654,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     }
     if (events & POLL_WRITE) this.#flushWrites();
     if (events & POLL_READ) {
+      this.#drained = false;
       // Level-triggered: with no demand, stop watching rather than read.
       if (this.#demand()) this.#pump();
       else this.#readInterest = false;
