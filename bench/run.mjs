@@ -131,6 +131,7 @@ const fdpassPeer = join(here, 'peers', 'fdpass-peer.mjs');
 const pythonPeer = join(here, 'peers', 'python_peer.py');
 const usocketPeer = join(here, 'peers', 'usocket-peer.mjs');
 const childProcessPeer = join(here, 'peers', 'child-process-peer.mjs');
+const netPingPeer = join(here, 'peers', 'net-ping-peer.mjs');
 const warm = (n) => Math.floor(n / 10);
 const TP1 = { UV_THREADPOOL_SIZE: '1' };
 
@@ -154,6 +155,13 @@ function throughputContenders(nfds) {
       run: (n, env) => runPair([node, fdpassPeer, 'recv-event', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], env),
     },
   ];
+  // The fdpass receivers close fds with closeFds; this one shows what
+  // closing each with fs.closeSync costs (not an fdpass API: no target).
+  const eventFs = {
+    id: 'event-fs-close',
+    label: "fdpass 'message' event, fds closed with fs.closeSync",
+    run: (n) => runPair([node, fdpassPeer, 'recv-event', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], { FDPASS_BENCH_CLOSE: 'fs' }),
+  };
   if (nfds === 1) {
     list.push({
       id: 'fdpass-sync',
@@ -164,6 +172,7 @@ function throughputContenders(nfds) {
       list.push({ id: `${base.id}-tp1`, label: `${base.label}, UV_THREADPOOL_SIZE=1`, run: (n) => base.run(n, TP1) });
     }
   }
+  list.push(eventFs);
   list.push({
     id: 'python',
     label: 'CPython socket.send_fds / recv_fds',
@@ -201,6 +210,9 @@ function pingContenders() {
       run: (n) => runPair([node, fdpassPeer, 'ping-sync', n, warm(n)], [node, fdpassPeer, 'pong-sync', n]),
     },
     { id: 'python', label: 'CPython socket.send_fds / recv_fds', run: (n) => runPair(['python3', pythonPeer, 'ping', n, warm(n)], ['python3', pythonPeer, 'pong', n]) },
+    // No fds: how long Node's own event loop takes for a round trip, the floor
+    // under any event-driven contender (not an fdpass API: no target).
+    { id: 'node-net', label: 'Node net.Socket, 9 bytes each way, no fds', run: (n) => runPair([node, netPingPeer, 'ping', n, warm(n)], [node, netPingPeer, 'pong', n]) },
   ];
 }
 

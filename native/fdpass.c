@@ -344,6 +344,30 @@ static napi_value fdp_close(napi_env env, napi_callback_info info) {
   return make_int(env, close(fd) < 0 && errno != EINTR ? -errno : 0);
 }
 
+// closeMany(fds: Int32Array, count) -> 0 | -errno of the first failure.
+// Every fd is closed whatever happens to the others; EINTR still closed it.
+static napi_value fdp_close_many(napi_env env, napi_callback_info info) {
+  size_t argc = 2, len = 0;
+  napi_value argv[2];
+  int count, first_error = 0;
+  instance_t *inst;
+  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  CHECK(napi_get_instance_data(env, (void **)&inst));
+  int *fds = arg_bytes(env, argv[0], &len);
+  if (!fds || arg_int(env, argv[1], &count))
+    return NULL;
+  if (count < 0 || (size_t)count > len / sizeof(int)) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "closeMany count");
+    return NULL;
+  }
+  for (int i = 0; i < count; i++) {
+    mark_owned(inst, fds[i], 0);
+    if (close(fds[i]) < 0 && errno != EINTR && first_error == 0)
+      first_error = -errno;
+  }
+  return make_int(env, first_error);
+}
+
 // poll(fd, events, timeoutMs) -> revents | 0 on timeout | -errno. Blocks: for
 // the *Sync functions only.
 static napi_value fdp_poll(napi_env env, napi_callback_info info) {
@@ -855,6 +879,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"getFlags", fdp_get_flags},
       {"shutdown", fdp_shutdown},
       {"close", fdp_close},
+      {"closeMany", fdp_close_many},
       {"poll", fdp_poll},
       {"sendmsg", fdp_sendmsg},
       {"recvBatch", fdp_recv_batch},

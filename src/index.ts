@@ -9,7 +9,7 @@ export { FdServer } from './server.js';
 export type { AcceptOptions, FdServerEvents, ListenOptions } from './server.js';
 export { sendFdSync, recvFdSync } from './sync.js';
 export { MAX_NAME_LEN } from './recv.js';
-export { MAX_FDS } from './fds.js';
+export { MAX_FDS, closeFds } from './fds.js';
 export type { FdLike, HasFd } from './fds.js';
 export { FdPassError, ErrorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';

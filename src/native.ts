@@ -24,6 +24,7 @@ export interface NativeBinding {
   getFlags(fd: number): number;
   shutdown(fd: number, how: number): number;
   close(fd: number): number;
+  closeMany(fds: Int32Array, count: number): number;
   poll(fd: number, events: number, timeoutMs: number): number;
   sendmsg(
     fd: number,

@@ -119,9 +119,9 @@ function copyOut(src: Buffer, off: number, len: number): Buffer {
   return b;
 }
 
-/** Close fds that nobody will receive. */
-export function closeFds(fds: readonly number[]): void {
-  for (const fd of fds) native.close(fd);
+/** Close fds that nobody will receive (errors ignored: they are ours). */
+export function discardFds(fds: readonly number[]): void {
+  for (let i = 0; i < fds.length; i++) native.close(fds[i]!);
 }
 
 /** Hand a message's fds to the caller. */
@@ -130,7 +130,7 @@ export function disownAll(fds: readonly number[]): void {
 }
 
 function fail(msg: RawMessage, code: string, message: string): FdPassError {
-  closeFds(msg.fds);
+  discardFds(msg.fds);
   return new FdPassError(code, message);
 }
 

@@ -16,7 +16,7 @@ import {
   MAX_NAME_LEN,
   RawEntry,
   RawMessage,
-  closeFds,
+  discardFds,
   eofError,
   readBatch,
   lastBatchDrained,
@@ -722,7 +722,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     this.#fd = -1;
     for (let i = this.#qhead; i < this.#queue.length; i++) {
       const e = this.#queue[i]!;
-      if (!(e instanceof Error)) closeFds((e as RawMessage).fds);
+      if (!(e instanceof Error)) discardFds((e as RawMessage).fds);
     }
     this.#queue = [];
     this.#qhead = 0;

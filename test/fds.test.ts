@@ -6,7 +6,7 @@ import { open } from 'node:fs/promises';
 import { createServer, connect, type Server } from 'node:net';
 import { createSocket } from 'node:dgram';
 import { spawnSync } from 'node:child_process';
-import { FdSocket } from 'fdpass';
+import { FdSocket, closeFds } from 'fdpass';
 import { noLeak, tempDir } from './helpers.js';
 
 test('net.Socket, net.Server, dgram.Socket, FileHandle and FdSocket are FdLike', () =>
@@ -71,4 +71,36 @@ test('received fds are close-on-exec: a child process does not inherit them', ()
     closeSync(got);
     closeSync(fd);
     await Promise.all([a.close(), b.close()]);
+  }));
+
+test('closeFds closes every fd in one call, throws EBADF after closing the rest, checks numbers first', () =>
+  noLeak(async () => {
+    const [a, b] = [openSync('/dev/null', 'r'), openSync('/dev/null', 'r')];
+    closeFds([a, b]);
+    assert.throws(() => fstatSync(a), { code: 'EBADF' });
+    assert.throws(() => fstatSync(b), { code: 'EBADF' });
+    closeFds([]);
+
+    // A bad number in the middle: the others are closed, then EBADF.
+    const [c, d] = [openSync('/dev/null', 'r'), openSync('/dev/null', 'r')];
+    const notOpen = 999_999;
+    assert.throws(() => closeFds([c, notOpen, d]), (e: Error & { code?: string; syscall?: string; errno?: number }) => {
+      assert.equal(e.code, 'EBADF');
+      assert.equal(e.syscall, 'close');
+      assert.equal(e.errno, -9);
+      return true;
+    });
+    assert.throws(() => fstatSync(c), { code: 'EBADF' });
+    assert.throws(() => fstatSync(d), { code: 'EBADF' });
+
+    // Arguments are checked before anything is closed.
+    const e = openSync('/dev/null', 'r');
+    assert.throws(() => closeFds([e, -1]), RangeError);
+    assert.throws(() => closeFds([e, 'x' as unknown as number]), TypeError);
+    assert.throws(() => closeFds(e as unknown as number[]), TypeError);
+    fstatSync(e); // still open
+    // More than one message's worth (253) at once.
+    const many = Array.from({ length: 300 }, () => openSync('/dev/null', 'r'));
+    closeFds([e, ...many]);
+    for (const fd of [e, ...many]) assert.throws(() => fstatSync(fd), { code: 'EBADF' });
   }));

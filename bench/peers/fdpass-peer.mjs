@@ -10,7 +10,7 @@
 //   fdpass-peer.mjs ping-await|ping-sync COUNT WARMUP
 //   fdpass-peer.mjs pong-await|pong-sync COUNT
 import { closeSync, openSync, readdirSync } from 'node:fs';
-import { FdSocket, recvFdSync, sendFdSync } from 'fdpass';
+import { FdSocket, closeFds, recvFdSync, sendFdSync } from 'fdpass';
 import { report, reportLatency } from './report.mjs';
 // The *Sync helpers serve runc-style callers, whose sockets are blocking; the C
 // baseline makes its socket blocking too (set_blocking in fdbench.c), so the
@@ -24,9 +24,15 @@ const [mode, countArg, arg3, arg4] = process.argv.slice(2);
 const count = Number(countArg);
 const payloadFd = openSync('/dev/null', 'r');
 
+// Receivers close what they get with closeFds (one call per message);
+// FDPASS_BENCH_CLOSE=fs closes each fd with fs.closeSync instead, to show
+// what that costs.
+const closeEach = process.env.FDPASS_BENCH_CLOSE === 'fs';
+const closeAll = closeEach ? (fds) => fds.forEach((fd) => closeSync(fd)) : closeFds;
+
 function check(fds, nfds, i) {
   if (fds.length !== nfds) throw new Error(`message ${i}: ${fds.length} fds, expected ${nfds}`);
-  for (let k = 0; k < fds.length; k++) closeSync(fds[k]);
+  closeAll(fds);
 }
 
 async function main() {
@@ -76,7 +82,7 @@ async function main() {
         for (let i = 0; i < count; i++) {
           if (i === warmup) t0 = process.hrtime.bigint();
           const { fd } = recvFdSync(SOCK);
-          closeSync(fd);
+          closeAll([fd]);
         }
         closeSync(SOCK);
       } else {
@@ -121,7 +127,7 @@ async function main() {
         for (let i = 0; i < count; i++) {
           const t = process.hrtime.bigint();
           sendFdSync(SOCK, NAME, payloadFd);
-          closeSync(recvFdSync(SOCK).fd);
+          closeAll([recvFdSync(SOCK).fd]);
           lat[i] = Number(process.hrtime.bigint() - t) / 1e9;
         }
         closeSync(SOCK);
@@ -130,7 +136,7 @@ async function main() {
         for (let i = 0; i < count; i++) {
           const t = process.hrtime.bigint();
           await sock.sendFd(NAME, payloadFd);
-          closeSync((await sock.recvFd()).fd);
+          closeAll([(await sock.recvFd()).fd]);
           lat[i] = Number(process.hrtime.bigint() - t) / 1e9;
         }
         await sock.close();
@@ -141,7 +147,7 @@ async function main() {
     case 'pong-await': {
       const sock = FdSocket.fromFd(SOCK);
       for (let i = 0; i < count; i++) {
-        closeSync((await sock.recvFd()).fd);
+        closeAll([(await sock.recvFd()).fd]);
         await sock.sendFd(NAME, payloadFd);
       }
       await sock.close();
@@ -149,7 +155,7 @@ async function main() {
     }
     case 'pong-sync':
       for (let i = 0; i < count; i++) {
-        closeSync(recvFdSync(SOCK).fd);
+        closeAll([recvFdSync(SOCK).fd]);
         sendFdSync(SOCK, NAME, payloadFd);
       }
       closeSync(SOCK);

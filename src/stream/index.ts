@@ -19,7 +19,7 @@ import type { AddressOptions } from '../address.js';
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
 import { Watcher, disown, native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_EOF, RawEntry, closeFds, readBatch } from '../recv.js';
+import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, readBatch } from '../recv.js';
 import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
 
 const POLL_READ = 1;
@@ -434,7 +434,7 @@ export class FdStream extends Duplex {
         if (failure) {
           for (let j = failure === 'destroyed' ? i : i + 1; j < r.length; j++) {
             const e = r[j]!;
-            if (!(e instanceof Error)) closeFds(e.fds);
+            if (!(e instanceof Error)) discardFds(e.fds);
           }
           if (failure instanceof Error && !this.destroyed) this.destroy(failure);
           return;
@@ -454,7 +454,7 @@ export class FdStream extends Duplex {
       return 'eof';
     }
     if (entry.flags & FLAG_CTRUNC) {
-      closeFds(entry.fds);
+      discardFds(entry.fds);
       return new FdPassError(
         ErrorCodes.CONTROL_TRUNCATED,
         `fds sent with the stream did not fit (MSG_CTRUNC, RLIMIT_NOFILE?); ${entry.fds.length} that arrived were closed and the stream is unusable`,
@@ -582,9 +582,9 @@ export class FdStream extends Duplex {
     this.#write = null;
     this.#final = null;
     // Fds nobody took are closed with the stream.
-    for (const group of this.#incoming) closeFds(group.fds);
+    for (const group of this.#incoming) discardFds(group.fds);
     this.#incoming = [];
-    closeFds(this.#pending);
+    discardFds(this.#pending);
     this.#pending = [];
     callback(error);
   }
