@@ -67,7 +67,11 @@ export function toFdArray(fds: unknown, name = 'fds'): Int32Array | null {
   if (fds.length > MAX_FDS) throw outOfRange(`${name}.length`, `<= ${MAX_FDS} (SCM_MAX_FD)`, fds.length);
   if (fds.length === 0) return null;
   const out = new Int32Array(fds.length);
-  for (let i = 0; i < fds.length; i++) out[i] = toFd(fds[i], `${name}[${i}]`);
+  for (let i = 0; i < fds.length; i++) {
+    const fd = fds[i] as unknown;
+    // The common case without building an argument name per fd.
+    out[i] = typeof fd === 'number' && fd >= 0 && fd <= INT32_MAX && Number.isInteger(fd) ? fd : toFd(fd, `${name}[${i}]`);
+  }
   return out;
 }
 
@@ -85,7 +89,10 @@ export function closeFds(fds: readonly number[]): void {
   const n = fds.length;
   if (n > closeScratch.length) closeScratch = new Int32Array(n);
   const out = closeScratch;
-  for (let i = 0; i < n; i++) out[i] = checkFdNumber(fds[i], `fds[${i}]`);
+  for (let i = 0; i < n; i++) {
+    const fd = fds[i] as unknown;
+    out[i] = typeof fd === 'number' && fd >= 0 && fd <= INT32_MAX && Number.isInteger(fd) ? fd : checkFdNumber(fd, `fds[${i}]`);
+  }
   if (n === 0) return;
   const r = native.closeMany(out, n);
   if (r < 0) throw systemError(r, 'close');

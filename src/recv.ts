@@ -96,6 +96,36 @@ export function readOneSync(fd: number, maxBytes: number, connected: boolean): R
   }
 }
 
+/**
+ * runc's RecvFd on a socket nobody else reads (the *Sync path): one message,
+ * waiting in poll(2) while a non-blocking fd has none. The common case (a
+ * name and one fd, nothing else) is decoded straight from the scratch
+ * buffers; anything else goes through the full rules (fds closed on error).
+ */
+export function readFdSync(fd: number): { name: string; fd: number } | FdPassError {
+  for (;;) {
+    const n = native.recvBatch(fd, scratchData, scratchFds, scratchMeta, 1, MAX_NAME_LEN, MAX_FDS, 1);
+    if (n === native.EAGAIN) {
+      const p = native.poll(fd, native.POLLIN, -1);
+      if (p < 0) return systemError(p, 'poll');
+      continue;
+    }
+    if (n < 0) return systemError(n, 'recvmsg');
+    const meta = scratchMeta;
+    const len = meta[0]!;
+    // One SCM_RIGHTS (control 1) with one fd, no flags, a name that fits.
+    if (meta[1] === 1 && meta[2] === 0 && meta[3] === 1 && len < MAX_NAME_LEN) {
+      const received = scratchFds[0]!;
+      disown(received);
+      return { name: scratchData.toString('utf8', 0, len), fd: received };
+    }
+    const fds = Array.from(scratchFds.subarray(0, meta[1]!));
+    const msg: RawMessage = { data: copyOut(scratchData, 0, len), fds, flags: meta[2]!, control: meta[3]! };
+    if (msg.flags & FLAG_EOF) return eofError();
+    return toReceivedFd(msg);
+  }
+}
+
 /** A recvFd at end of file. */
 export function eofError(): FdPassError {
   return new FdPassError(ErrorCodes.EOF, 'recvFd: end of file before a message');

@@ -17,6 +17,7 @@ import {
   RawEntry,
   RawMessage,
   discardFds,
+  disownAll,
   eofError,
   readBatch,
   lastBatchDrained,
@@ -440,6 +441,10 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * returns: bytes of several sends may come together, never past fds.
    */
   recv(options?: RecvOptions): Promise<ReceivedMessage | null> {
+    if (options === undefined) {
+      const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
+      if (ready) return Promise.resolve({ data: ready.data, fds: ready.fds });
+    }
     const o = checkOptions(options);
     const signal = checkSignal(o.signal);
     const maxBytes = checkLimit(o.maxBytes, 'options.maxBytes', DEFAULT_MAX_BYTES, MAX_MAX_BYTES, 1);
@@ -455,6 +460,10 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * fd that arrived is closed first.
    */
   recvFd(options?: RecvFdOptions): Promise<ReceivedFd> {
+    if (options === undefined) {
+      const ready = this.#takeReady(MAX_NAME_LEN - 1, true);
+      if (ready) return Promise.resolve({ name: ready.data.toString('utf8'), fd: ready.fds[0]! });
+    }
     const o = checkOptions(options);
     const signal = checkSignal(o.signal);
     return new Promise<ReceivedFd>((resolve, reject) => {
@@ -465,14 +474,33 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   /** Iterate over messages until end of file; each message's fds are yours. */
   [Symbol.asyncIterator](): AsyncIterableIterator<ReceivedMessage> {
     const iterator: AsyncIterableIterator<ReceivedMessage> = {
-      next: () =>
-        new Promise<IteratorResult<ReceivedMessage>>((resolve, reject) => {
+      next: () => {
+        const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
+        if (ready) return Promise.resolve({ value: { data: ready.data, fds: ready.fds }, done: false });
+        return new Promise<IteratorResult<ReceivedMessage>>((resolve, reject) => {
           this.#addWaiter({ kind: 'iter', maxBytes: DEFAULT_MAX_BYTES, maxFds: MAX_FDS, resolve, reject, cleanup: null }, undefined);
-        }),
+        });
+      },
       return: async (): Promise<IteratorResult<ReceivedMessage>> => ({ value: undefined, done: true }),
       [Symbol.asyncIterator]: () => iterator,
     };
     return iterator;
+  }
+
+  /**
+   * The fast path of recv, recvFd and the iterator: with nobody waiting ahead,
+   * take the buffered head message when no rule can refuse it (no flags, at
+   * most maxBytes) and hand its fds over. Anything else is left to #deliver.
+   */
+  #takeReady(maxBytes: number, runc: boolean): RawMessage | undefined {
+    if (this.#qhead >= this.#queue.length || this.#whead < this.#waiters.length || this.#closed) return undefined;
+    const entry = this.#queue[this.#qhead]!;
+    if (entry instanceof Error || entry.flags !== 0 || entry.data.length > maxBytes || entry.fds.length > MAX_FDS) return undefined;
+    // runc's RecvFd: exactly one SCM_RIGHTS (and nothing else) with one fd.
+    if (runc && (entry.fds.length !== 1 || entry.control !== 1)) return undefined;
+    this.#shiftQueue();
+    disownAll(entry.fds);
+    return entry;
   }
 
   #addWaiter(w: Waiter, signal: AbortSignal | undefined): void {

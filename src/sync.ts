@@ -3,7 +3,7 @@
 import { ErrorCodes, FdPassError, closedError, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd } from './fds.js';
 import { native } from './native.js';
-import { FLAG_EOF, MAX_NAME_LEN, eofError, readOneSync, toReceivedFd } from './recv.js';
+import { readFdSync } from './recv.js';
 import { FdSocket, ReceivedFd, emptyDataError, encodeName } from './socket.js';
 
 const one = new Int32Array(1);
@@ -52,10 +52,7 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
  */
 export function recvFdSync(sock: FdSocket | number): ReceivedFd {
   if (sock instanceof FdSocket) return sock._recvFdSync();
-  const msg = readOneSync(checkFdNumber(sock, 'sock'), MAX_NAME_LEN, true);
-  if (msg instanceof Error) throw msg;
-  if (msg.flags & FLAG_EOF) throw eofError();
-  const out = toReceivedFd(msg);
+  const out = readFdSync(checkFdNumber(sock, 'sock'));
   if (out instanceof Error) throw out;
   return out;
 }

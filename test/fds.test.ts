@@ -84,12 +84,15 @@ test('closeFds closes every fd in one call, throws EBADF after closing the rest,
     // A bad number in the middle: the others are closed, then EBADF.
     const [c, d] = [openSync('/dev/null', 'r'), openSync('/dev/null', 'r')];
     const notOpen = 999_999;
-    assert.throws(() => closeFds([c, notOpen, d]), (e: Error & { code?: string; syscall?: string; errno?: number }) => {
-      assert.equal(e.code, 'EBADF');
-      assert.equal(e.syscall, 'close');
-      assert.equal(e.errno, -9);
-      return true;
-    });
+    assert.throws(
+      () => closeFds([c, notOpen, d]),
+      (e: Error & { code?: string; syscall?: string; errno?: number }) => {
+        assert.equal(e.code, 'EBADF');
+        assert.equal(e.syscall, 'close');
+        assert.equal(e.errno, -9);
+        return true;
+      },
+    );
     assert.throws(() => fstatSync(c), { code: 'EBADF' });
     assert.throws(() => fstatSync(d), { code: 'EBADF' });
 
