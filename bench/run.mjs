@@ -9,12 +9,11 @@
 //   npm run bench -- --json       the results as JSON on stdout
 //
 // Nothing here asserts speed: a contender that fails is reported as failed.
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
 import { FdSocket } from 'fdpass';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -33,7 +32,16 @@ for (const a of args) {
 
 const sizes = quick
   ? { rounds: 1, one: 20_000, many: 400, ping: 2_000, childProcess: 300, connections: 1_000, longRun: 100_000, timeoutMs: 60_000 }
-  : { rounds: 5, one: 200_000, many: 4_000, ping: 20_000, childProcess: 3_000, connections: 10_000, longRun: 1_000_000, timeoutMs: 120_000 };
+  : {
+      rounds: 5,
+      one: 200_000,
+      many: 4_000,
+      ping: 20_000,
+      childProcess: 3_000,
+      connections: 10_000,
+      longRun: 1_000_000,
+      timeoutMs: 120_000,
+    };
 
 const roundsArg = args.find((a) => a.startsWith('--rounds='));
 if (roundsArg) sizes.rounds = Math.max(1, Number(roundsArg.slice(9)) || 1);
@@ -54,16 +62,26 @@ function buildC() {
 const fdbench = buildC();
 
 // The npm package usocket, not fdpass's own compat package of the same name
-// (a devDependency for the dbus-next tests): that one would measure fdpass.
+// (a devDependency for the dbus-next tests, which would measure fdpass): the
+// bench installs the real one into build/bench/usocket (it compiles a native
+// addon) and reports the row as skipped, with the reason, if that fails.
+const usocketDir = join(root, 'build', 'bench', 'usocket');
 function usocketProblem() {
-  try {
-    const require = createRequire(join(here, 'peers', 'usocket-peer.mjs'));
-    const pkg = require('usocket/package.json');
-    if (String(pkg.version).includes('fdpass')) return "only fdpass's compat package is installed (npm install --no-save usocket@1)";
-    return null;
-  } catch {
-    return 'not installed (npm install --no-save usocket)';
+  const pkgFile = join(usocketDir, 'node_modules', 'usocket', 'package.json');
+  if (!existsSync(pkgFile)) {
+    mkdirSync(usocketDir, { recursive: true });
+    const r = spawnSync(
+      'npm',
+      ['install', '--prefix', usocketDir, '--no-save', '--no-package-lock', '--no-audit', '--no-fund', 'usocket@1'],
+      {
+        encoding: 'utf8',
+        timeout: 180_000,
+      },
+    );
+    if (r.status !== 0 || !existsSync(pkgFile))
+      return `npm install usocket@1 failed: ${(r.stderr || r.error?.message || '').trim().split('\n').pop()}`;
   }
+  return null;
 }
 
 // ---- running two processes over one socketpair -------------------------------------
@@ -138,7 +156,11 @@ const TP1 = { UV_THREADPOOL_SIZE: '1' };
 /** Throughput contenders: run(count, nfds) -> { messages, seconds } */
 function throughputContenders(nfds) {
   const list = [
-    { id: 'c', label: 'C sendmsg/recvmsg (baseline)', run: (n) => runPair([fdbench, 'recv', n, nfds, warm(n)], [fdbench, 'send', n, nfds]) },
+    {
+      id: 'c',
+      label: 'C sendmsg/recvmsg (baseline)',
+      run: (n) => runPair([fdbench, 'recv', n, nfds, warm(n)], [fdbench, 'send', n, nfds]),
+    },
     {
       id: 'fdpass-await',
       label: 'fdpass await recv() / sendFd()',
@@ -160,7 +182,8 @@ function throughputContenders(nfds) {
   const eventFs = {
     id: 'event-fs-close',
     label: "fdpass 'message' event, fds closed with fs.closeSync",
-    run: (n) => runPair([node, fdpassPeer, 'recv-event', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], { FDPASS_BENCH_CLOSE: 'fs' }),
+    run: (n) =>
+      runPair([node, fdpassPeer, 'recv-event', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], { FDPASS_BENCH_CLOSE: 'fs' }),
   };
   if (nfds === 1) {
     list.push({
@@ -190,7 +213,7 @@ function throughputContenders(nfds) {
       label: 'usocket (npm)',
       optional: true,
       available: usocketProblem(),
-      run: (n) => runPair([node, usocketPeer, 'recv', n, warm(n)], [node, usocketPeer, 'send', n]),
+      run: (n) => runPair([node, usocketPeer, 'recv', n, warm(n)], [node, usocketPeer, 'send', n], { FDPASS_BENCH_USOCKET: usocketDir }),
     });
   }
   return list;
@@ -209,10 +232,18 @@ function pingContenders() {
       label: 'fdpass sendFdSync / recvFdSync',
       run: (n) => runPair([node, fdpassPeer, 'ping-sync', n, warm(n)], [node, fdpassPeer, 'pong-sync', n]),
     },
-    { id: 'python', label: 'CPython socket.send_fds / recv_fds', run: (n) => runPair(['python3', pythonPeer, 'ping', n, warm(n)], ['python3', pythonPeer, 'pong', n]) },
+    {
+      id: 'python',
+      label: 'CPython socket.send_fds / recv_fds',
+      run: (n) => runPair(['python3', pythonPeer, 'ping', n, warm(n)], ['python3', pythonPeer, 'pong', n]),
+    },
     // No fds: how long Node's own event loop takes for a round trip, the floor
     // under any event-driven contender (not an fdpass API: no target).
-    { id: 'node-net', label: 'Node net.Socket, 9 bytes each way, no fds', run: (n) => runPair([node, netPingPeer, 'ping', n, warm(n)], [node, netPingPeer, 'pong', n]) },
+    {
+      id: 'node-net',
+      label: 'Node net.Socket, 9 bytes each way, no fds',
+      run: (n) => runPair([node, netPingPeer, 'ping', n, warm(n)], [node, netPingPeer, 'pong', n]),
+    },
   ];
 }
 
@@ -231,7 +262,12 @@ const median = (xs) => {
  * figures measured side by side.
  */
 async function rounds(name, contenders, count, measure, second = null) {
-  const results = new Map(contenders.map((c) => [c.id, { id: c.id, label: c.label, optional: c.optional ?? false, values: [], seconds: [], errors: [], skipped: c.available ?? null }]));
+  const results = new Map(
+    contenders.map((c) => [
+      c.id,
+      { id: c.id, label: c.label, optional: c.optional ?? false, values: [], seconds: [], errors: [], skipped: c.available ?? null },
+    ]),
+  );
   const active = contenders.filter((c) => !c.available);
   for (let r = 0; r < sizes.rounds; r++) {
     const order = active.map((_, i) => active[(i + r) % active.length]);
@@ -245,6 +281,7 @@ async function rounds(name, contenders, count, measure, second = null) {
         log(`  ${name} round ${r + 1}: ${c.label}: FAILED ${res.error}`);
         continue;
       }
+      if (res.stalled) entry.stalled = Math.max(entry.stalled ?? 0, res.stalled);
       entry.values.push(measure(res));
       if (second) entry.seconds.push(second(res));
       baseline[c.id] = measure(res);
@@ -264,6 +301,7 @@ async function rounds(name, contenders, count, measure, second = null) {
     ratio: median(e.ratios ?? []),
     ...(second ? { p99: median(e.seconds) } : {}),
     optional: e.optional,
+    ...(e.stalled ? { stalled: e.stalled } : {}),
     runs: e.values.length,
     errors: e.errors,
     skipped: e.skipped,
@@ -273,32 +311,48 @@ async function rounds(name, contenders, count, measure, second = null) {
 // ---- the scale runs ----------------------------------------------------------------
 
 function runScale(mode, n) {
-  return collect([spawn(node, ['--expose-gc', join(here, 'peers', 'scale.mjs'), mode, n, fdbench], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })]);
+  return collect([
+    spawn(node, ['--expose-gc', join(here, 'peers', 'scale.mjs'), mode, n, fdbench], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] }),
+  ]);
 }
 
 // ---- main ------------------------------------------------------------------------
 
 const started = Date.now();
-const machine = { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, python: execFileSync('python3', ['--version'], { encoding: 'utf8' }).trim() };
+const machine = {
+  cpus: cpus().length,
+  cpu: cpus()[0]?.model ?? 'unknown',
+  node: process.version,
+  python: execFileSync('python3', ['--version'], { encoding: 'utf8' }).trim(),
+};
 log(`fdpass bench (${quick ? 'quick' : 'full'}): ${machine.cpus} cpus, ${machine.cpu}, Node ${machine.node}, ${machine.python}`);
 
 const report = { mode: quick ? 'quick' : 'full', machine, sizes, workloads: {}, scale: {} };
 
-if (only.has('one')) report.workloads.one = {
-  title: `1 fd per message (9-byte payload, receiver closes each fd), ${sizes.one} messages`,
-  unit: 'fds/s',
-  results: await rounds('1 fd', throughputContenders(1), sizes.one, (r) => r.messages / r.seconds),
-};
-if (only.has('many')) report.workloads.many = {
-  title: `253 fds per message, ${sizes.many} messages`,
-  unit: 'fds/s',
-  results: await rounds('253 fds', throughputContenders(253), sizes.many, (r) => (r.messages * 253) / r.seconds),
-};
-if (only.has('ping')) report.workloads.ping = {
-  title: `ping-pong, one fd each way, ${sizes.ping} round trips`,
-  unit: 'p50 µs',
-  results: await rounds('ping-pong', pingContenders(), sizes.ping, (r) => r.p50 * 1e6, (r) => r.p99 * 1e6),
-};
+if (only.has('one'))
+  report.workloads.one = {
+    title: `1 fd per message (9-byte payload, receiver closes each fd), ${sizes.one} messages`,
+    unit: 'fds/s',
+    results: await rounds('1 fd', throughputContenders(1), sizes.one, (r) => r.messages / r.seconds),
+  };
+if (only.has('many'))
+  report.workloads.many = {
+    title: `253 fds per message, ${sizes.many} messages`,
+    unit: 'fds/s',
+    results: await rounds('253 fds', throughputContenders(253), sizes.many, (r) => (r.messages * 253) / r.seconds),
+  };
+if (only.has('ping'))
+  report.workloads.ping = {
+    title: `ping-pong, one fd each way, ${sizes.ping} round trips`,
+    unit: 'p50 µs',
+    results: await rounds(
+      'ping-pong',
+      pingContenders(),
+      sizes.ping,
+      (r) => r.p50 * 1e6,
+      (r) => r.p99 * 1e6,
+    ),
+  };
 if (only.has('scale')) {
   report.scale.connections = await runScale('connections', sizes.connections);
   log(`  ${sizes.connections} connections: ${JSON.stringify(report.scale.connections)}`);
@@ -346,7 +400,8 @@ if (asJson) {
     log(`| --- | ---: |${ping ? ' ---: |' : ''} ---: | --- |`);
     for (const r of w.results) {
       const target = r.target ? `${r.target.op} ${r.target.value}x ${r.target.met ? 'met' : 'MISSED'}` : '';
-      const value = r.skipped ? r.skipped : r.runs === 0 ? `failed: ${r.errors[0]}` : ping ? fmt(r.median, 1) : big(r.median);
+      let value = r.skipped ? r.skipped : r.runs === 0 ? `failed: ${r.errors[0]}` : ping ? fmt(r.median, 1) : big(r.median);
+      if (r.stalled) value += ` (then stalled: up to ${r.stalled} messages never came out)`;
       const p99 = ping ? ` ${fmt(r.p99, 1)} |` : '';
       log(`| ${r.label} | ${value} |${p99} ${r.skipped || r.runs === 0 ? '-' : `${fmt(r.ratio)}x`} | ${target} |`);
     }
@@ -355,11 +410,24 @@ if (asJson) {
   log(`\nfdpass vs CPython: ${vs(report.versus.python, 2)} (target >= 2x)`);
   log(`fdpass vs child_process.send: ${vs(report.versus.childProcess, 0)} (target >= 100x)`);
   const c = report.scale.connections;
-  if (c) log(c.error ? `connections: FAILED ${c.error}` : `${c.connections} concurrent connections to one FdServer, one fd each: all delivered in ${fmt(c.seconds)} s (target <= 2 s), server RSS ${fmt(c.rssMB, 1)} MB (target <= 150 MB)`);
+  if (c)
+    log(
+      c.error
+        ? `connections: FAILED ${c.error}`
+        : `${c.connections} concurrent connections to one FdServer, one fd each: all delivered in ${fmt(c.seconds)} s (target <= 2 s), server RSS ${fmt(c.rssMB, 1)} MB (target <= 150 MB)`,
+    );
   const l = report.scale.longRun;
-  if (l) log(l.error ? `long run: FAILED ${l.error}` : `${l.messages} messages through one socket: receiver RSS growth after warm-up ${fmt(l.receiverGrowthMB, 1)} MB, sender ${fmt(l.senderGrowthMB, 1)} MB (target <= 10 MB); fds before/after: receiver ${l.receiverFdsBefore}/${l.receiverFdsAfter}, sender ${l.senderFdsBefore}/${l.senderFdsAfter}`);
+  if (l)
+    log(
+      l.error
+        ? `long run: FAILED ${l.error}`
+        : `${l.messages} messages through one socket: receiver RSS growth after warm-up ${fmt(l.receiverGrowthMB, 1)} MB, sender ${fmt(l.senderGrowthMB, 1)} MB (target <= 10 MB); fds before/after: receiver ${l.receiverFdsBefore}/${l.receiverFdsAfter}, sender ${l.senderFdsBefore}/${l.senderFdsAfter}`,
+    );
   log(`\n${report.seconds.toFixed(0)} s in all`);
 }
 // An unreadable result is a bench failure, not a slow result: exit non-zero so CI sees rot.
-const broken = Object.values(report.workloads).some((w) => w.results.some((r) => !r.skipped && !r.optional && r.runs === 0)) || report.scale.connections?.error || report.scale.longRun?.error;
+const broken =
+  Object.values(report.workloads).some((w) => w.results.some((r) => !r.skipped && !r.optional && r.runs === 0)) ||
+  report.scale.connections?.error ||
+  report.scale.longRun?.error;
 process.exitCode = broken ? 1 : 0;
