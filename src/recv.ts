@@ -36,6 +36,13 @@ export interface RawMessage {
 
 export type RawEntry = RawMessage | FdPassError;
 
+/** Fds from the scratch array (a plain loop: Array.from iterates, 4x slower). */
+function fdList(offset: number, count: number): number[] {
+  const fds: number[] = new Array<number>(count);
+  for (let k = 0; k < count; k++) fds[k] = scratchFds[offset + k]!;
+  return fds;
+}
+
 /**
  * True when the last readBatch found the socket empty after its messages: no
  * need to read again before the next readiness event.
@@ -71,7 +78,7 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
     let fds: number[];
     if (nfds === 0) fds = [];
     else if (nfds === 1) fds = [scratchFds[fdOff]!];
-    else fds = Array.from(scratchFds.subarray(fdOff, fdOff + nfds));
+    else fds = fdList(fdOff, nfds);
     out[i] = { data: copyOut(data, off, len), fds, flags: meta[i * 4 + 2]!, control: meta[i * 4 + 3]! };
     off += len;
     fdOff += nfds;
@@ -119,7 +126,7 @@ export function readFdSync(fd: number): { name: string; fd: number } | FdPassErr
       disown(received);
       return { name: scratchData.toString('utf8', 0, len), fd: received };
     }
-    const fds = Array.from(scratchFds.subarray(0, meta[1]!));
+    const fds = fdList(0, meta[1]!);
     const msg: RawMessage = { data: copyOut(scratchData, 0, len), fds, flags: meta[2]!, control: meta[3]! };
     if (msg.flags & FLAG_EOF) return eofError();
     return toReceivedFd(msg);
