@@ -41,6 +41,14 @@ afterEach(() => {
   }
 });
 
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<T>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms))),
+  ]);
+}
+
 /** Read a socket to its end, closing every fd; the bytes and fds that came. */
 async function drain(sock: FdSocket): Promise<{ bytes: number; fds: number }> {
   let bytes = 0;
@@ -63,9 +71,11 @@ async function scenario(how: 'exit' | 'throw' | 'end'): Promise<void> {
   const server = await FdServer.listen(t.path('s'));
   const child = spawn(process.execPath, [fixture, server.path as string, how], { stdio: ['pipe', 'pipe', 'pipe'] });
   const lines = new JsonLines(child);
+  let a: FdSocket | undefined;
+  let b: FdSocket | undefined;
   try {
-    const a = await server.accept(); // the child sends here; we do not read yet
-    const b = await server.accept(); // we send the write end here
+    a = await server.accept(); // the child sends here; we do not read yet
+    b = await server.accept(); // we send the write end here
     for (let i = 0; i < MESSAGES; i++) await b.send(`w${i}`, [writeEnd]);
     closeSync(writeEnd); // from now on only copies in flight and in the child hold it
     child.stdin!.write('go\n');
@@ -80,11 +90,13 @@ async function scenario(how: 'exit' | 'throw' | 'end'): Promise<void> {
       // write, they keep the process alive until the peer reads.
       await delay(500);
       assert.equal(child.exitCode, null, 'the child waits for its queued sends');
-      const got = await drain(a); // reads until the child, done sending, exits
+      // Reads until the child, done sending, exits (a child kept alive by
+      // anything else fails here rather than hang the file).
+      const got = await within(drain(a), 10_000, 'the queued sends arrive');
       assert.deepEqual(got, { bytes: sends * CHUNK, fds: sends }, 'every queued send arrived whole, none dropped');
-      assert.equal(await exited(child), 0);
+      assert.equal(await within(exited(child), 10_000, 'the child exits once its queued sends are read'), 0);
     } else {
-      const code = await exited(child);
+      const code = await within(exited(child), 10_000, 'the child exits');
       assert.ok(Date.now() - readyAt < 5000, `the child exited promptly (${Date.now() - readyAt} ms)`);
       if (how === 'exit') assert.equal(code, 0);
       else {
@@ -103,11 +115,11 @@ async function scenario(how: 'exit' | 'throw' | 'end'): Promise<void> {
     // sends it had queued, nor the sleep it spawned.
     assert.equal(fifoState(readEnd), 'eof', 'no copy of the write end survives');
     assert.equal(await b.recv(), null);
-    await a.close();
-    await b.close();
   } finally {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited(child);
+    await a?.close();
+    await b?.close();
     await server.close();
     closeSync(readEnd);
     t.cleanup();
