@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AddressOptions, ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
 import { ErrorCodes, FdPassError, abortError, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
-import { Watcher, native, watchFd } from './native.js';
+import { Watcher, native, own, watchFd } from './native.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -211,6 +211,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #endRequested: { resolve: () => void; reject: (e: Error) => void }[] | null = null;
   readonly #stream: boolean;
   readonly #connected: boolean;
+  #keepOwned = false;
 
   /** @internal Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. */
   constructor(fd: number, type: number, peer?: PeerCredentials) {
@@ -499,7 +500,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     // runc's RecvFd: exactly one SCM_RIGHTS (and nothing else) with one fd.
     if (runc && (entry.fds.length !== 1 || entry.control !== 1)) return undefined;
     this.#shiftQueue();
-    disownAll(entry.fds);
+    // A protocol module holding what it receives keeps the fds in our care.
+    if (!this.#keepOwned) disownAll(entry.fds);
     return entry;
   }
 
@@ -545,7 +547,12 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
           this.#settleWaitersAtEnd(eofError);
           break;
         }
-        if (!this.#demand()) break;
+        if (!this.#demand()) {
+          // Nobody asked: stop watching (a drained socket would otherwise be
+          // polled forever, its handle keeping the process alive).
+          this.#readInterest = false;
+          break;
+        }
         if (this.#qhead < this.#queue.length) continue;
         if (batches++ >= BATCHES_PER_WAKE) {
           // Let the loop breathe; readiness brings us back.
@@ -611,14 +618,20 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         this.#shiftQueue();
         const m = toReceivedMessage(entry, MAX_MAX_BYTES, MAX_FDS, this.#stream);
         if (m instanceof Error) this.emit('error', m);
-        else this.emit('message', { data: m.data, fds: m.fds });
+        else {
+          if (this.#keepOwned) m.fds.forEach(own);
+          this.emit('message', { data: m.data, fds: m.fds });
+        }
         continue;
       }
       if (waiter.kind === 'fd') {
         this.#shiftQueue();
         const m = toReceivedFd(entry);
         if (m instanceof Error) waiter.reject(m);
-        else waiter.resolve(m);
+        else {
+          if (this.#keepOwned) own(m.fd);
+          waiter.resolve(m);
+        }
         continue;
       }
       const m = toReceivedMessage(entry, waiter.maxBytes, waiter.maxFds, this.#stream);
@@ -629,6 +642,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       }
       if ('rest' in m) this.#queue[this.#qhead] = m.rest;
       else this.#shiftQueue();
+      if (this.#keepOwned) m.fds.forEach(own);
       const message: ReceivedMessage = { data: m.data, fds: m.fds };
       if (waiter.kind === 'recv') waiter.resolve(message);
       else waiter.resolve({ value: message, done: false });
@@ -784,6 +798,15 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       if (this.#eof) throw eofError();
       this.#queue.push(readOneSync(this.#fd, MAX_NAME_LEN, this.#connected));
     }
+  }
+
+  /**
+   * @internal For protocol modules that hold what they receive before
+   * handing it out: received fds stay in the library's keeping (closed when
+   * the worker that owns this socket ends) until the module disowns them.
+   */
+  _keepOwned(): void {
+    this.#keepOwned = true;
   }
 
   /** @internal */

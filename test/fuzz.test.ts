@@ -1,5 +1,7 @@
 // Fuzzing peer against every receiving API: recv, recvFd, the async
-// iterator (stream, seqpacket, dgram), the runc console and pidfd listeners.
+// iterator (stream, seqpacket, dgram), the runc console, pidfd and seccomp
+// agent listeners, the handoff control socket, and notify/notifyBarrier
+// against a hostile service manager.
 // test/peers/fuzz_peer.py sends a seeded storm (0..64 KiB payloads, 0..253 fds
 // of every kind, two SCM_RIGHTS in one message, SCM_CREDENTIALS, connections
 // that vanish or close mid-message) and then one good message. Every outcome
@@ -9,14 +11,16 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { closeSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FdServer, FdSocket, FdPassError } from 'fdpass';
 import type { FdSocket as FdSocketType, RecvOptions, SocketType } from 'fdpass';
-import { listenConsoleSocket, listenPidfdSocket } from 'fdpass/runc';
+import { listenConsoleSocket, listenPidfdSocket, listenSeccompAgent } from 'fdpass/runc';
 import { Handoff } from 'fdpass/handoff';
+import { notify, notifyBarrier, removeStoredFds, storeFds } from 'fdpass/systemd';
 import http from 'node:http';
-import { noLeak, repoRoot, tempDir } from './helpers.js';
+import { delay, noLeak, repoRoot, tempDir } from './helpers.js';
+import { JsonLines, exited } from './lines.js';
 
 const baseSeed = Number(process.env.FDPASS_FUZZ_SEED ?? Date.now() % 1_000_000);
 const LAST = 'LAST-GOOD';
@@ -25,14 +29,12 @@ interface PeerRun {
   done: Promise<{ sent: number; errors: Record<string, number>; conns: number }>;
 }
 
-function runPeer(path: string, type: SocketType, seed: number, conns: number, msgs: number, last: string): PeerRun {
-  const child = spawn(
-    'python3',
-    [join(repoRoot, 'test', 'peers', 'fuzz_peer.py'), path, type, String(seed), String(conns), String(msgs), last],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+const fuzzPeer = join(repoRoot, 'test', 'peers', 'fuzz_peer.py');
+
+function runPeer(path: string, type: SocketType, seed: number, conns: number, msgs: number, last: string, flavour?: string): PeerRun {
+  const child = spawn('python3', [fuzzPeer, path, type, String(seed), String(conns), String(msgs), last, ...(flavour ? [flavour] : [])], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -125,6 +127,18 @@ function goodArrived(): { promise: Promise<string>; set: (v: string) => void } {
   let set!: (v: string) => void;
   const promise = new Promise<string>((resolve) => (set = resolve));
   return { promise, set };
+}
+
+/** A seeded generator in [0, 1) (mulberry32), so that FDPASS_FUZZ_SEED replays our side too. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -236,6 +250,140 @@ describe('fuzzing peer', () => {
         assert.ok(values + [...errors.values()].reduce((a, b) => a + b, 0) > 1, `seed ${seed}: the storm happened`);
       }));
   }
+
+  test('runc seccomp agent listener: every bad connection is a coded error, valid states are values, the good one intact', (ctx) =>
+    noLeak(async () => {
+      const t = tempDir();
+      const seed = baseSeed + 7;
+      const goodState = {
+        ociVersion: '1.0.2',
+        fds: ['seccompFd'],
+        pid: 1,
+        metadata: LAST,
+        state: { ociVersion: '1.0.2', id: LAST, status: 'creating', pid: 1, bundle: '/b' },
+      };
+      // A small maxStateBytes and timeout, so that both limits are hit by the storm.
+      const agent = await listenSeccompAgent(t.path('agent'), { maxStateBytes: 32 * 1024, timeout: 1000 });
+      const errors = new Map<string, number>();
+      agent.on('error', (e) => {
+        assertCoded(e, 'seccomp agent');
+        errors.set(e.code, (errors.get(e.code) ?? 0) + 1);
+      });
+      const peer = runPeer(agent.path, 'stream', seed, 300, 3, JSON.stringify(goodState), 'seccomp');
+      let content: string | null = null;
+      let values = 0;
+      const reading = (async () => {
+        for await (const v of agent) {
+          values++;
+          assert.equal(Object.keys(v.fds).length, v.state.fds.length, `seed ${seed}: one fd per name`);
+          if (v.state.state.id === LAST) content = readAll(v.fds.seccompFd!);
+          for (const fd of Object.values(v.fds)) closeSync(fd);
+          if (content !== null) break;
+        }
+      })();
+      const stats = await peer.done;
+      await withTimeout(reading, 30_000, `seed ${seed}: the good state`);
+      await agent.close();
+      t.cleanup();
+      ctx.diagnostic(`seed ${seed}: ${values} values, errors ${JSON.stringify(Object.fromEntries(errors))}, peer ${JSON.stringify(stats)}`);
+      assert.equal(content, 'intact', `seed ${seed}`);
+      // The storm reached the state checks, not only the transport.
+      assert.ok(values > 1, `seed ${seed}: valid states from the storm were values (${values})`);
+      assert.ok(
+        (errors.get('ERR_FDPASS_BAD_MESSAGE') ?? 0) > 0 && (errors.get('ERR_FDPASS_FD_COUNT_MISMATCH') ?? 0) > 0,
+        `seed ${seed}: bad states were refused: ${JSON.stringify([...errors])} (${JSON.stringify(stats)})`,
+      );
+    }));
+
+  test('systemd notify: notify, storeFds and notifyBarrier against a hostile manager; the last good message arrives intact', (ctx) =>
+    noLeak(async () => {
+      const t = tempDir();
+      const seed = baseSeed + 8;
+      const path = t.path('notify');
+      const manager = spawn('python3', [fuzzPeer, path, 'notify', String(seed), '0', '4', LAST], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const lines = new JsonLines(manager);
+      const saved = process.env.NOTIFY_SOCKET;
+      // Fds of several kinds to send: a file, /dev/null, both ends of a socketpair, a listening socket.
+      writeFileSync(t.path('good'), 'intact');
+      const good = openSync(t.path('good'), 'r');
+      const [pa, pb] = FdSocket.pair('stream');
+      const listening = await FdServer.listen(t.path('srv'));
+      const pool = [good, openSync('/dev/null', 'r'), pa.fd, pb.fd, listening.fd];
+      const outcomes = new Map<string, number>();
+      const count = (k: string): void => void outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
+      try {
+        await lines.event('event', 'ready');
+        process.env.NOTIFY_SOCKET = path;
+        const rand = rng(seed);
+        const keys = ['READY', 'STATUS', 'ERRNO', 'MAINPID', 'WATCHDOG', 'RELOADING', 'STOPPING', 'X_FUZZ'];
+        const randomState = (): string => {
+          if (rand() < 0.3) {
+            // Raw text of any code points, newlines included.
+            let s = '';
+            const n = 1 + Math.floor(rand() * 2000);
+            for (let i = 0; i < n; i++) s += String.fromCodePoint(1 + Math.floor(rand() * 0x2fff));
+            return s;
+          }
+          const lines: string[] = [];
+          for (let i = 0, n = 1 + Math.floor(rand() * 6); i < n; i++) {
+            lines.push(`${keys[Math.floor(rand() * keys.length)]}=${'v'.repeat(Math.floor(rand() * 600))}`);
+          }
+          return lines.join('\n');
+        };
+        const randomFds = (): number[] => {
+          const n = [0, 0, 1, 2, Math.floor(rand() * 254)][Math.floor(rand() * 5)]!;
+          return Array.from({ length: n }, () => pool[Math.floor(rand() * pool.length)]!);
+        };
+        const attempt = async (p: () => Promise<boolean>): Promise<void> => {
+          try {
+            assert.equal(await p(), true);
+            count('ok');
+          } catch (e) {
+            assertCoded(e, 'notify');
+            count(e.code);
+            // The manager is restarting: give it a moment, as a real sender would.
+            if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') await delay(5);
+          }
+        };
+        for (let i = 0; i < 400; i++) {
+          const op = rand();
+          if (op < 0.6) {
+            let state = randomState();
+            while (Buffer.byteLength(state) > 4096) state = state.slice(0, state.length >> 1);
+            await attempt(() => notify(state, randomFds()));
+          } else if (op < 0.8) await attempt(() => notifyBarrier({ timeout: 150 }));
+          else if (op < 0.9) await attempt(() => storeFds(`fuzz${i}`, [pool[i % pool.length]!], { poll: rand() < 0.5 }));
+          else if (op < 0.95) await attempt(() => removeStoredFds(`fuzz${i}`));
+          else await Promise.all([0, 1, 2, 3].map(() => attempt(() => notify('STATUS=concurrent', randomFds()))));
+        }
+        // The good message (a restart of the manager may lose it: send again until it is seen).
+        let last: Record<string, unknown> | null = null;
+        for (let i = 0; i < 50 && last === null; i++) {
+          await attempt(() => notify(LAST, [good]));
+          last = await lines.event('event', 'last', 500).catch(() => null);
+        }
+        assert.equal(last?.content, 'intact', `seed ${seed}: the last good message arrived intact`);
+        // The barrier works as ever after the storm.
+        assert.equal(await notifyBarrier({ timeout: 10_000 }), true, `seed ${seed}`);
+        const summary = await lines.next((j) => 'received' in j);
+        assert.equal(await exited(manager), 0, `seed ${seed}: manager: ${lines.stderr}`);
+        ctx.diagnostic(`seed ${seed}: outcomes ${JSON.stringify(Object.fromEntries(outcomes))}, manager ${JSON.stringify(summary)}`);
+        const barriers = summary.barriers as Record<string, number>;
+        assert.ok(
+          (outcomes.get('ok') ?? 0) > 100 && (outcomes.get('ETIMEDOUT') ?? 0) > 0 && (barriers.storm ?? 0) > 0,
+          `seed ${seed}: the storm happened: ${JSON.stringify([...outcomes])} ${JSON.stringify(summary)}`,
+        );
+      } finally {
+        if (saved === undefined) delete process.env.NOTIFY_SOCKET;
+        else process.env.NOTIFY_SOCKET = saved;
+        if (manager.exitCode === null) manager.kill('SIGKILL');
+        await exited(manager);
+        closeSync(good);
+        closeSync(pool[1]!);
+        await Promise.all([pa.close(), pb.close(), listening.close()]);
+        t.cleanup();
+      }
+    }));
 
   test('handoff control socket: a storm of bad peers, then a real successor still takes over', () =>
     noLeak(async () => {

@@ -1,10 +1,12 @@
 // Worker threads: the addon is context-aware, and a worker that ends closes
-// its sockets and the fds of messages it never delivered.
-import { test } from 'node:test';
+// its sockets, the fds of messages it never delivered, and the fds its
+// protocol modules hold (FdStream, the runc listeners).
+import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
-import { FdServer } from 'fdpass';
+import { FdServer, FdSocket } from 'fdpass';
+import { sendConsole } from 'fdpass/runc';
 import { fdTarget, openFds, tempDir, delay } from './helpers.js';
 
 function fdsPointingAt(path: string): number[] {
@@ -110,4 +112,127 @@ import('fdpass').then(async ({ FdSocket }) => {
   await Promise.all(exited);
   await server.close();
   t.cleanup();
+});
+
+// Protocol modules in a worker that is terminated mid-transfer: whatever the
+// module holds (an FdStream's fds of bytes not read yet, a runc listener's
+// values nobody took, a seccomp state's fds still being read) is closed with
+// the worker. The fds passed all point at one marker file, so counting the
+// fds open on it, process-wide, shows any that survived the worker.
+describe('protocol modules in a worker terminated mid-transfer', () => {
+  async function gone(marker: string, what: string): Promise<void> {
+    for (let i = 0; i < 200 && fdsPointingAt(marker).length > 0; i++) await delay(10);
+    assert.deepEqual(fdsPointingAt(marker), [], `${what}: every fd the worker held is closed`);
+  }
+
+  test('an FdStream reading fds in a loop, then holding unread bytes with fds', async () => {
+    const t = tempDir();
+    const marker = t.path('marker');
+    writeFileSync(marker, 'm');
+    const server = await FdServer.listen(t.path('s'));
+    const code = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { closeSync } = require('node:fs');
+import('fdpass/stream').then(({ FdStream }) => {
+  const s = FdStream.connect(workerData.path);
+  let n = 0;
+  const onReadable = () => {
+    let m;
+    while (n < 20 && (m = s.read(8, null)) !== null) {
+      m.fds.forEach((fd) => closeSync(fd));
+      n++;
+    }
+    if (n === 20) {
+      // Stop reading: what comes next stays in the stream (and the kernel).
+      s.off('readable', onReadable);
+      parentPort.postMessage({ read: n });
+    }
+  };
+  s.on('readable', onReadable);
+});`;
+    const worker = new Worker(code, { eval: true, workerData: { path: t.path('s') } });
+    const stopped = new Promise((res) => worker.once('message', res));
+    const conn = await server.accept();
+    const fd = openSync(marker, 'r');
+    let sending = true;
+    const sender = (async () => {
+      for (let i = 0; sending && i < 2000; i++)
+        await conn.send(`msg${String(i).padStart(5, '0')}`, [fd, fd]).catch(() => (sending = false));
+    })();
+    await stopped;
+    // The worker holds fds of bytes it did not read, in its stream's buffer.
+    for (let i = 0; i < 100 && fdsPointingAt(marker).length <= 1; i++) await delay(10);
+    assert.ok(fdsPointingAt(marker).length > 1, 'the worker holds fds');
+    await worker.terminate();
+    sending = false;
+    await sender;
+    closeSync(fd);
+    await conn.close();
+    await server.close();
+    await gone(marker, 'FdStream');
+    t.cleanup();
+  });
+
+  test('a runc console listener receiving consoles in a loop, then leaving values untaken', async () => {
+    const t = tempDir();
+    const marker = t.path('marker');
+    writeFileSync(marker, 'm');
+    const code = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { closeSync } = require('node:fs');
+import('fdpass/runc').then(async ({ listenConsoleSocket }) => {
+  const listener = await listenConsoleSocket(workerData.path);
+  parentPort.postMessage({ listening: true });
+  let n = 0;
+  for await (const c of listener) {
+    closeSync(c.fd);
+    if (++n === 10) break; // the next values wait in the listener, nobody takes them
+  }
+  parentPort.postMessage({ taken: n });
+});`;
+    const worker = new Worker(code, { eval: true, workerData: { path: t.path('console') } });
+    const messages: Record<string, unknown>[] = [];
+    worker.on('message', (m: Record<string, unknown>) => messages.push(m));
+    while (!messages.some((m) => m.listening)) await delay(5);
+    const fd = openSync(marker, 'r');
+    for (let i = 0; i < 40; i++) await sendConsole(t.path('console'), '/dev/pts/ptmx', fd);
+    closeSync(fd);
+    while (!messages.some((m) => m.taken)) await delay(5);
+    for (let i = 0; i < 100 && fdsPointingAt(marker).length < 30; i++) await delay(10);
+    assert.equal(fdsPointingAt(marker).length, 30, 'the listener holds the 30 consoles nobody took');
+    await worker.terminate();
+    await gone(marker, 'console listener');
+    t.cleanup();
+  });
+
+  test('a runc seccomp agent in the middle of a state: its fds arrived, its end of file not yet', async () => {
+    const t = tempDir();
+    const marker = t.path('marker');
+    writeFileSync(marker, 'm');
+    const code = `
+const { parentPort, workerData } = require('node:worker_threads');
+import('fdpass/runc').then(async ({ listenSeccompAgent }) => {
+  const agent = await listenSeccompAgent(workerData.path);
+  parentPort.postMessage({ listening: true });
+  for await (const v of agent) parentPort.postMessage({ unexpected: v.state.state.id });
+});`;
+    const worker = new Worker(code, { eval: true, workerData: { path: t.path('agent') } });
+    await new Promise((res) => worker.once('message', res));
+    const sock = await FdSocket.connect(t.path('agent'));
+    const fd = openSync(marker, 'r');
+    const state = JSON.stringify({
+      ociVersion: '1.0.2',
+      fds: ['seccompFd', 'a', 'b'],
+      pid: 1,
+      state: { ociVersion: '1.0.2', id: 'mid', status: 'creating', bundle: '/b' },
+    });
+    await sock.send(state.slice(0, 40), [fd, fd, fd]);
+    closeSync(fd);
+    for (let i = 0; i < 100 && fdsPointingAt(marker).length < 3; i++) await delay(10);
+    assert.equal(fdsPointingAt(marker).length, 3, 'the agent read the first bytes and their 3 fds');
+    await worker.terminate();
+    await gone(marker, 'seccomp agent');
+    await sock.close();
+    t.cleanup();
+  });
 });

@@ -3,7 +3,6 @@
 // with an opaque name ('/dev/ptmx' in runc 1.1, '/dev/pts/ptmx' later,
 // 'orphan-pts-master' on a CRIU restore).
 import { toFd, type FdLike } from '../fds.js';
-import { native } from '../native.js';
 import { encodeName, type PeerCredentials } from '../socket.js';
 import { withTarget, type RuncTarget } from './connect.js';
 import { RuncListener, type RuncListenOptions } from './listener.js';
@@ -32,7 +31,7 @@ export function listenConsoleSocket(path: string, options?: RuncListenOptions): 
       const { name, fd } = await sock.recvFd({ signal });
       return { name, fd, peer };
     },
-    (c) => native.close(c.fd),
+    (c) => [c.fd],
   );
 }
 

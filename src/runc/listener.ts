@@ -5,6 +5,7 @@
 // listener goes on.
 import { EventEmitter } from 'node:events';
 import { ErrorCodes, FdPassError, abortError, invalidArgType, outOfRange } from '../errors.js';
+import { disown, native } from '../native.js';
 import { FdServer } from '../server.js';
 import type { FdSocket, PeerCredentials } from '../socket.js';
 
@@ -60,7 +61,7 @@ function toFdPassError(err: unknown): FdPassError {
 export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements AsyncIterable<T> {
   readonly #server: FdServer;
   readonly #read: ReadMessage<T>;
-  readonly #dispose: (value: T) => void;
+  readonly #fdsOf: (value: T) => number[];
   readonly #timeout: number;
   #queue: T[] = [];
   #waiters: Waiter<T>[] = [];
@@ -69,11 +70,11 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
   #closing: Promise<void> | null = null;
 
   /** @internal Use listenConsoleSocket, listenSeccompAgent or listenPidfdSocket. */
-  constructor(server: FdServer, read: ReadMessage<T>, dispose: (value: T) => void, timeout: number) {
+  constructor(server: FdServer, read: ReadMessage<T>, fdsOf: (value: T) => number[], timeout: number) {
     super();
     this.#server = server;
     this.#read = read;
-    this.#dispose = dispose;
+    this.#fdsOf = fdsOf;
     this.#timeout = timeout;
     server.on('error', (err) => this.#report(toFdPassError(err), null));
     server.on('connection', (sock) => {
@@ -88,7 +89,7 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
     path: string,
     options: RuncListenOptions | undefined,
     read: ReadMessage<T>,
-    dispose: (value: T) => void,
+    fdsOf: (value: T) => number[],
   ): Promise<RuncListener<T>> {
     if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
     if (options !== undefined && (options === null || typeof options !== 'object')) {
@@ -107,7 +108,7 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
       ...(o.allow === undefined ? {} : { allow: o.allow }),
       ...(o.backlog === undefined ? {} : { backlog: o.backlog }),
     });
-    return new RuncListener(server, read, dispose, timeout);
+    return new RuncListener(server, read, fdsOf, timeout);
   }
 
   /** The absolute path of the socket file. */
@@ -128,6 +129,9 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
     }, this.#timeout);
     try {
       peer = sock.peer;
+      // Until a value is handed out, its fds stay ours: the end of the worker
+      // that runs this listener closes them (they are closed on every error path).
+      sock._keepOwned();
       const value = await this.#read(sock, peer, controller.signal);
       if (this.#closed) this.#dispose(value);
       else this.#push(value);
@@ -149,8 +153,18 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
 
   #push(value: T): void {
     const w = this.#waiters.shift();
-    if (w) w.resolve({ value, done: false });
+    if (w) w.resolve({ value: this.#handOut(value), done: false });
     else this.#queue.push(value);
+  }
+
+  /** The value's fds become the caller's. */
+  #handOut(value: T): T {
+    for (const fd of this.#fdsOf(value)) disown(fd);
+    return value;
+  }
+
+  #dispose(value: T): void {
+    for (const fd of this.#fdsOf(value)) native.close(fd);
   }
 
   /**
@@ -164,7 +178,7 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
       return Promise.reject(invalidArgType('options.signal', 'an instance of AbortSignal', signal));
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    if (this.#queue.length > 0) return Promise.resolve(this.#queue.shift() as T);
+    if (this.#queue.length > 0) return Promise.resolve(this.#handOut(this.#queue.shift() as T));
     if (this.#closed) return Promise.resolve(null);
     return new Promise<T | null>((resolve, reject) => {
       const onAbort = (): void => {

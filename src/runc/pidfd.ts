@@ -42,7 +42,7 @@ export function listenPidfdSocket(path: string, options?: RuncListenOptions): Pr
       }
       return { kind: name as PidfdKind, pidfd: fd, peer };
     },
-    (p) => native.close(p.pidfd),
+    (p) => [p.pidfd],
   );
 }
 

@@ -74,7 +74,7 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
         throw err;
       }
     },
-    (r) => closeAll(Object.values(r.fds)),
+    (r) => Object.values(r.fds),
   );
 }
 
