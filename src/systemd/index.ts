@@ -6,7 +6,7 @@
 // beyond it (fcntl FD_CLOEXEC on inherited fds) is the core addon's setFlags.
 import { FdSocket } from '../socket.js';
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
-import { FdLike, MAX_FDS, toFdArray } from '../fds.js';
+import { FdLike, MAX_FDS, closeFds, toFdArray } from '../fds.js';
 import { native } from '../native.js';
 
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
@@ -231,10 +231,11 @@ export async function notifyBarrier(options: BarrierOptions = {}): Promise<boole
     await notify('BARRIER=1', [theirs.fd], options);
     await theirs.close(); // now only the manager holds that end
     for (;;) {
-      // End of file once the manager closed its copy.
+      // End of file once the manager closed its copy. Like sd_notify_barrier
+      // (whose fd is a pipe), anything written into it is ignored; fds too.
       let m;
       try {
-        m = await mine.recv({ signal: wait, maxFds: 0 });
+        m = await mine.recv({ signal: wait });
       } catch (err) {
         if (timer.aborted && !signal?.aborted) {
           throw new FdPassError('ETIMEDOUT', `notifyBarrier: the service manager did not answer within ${timeout} ms`, {
@@ -245,6 +246,7 @@ export async function notifyBarrier(options: BarrierOptions = {}): Promise<boole
         throw err;
       }
       if (m === null) return true;
+      closeFds(m.fds);
     }
   } finally {
     await theirs.close();

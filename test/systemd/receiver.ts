@@ -32,7 +32,13 @@ while True:
     text = data.decode()
     print(json.dumps({"event": "message", "text": text, "fds": info}), flush=True)
     if text == "BARRIER=1":
-        sys.stdin.readline()
+        # "scribble": write bytes and fds into the barrier fd before closing
+        # it, as a confused manager might (systemd's is a pipe: it cannot).
+        if sys.stdin.readline().startswith("scribble"):
+            b = socket.socket(fileno=os.dup(fds[0]))
+            socket.send_fds(b, [b"junk"], [0, 1, 2])
+            b.sendall(b"more junk")
+            b.close()
     for fd in fds:
         os.close(fd)
     if text == "BARRIER=1":
@@ -43,6 +49,8 @@ export interface Receiver {
   lines: JsonLines;
   /** Let the receiver finish processing a BARRIER=1 message. */
   release(): void;
+  /** The same, writing bytes and fds into the barrier fd first. */
+  scribble(): void;
   stop(): void;
 }
 
@@ -54,6 +62,7 @@ export async function startReceiver(address: string): Promise<Receiver> {
   return {
     lines,
     release: () => child.stdin!.write('go\n'),
+    scribble: () => child.stdin!.write('scribble\n'),
     stop: () => {
       child.kill('SIGKILL');
     },

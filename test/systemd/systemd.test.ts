@@ -326,6 +326,24 @@ describe('notify', () => {
     }
   });
 
+  test('notifyBarrier ignores what a manager writes into the barrier fd (its fds closed) and waits for the close', async () => {
+    const t = tempDir();
+    const rx = await startReceiver(t.path('scribble.sock'));
+    try {
+      await noLeak(async () => {
+        process.env.NOTIFY_SOCKET = t.path('scribble.sock');
+        const barrier = notifyBarrier({ timeout: 60_000 });
+        assert.equal((await rx.lines.event('event', 'message')).text, 'BARRIER=1');
+        rx.scribble();
+        assert.equal(await barrier, true);
+        await rx.lines.event('event', 'barrier-closed');
+      });
+    } finally {
+      rx.stop();
+      t.cleanup();
+    }
+  });
+
   test('notifyBarrier times out with ETIMEDOUT when the receiver never closes the fd', async () => {
     const t = tempDir();
     const rx = await startReceiver(t.path('stuck.sock'));
