@@ -5,12 +5,29 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
 import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { FdServer, FdSocket } from 'fdpass';
+import { Handoff } from 'fdpass/handoff';
 import { sendConsole } from 'fdpass/runc';
 import { fdTarget, openFds, tempDir, delay } from './helpers.js';
 
 function fdsPointingAt(path: string): number[] {
   return openFds().filter((fd) => fdTarget(fd) === path);
+}
+
+/** A listening net.Server and what its fd points at ('socket:[inode]'). */
+async function listening(how: net.ListenOptions, onConnection?: (s: net.Socket) => void): Promise<{ server: net.Server; target: string }> {
+  const server = net.createServer(onConnection);
+  await new Promise<void>((resolve) => server.listen(how, resolve));
+  const target = fdTarget((server as unknown as { _handle: { fd: number } })._handle.fd);
+  assert.ok(target?.startsWith('socket:'), `a socket: ${target}`);
+  return { server, target: target! };
+}
+
+/** How many fds of this process point at each target. */
+function copies(targets: string[]): number[] {
+  const all = openFds().map(fdTarget);
+  return targets.map((target) => all.filter((t) => t === target).length);
 }
 
 const WORKER = `
@@ -235,4 +252,79 @@ import('fdpass/runc').then(async ({ listenSeccompAgent }) => {
     await sock.close();
     t.cleanup();
   });
+});
+
+test("a handoff in a worker takes over: it serves on the inherited listener, and what it hands out is the user's", async () => {
+  const t = tempDir();
+  const marker = t.path('marker');
+  writeFileSync(marker, 'm');
+  const tcp = await listening({ port: 0, host: '127.0.0.1' }, (s) => s.end('main'));
+  const extra = await listening({ port: 0, host: '127.0.0.1' });
+  const port = (tcp.server.address() as net.AddressInfo).port;
+  const predecessor = await Handoff.start({ path: t.path('control.sock'), exit: false });
+  predecessor.add(tcp.server, 'tcp');
+  predecessor.add(extra.server, 'extra');
+  await predecessor.ready();
+  const drained = new Promise((res) => predecessor.once('drained', res));
+  const code = `
+const { parentPort, workerData } = require('node:worker_threads');
+const { closeSync } = require('node:fs');
+const net = require('node:net');
+import('fdpass/handoff').then(async ({ Handoff }) => {
+  const handoff = await Handoff.start({ path: workerData.path, exit: false });
+  const inherited = handoff.inherited;
+  const server = net.createServer((s) => s.end('worker'));
+  const listened = await handoff.listen(server, 'tcp');
+  const extra = handoff.take('extra'); // the user's now: the user closes it, as any fd
+  closeSync(extra);
+  parentPort.postMessage({ inherited, listened, extra, port: server.address().port });
+  await new Promise((res) => parentPort.once('message', res));
+  await handoff.ready();
+  parentPort.postMessage({ ready: true });
+  setInterval(() => {}, 1000); // serves until terminated
+});`;
+  const worker = new Worker(code, { eval: true, workerData: { path: t.path('control.sock') } });
+  const m = (await new Promise((res) => worker.once('message', res))) as {
+    inherited: string[];
+    listened: boolean;
+    extra: number;
+    port: number;
+  };
+  assert.deepEqual(m.inherited, ['tcp', 'extra']);
+  assert.equal(m.listened, true);
+  assert.equal(m.port, port, 'the same listening socket');
+  // The number of the fd the user took and closed is free: reuse it here. The
+  // worker's end must not close it (take() handed it over for good).
+  const opened: number[] = [];
+  let reused = -1;
+  for (let i = 0; i < 256 && reused < 0; i++) {
+    const fd = openSync(marker, 'r');
+    if (fd === m.extra) reused = fd;
+    else opened.push(fd);
+  }
+  opened.forEach((fd) => closeSync(fd));
+  assert.equal(reused, m.extra, `the number the worker closed (${m.extra}) was reused here: ${fdTarget(m.extra)}`);
+  const ready = new Promise((res) => worker.once('message', res));
+  worker.postMessage('ready');
+  assert.deepEqual(await ready, { ready: true });
+  assert.deepEqual(await drained, { forced: 0 });
+  assert.equal(tcp.server.listening, false);
+  assert.equal(extra.server.listening, false);
+  // The worker serves on the listener it inherited.
+  const reply = await new Promise<string>((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1');
+    let d = '';
+    c.on('data', (b) => (d += b.toString()));
+    c.on('end', () => resolve(d));
+    c.on('error', reject);
+  });
+  assert.equal(reply, 'worker');
+  assert.deepEqual(copies([tcp.target, extra.target]), [1, 0]);
+  await worker.terminate();
+  for (let i = 0; i < 200 && copies([tcp.target])[0]! > 0; i++) await delay(10);
+  assert.deepEqual(copies([tcp.target]), [0], "the worker's server closed with the worker");
+  assert.equal(fdTarget(reused), marker, "the worker's end left the reused number alone");
+  closeSync(reused);
+  await predecessor.close();
+  t.cleanup();
 });
