@@ -1,6 +1,7 @@
 // Worker threads: the addon is context-aware, and a worker that ends closes
 // its sockets, the fds of messages it never delivered, and the fds its
-// protocol modules hold (FdStream, the runc listeners).
+// protocol modules hold (FdStream, the runc listeners, a handoff's inherited
+// listeners).
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Worker } from 'node:worker_threads';
@@ -219,6 +220,40 @@ import('fdpass/runc').then(async ({ listenConsoleSocket }) => {
     assert.equal(fdsPointingAt(marker).length, 30, 'the listener holds the 30 consoles nobody took');
     await worker.terminate();
     await gone(marker, 'console listener');
+    t.cleanup();
+  });
+
+  test('a handoff successor that received the listeners and has not used them yet', async () => {
+    const t = tempDir();
+    const tcp = await listening({ port: 0, host: '127.0.0.1' });
+    const unix = await listening({ path: t.path('http.sock') });
+    const targets = [tcp.target, unix.target];
+    // The predecessor, in this thread: it offers both listeners, then waits for "ready".
+    const predecessor = await Handoff.start({ path: t.path('control.sock'), exit: false });
+    predecessor.add(tcp.server, 'tcp');
+    predecessor.add(unix.server, 'unix');
+    await predecessor.ready();
+    assert.deepEqual(copies(targets), [1, 1]);
+    const aborted = new Promise<string>((res) => predecessor.once('aborted', (_peer, reason) => res(reason)));
+    const code = `
+const { parentPort, workerData } = require('node:worker_threads');
+import('fdpass/handoff').then(async ({ Handoff }) => {
+  const handoff = await Handoff.start({ path: workerData.path, exit: false });
+  // The listeners arrived; nobody took them (no listen(), take() or ready()).
+  parentPort.postMessage({ inherited: handoff.inherited });
+  setInterval(() => {}, 1000); // stays until terminated
+});`;
+    const worker = new Worker(code, { eval: true, workerData: { path: t.path('control.sock') } });
+    const started = (await new Promise((res) => worker.once('message', res))) as { inherited: string[] };
+    assert.deepEqual(started.inherited, ['tcp', 'unix']);
+    assert.deepEqual(copies(targets), [2, 2], 'the worker holds a copy of each listener');
+    await worker.terminate();
+    assert.match(await aborted, /before it was ready/);
+    for (let i = 0; i < 200 && copies(targets).some((n) => n > 1); i++) await delay(10);
+    assert.deepEqual(copies(targets), [1, 1], 'handoff: every listener fd the worker held is closed');
+    assert.equal(predecessor.state, 'serving');
+    await predecessor.close();
+    await Promise.all([tcp.server, unix.server].map((s) => new Promise((r) => s.close(r))));
     t.cleanup();
   });
 

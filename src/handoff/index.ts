@@ -17,7 +17,7 @@
 //   old -> new  {"op":"draining"}        then the old process closes the connection
 //   old -> new  {"op":"abort","reason"}  (the old process gave up waiting)
 import { EventEmitter } from 'node:events';
-import { closeSync, linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
+import { linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import net from 'node:net';
 import type { ListenOptions as NetListenOptions, Server, Socket } from 'node:net';
@@ -26,6 +26,7 @@ import { FdSocket } from '../socket.js';
 import type { PeerCredentials } from '../socket.js';
 import { ErrorCodes, FdPassError, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd } from '../fds.js';
+import { disown, native } from '../native.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -99,14 +100,9 @@ function parse(data: Buffer): TakeMessage | null {
   return null;
 }
 
+/** Close fds we hold (native.close also drops them from what a worker's end closes). */
 function closeAll(fds: Iterable<number>): void {
-  for (const fd of fds) {
-    try {
-      closeSync(fd);
-    } catch {
-      // already closed
-    }
-  }
+  for (const fd of fds) native.close(fd);
 }
 
 function checkMs(value: unknown, name: string, def: number): number {
@@ -225,6 +221,9 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       if (code === 'ENOENT' || code === 'ECONNREFUSED') return new Handoff(resolved, null, new Map());
       throw err;
     }
+    // Until a listener is handed out (take(), listen()), its fd stays ours: the
+    // end of the worker that runs this handoff closes it.
+    sock._keepOwned();
     const received = new Map<string, number>();
     try {
       const peer = sock.peer;
@@ -297,7 +296,9 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   /** Take an inherited fd by name: it is yours now (undefined if there is none). */
   take(name: string): number | undefined {
     const fd = this.#received.get(name);
+    if (fd === undefined) return undefined;
     this.#received.delete(name);
+    disown(fd);
     return fd;
   }
 
@@ -444,6 +445,8 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       return;
     }
     this.#state = 'offering';
+    // What a successor sends is closed here, never handed out: ours until then.
+    sock._keepOwned();
     const peer = sock.peer;
     let reason = 'closed the connection before it was ready';
     let took = false;
