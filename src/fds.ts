@@ -38,6 +38,11 @@ function handleFd(obj: object): number | undefined {
   return undefined;
 }
 
+/** An fd number: an integer in 0..2^31-1. */
+function isFdNumber(fd: unknown): fd is number {
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 && fd <= INT32_MAX;
+}
+
 /** Validate an fd number: an integer in 0..2^31-1. */
 export function checkFdNumber(fd: unknown, name = 'fd'): number {
   if (typeof fd !== 'number') throw invalidArgType(name, 'of type number or an object that owns an fd', fd);
@@ -70,7 +75,7 @@ export function toFdArray(fds: unknown, name = 'fds'): Int32Array | null {
   for (let i = 0; i < fds.length; i++) {
     const fd = fds[i] as unknown;
     // The common case without building an argument name per fd.
-    out[i] = typeof fd === 'number' && fd >= 0 && fd <= INT32_MAX && Number.isInteger(fd) ? fd : toFd(fd, `${name}[${i}]`);
+    out[i] = isFdNumber(fd) ? fd : toFd(fd, `${name}[${i}]`);
   }
   return out;
 }
@@ -91,7 +96,7 @@ export function closeFds(fds: readonly number[]): void {
   const out = closeScratch;
   for (let i = 0; i < n; i++) {
     const fd = fds[i] as unknown;
-    out[i] = typeof fd === 'number' && fd >= 0 && fd <= INT32_MAX && Number.isInteger(fd) ? fd : checkFdNumber(fd, `fds[${i}]`);
+    out[i] = isFdNumber(fd) ? fd : checkFdNumber(fd, `fds[${i}]`);
   }
   if (n === 0) return;
   const r = native.closeMany(out, n);

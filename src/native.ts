@@ -117,14 +117,6 @@ export function watchFd(fd: number, callback: (events: number) => void): Watcher
   return w;
 }
 
-/**
- * Keep an fd in the library's hands again (a protocol module that holds what
- * it received until someone takes it): the end of this environment closes it.
- */
-export function own(fd: number): void {
-  if (fd >= 0 && fd < ownedMap.length * 8) ownedMap[fd >> 3]! |= 1 << (fd & 7);
-}
-
 /** Hand an fd to the user: it is theirs to close from now on. */
 export function disown(fd: number): void {
   if (fd >= 0 && fd < ownedMap.length * 8) ownedMap[fd >> 3]! &= ~(1 << (fd & 7));

@@ -36,11 +36,15 @@ export interface RawMessage {
 
 export type RawEntry = RawMessage | FdPassError;
 
-/** Fds from the scratch array (a plain loop: Array.from iterates, 4x slower). */
-function fdList(offset: number, count: number): number[] {
-  const fds: number[] = new Array<number>(count);
-  for (let k = 0; k < count; k++) fds[k] = scratchFds[offset + k]!;
-  return fds;
+/**
+ * Message i of the last read: its bytes at `off` in data, its fds at `fdOff`
+ * in the scratch fds (a plain loop: Array.from iterates, 4x slower).
+ */
+function messageAt(data: Buffer, i: number, off: number, fdOff: number): RawMessage {
+  const nfds = scratchMeta[i * 4 + 1]!;
+  const fds: number[] = new Array<number>(nfds);
+  for (let k = 0; k < nfds; k++) fds[k] = scratchFds[fdOff + k]!;
+  return { data: copyOut(data, off, scratchMeta[i * 4]!), fds, flags: scratchMeta[i * 4 + 2]!, control: scratchMeta[i * 4 + 3]! };
 }
 
 /**
@@ -73,15 +77,9 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
   let off = 0;
   let fdOff = 0;
   for (let i = 0; i < n; i++) {
-    const len = meta[i * 4]!;
-    const nfds = meta[i * 4 + 1]!;
-    let fds: number[];
-    if (nfds === 0) fds = [];
-    else if (nfds === 1) fds = [scratchFds[fdOff]!];
-    else fds = fdList(fdOff, nfds);
-    out[i] = { data: copyOut(data, off, len), fds, flags: meta[i * 4 + 2]!, control: meta[i * 4 + 3]! };
-    off += len;
-    fdOff += nfds;
+    out[i] = messageAt(data, i, off, fdOff);
+    off += meta[i * 4]!;
+    fdOff += meta[i * 4 + 1]!;
   }
   const pending = meta[maxMessages * 4]!;
   if (pending < 0) out.push(systemError(pending, 'recvmsg'));
@@ -90,47 +88,47 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
 }
 
 /**
- * One message, waiting in poll(2) while a non-blocking fd has none: for the
- * *Sync functions only. A failure comes back as an FdPassError entry.
+ * Read one runc-sized message (< 4096 bytes) into the scratch buffers,
+ * waiting in poll(2) while a non-blocking fd has none: for the *Sync
+ * functions only. Null when it is there, else the failure.
  */
-export function readOneSync(fd: number, maxBytes: number, connected: boolean): RawEntry {
+function readOneIntoScratch(fd: number, connected: boolean): FdPassError | null {
   for (;;) {
-    const r = readBatch(fd, 1, maxBytes, connected);
-    if (typeof r !== 'number') return r[0]!;
-    if (r !== native.EAGAIN) return systemError(r, 'recvmsg');
+    const n = native.recvBatch(fd, scratchData, scratchFds, scratchMeta, 1, MAX_NAME_LEN, MAX_FDS, connected ? 1 : 0);
+    if (n >= 0) return null;
+    if (n !== native.EAGAIN) return systemError(n, 'recvmsg');
     const p = native.poll(fd, native.POLLIN, -1);
     if (p < 0) return systemError(p, 'poll');
   }
 }
 
+/** One runc-sized message, blocking (see readOneIntoScratch); a failure as an entry. */
+export function readOneSync(fd: number, connected: boolean): RawEntry {
+  return readOneIntoScratch(fd, connected) ?? messageAt(scratchData, 0, 0, 0);
+}
+
 /**
- * runc's RecvFd on a socket nobody else reads (the *Sync path): one message,
- * waiting in poll(2) while a non-blocking fd has none. The common case (a
- * name and one fd, nothing else) is decoded straight from the scratch
- * buffers; anything else goes through the full rules (fds closed on error).
+ * runc's RecvFd on a socket nobody else reads (the *Sync path), blocking. The
+ * common case (a name and one fd, nothing else) is decoded straight from the
+ * scratch buffers; anything else goes through the full rules (fds closed on
+ * error). The fd returned is the caller's.
  */
 export function readFdSync(fd: number): { name: string; fd: number } | FdPassError {
-  for (;;) {
-    const n = native.recvBatch(fd, scratchData, scratchFds, scratchMeta, 1, MAX_NAME_LEN, MAX_FDS, 1);
-    if (n === native.EAGAIN) {
-      const p = native.poll(fd, native.POLLIN, -1);
-      if (p < 0) return systemError(p, 'poll');
-      continue;
-    }
-    if (n < 0) return systemError(n, 'recvmsg');
-    const meta = scratchMeta;
-    const len = meta[0]!;
-    // One SCM_RIGHTS (control 1) with one fd, no flags, a name that fits.
-    if (meta[1] === 1 && meta[2] === 0 && meta[3] === 1 && len < MAX_NAME_LEN) {
-      const received = scratchFds[0]!;
-      disown(received);
-      return { name: scratchData.toString('utf8', 0, len), fd: received };
-    }
-    const fds = fdList(0, meta[1]!);
-    const msg: RawMessage = { data: copyOut(scratchData, 0, len), fds, flags: meta[2]!, control: meta[3]! };
-    if (msg.flags & FLAG_EOF) return eofError();
-    return toReceivedFd(msg);
+  const failed = readOneIntoScratch(fd, true);
+  if (failed) return failed;
+  const meta = scratchMeta;
+  const len = meta[0]!;
+  // One SCM_RIGHTS (control 1) with one fd, no flags, a name that fits.
+  if (meta[1] === 1 && meta[2] === 0 && meta[3] === 1 && len < MAX_NAME_LEN) {
+    const received = scratchFds[0]!;
+    disown(received);
+    return { name: scratchData.toString('utf8', 0, len), fd: received };
   }
+  const msg = messageAt(scratchData, 0, 0, 0);
+  if (msg.flags & FLAG_EOF) return eofError();
+  const out = toReceivedFd(msg);
+  if (!(out instanceof Error)) disown(out.fd);
+  return out;
 }
 
 /** A recvFd at end of file. */
@@ -191,6 +189,7 @@ function truncation(msg: RawMessage, maxFds: number): FdPassError | null {
 /**
  * runc's RecvFd rules: a name of less than 4096 bytes, exactly one
  * SCM_RIGHTS with exactly one fd. Unlike runc, every fd is closed on error.
+ * The rules only judge: whoever hands the result out disowns its fds.
  */
 export function toReceivedFd(msg: RawMessage): { name: string; fd: number } | FdPassError {
   const t = truncation(msg, MAX_FDS);
@@ -205,15 +204,14 @@ export function toReceivedFd(msg: RawMessage): { name: string; fd: number } | Fd
   }
   if (msg.fds.length === 0) return fail(msg, ErrorCodes.NO_FD, 'recvFd: the message carried no fd');
   if (msg.fds.length > 1) return fail(msg, ErrorCodes.TOO_MANY_FDS, `recvFd: expected one fd, got ${msg.fds.length}`);
-  const fd = msg.fds[0]!;
-  disown(fd);
-  return { name: msg.data.toString('utf8'), fd };
+  return { name: msg.data.toString('utf8'), fd: msg.fds[0]! };
 }
 
 /**
  * The rules of recv: fds beyond maxFds or cut by the kernel, and datagrams
  * longer than maxBytes, are errors (fds closed). A stream message longer than
- * maxBytes is split: the rest stays queued, without the fds.
+ * maxBytes is split: the rest stays queued, without the fds. Whoever hands
+ * the result out disowns its fds.
  */
 export function toReceivedMessage(
   msg: RawMessage,
@@ -230,13 +228,11 @@ export function toReceivedMessage(
         ErrorCodes.TRUNCATED,
         `message of ${msg.data.length} bytes is larger than maxBytes (${maxBytes}); its fds were closed`,
       );
-    disownAll(msg.fds);
     return {
       data: msg.data.subarray(0, maxBytes),
       fds: msg.fds,
       rest: { data: msg.data.subarray(maxBytes), fds: [], flags: 0, control: 0 },
     };
   }
-  disownAll(msg.fds);
   return { data: msg.data, fds: msg.fds };
 }

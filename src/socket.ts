@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AddressOptions, ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
 import { ErrorCodes, FdPassError, abortError, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
-import { Watcher, native, own, watchFd } from './native.js';
+import { Watcher, native, watchFd } from './native.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -500,9 +500,16 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     // runc's RecvFd: exactly one SCM_RIGHTS (and nothing else) with one fd.
     if (runc && (entry.fds.length !== 1 || entry.control !== 1)) return undefined;
     this.#shiftQueue();
-    // A protocol module holding what it receives keeps the fds in our care.
-    if (!this.#keepOwned) disownAll(entry.fds);
+    this.#handOver(entry.fds);
     return entry;
+  }
+
+  /**
+   * Fds leave the library's keeping as they are handed out, unless a protocol
+   * module holds what it receives (_keepOwned) and hands them over itself.
+   */
+  #handOver(fds: readonly number[]): void {
+    if (!this.#keepOwned) disownAll(fds);
   }
 
   #addWaiter(w: Waiter, signal: AbortSignal | undefined): void {
@@ -619,7 +626,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         const m = toReceivedMessage(entry, MAX_MAX_BYTES, MAX_FDS, this.#stream);
         if (m instanceof Error) this.emit('error', m);
         else {
-          if (this.#keepOwned) m.fds.forEach(own);
+          this.#handOver(m.fds);
           this.emit('message', { data: m.data, fds: m.fds });
         }
         continue;
@@ -629,7 +636,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         const m = toReceivedFd(entry);
         if (m instanceof Error) waiter.reject(m);
         else {
-          if (this.#keepOwned) own(m.fd);
+          this.#handOver(entry.fds);
           waiter.resolve(m);
         }
         continue;
@@ -642,7 +649,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       }
       if ('rest' in m) this.#queue[this.#qhead] = m.rest;
       else this.#shiftQueue();
-      if (this.#keepOwned) m.fds.forEach(own);
+      this.#handOver(m.fds);
       const message: ReceivedMessage = { data: m.data, fds: m.fds };
       if (waiter.kind === 'recv') waiter.resolve(message);
       else waiter.resolve({ value: message, done: false });
@@ -792,11 +799,12 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
           if (entry instanceof Error) throw entry;
           const m = toReceivedFd(entry);
           if (m instanceof Error) throw m;
+          this.#handOver(entry.fds);
           return m;
         }
       }
       if (this.#eof) throw eofError();
-      this.#queue.push(readOneSync(this.#fd, MAX_NAME_LEN, this.#connected));
+      this.#queue.push(readOneSync(this.#fd, this.#connected));
     }
   }
 
