@@ -687,7 +687,15 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   }
   if (!w->callback || napi_open_handle_scope(env, &scope) != napi_ok)
     return;
-  if (napi_get_reference_value(env, w->callback, &cb) == napi_ok && cb) {
+  if (napi_get_reference_value(env, w->callback, &cb) != napi_ok || !cb) {
+    // The owner let its callback be collected while idle: nobody can be
+    // told, so stop rather than wake up for ever on a level-triggered fd.
+    uint32_t refs;
+    uv_poll_stop(h);
+    if (w->polling)
+      napi_reference_unref(env, w->callback, &refs);
+    w->polling = 0;
+  } else {
     napi_get_global(env, &recv);
     napi_create_int32(env, status < 0 ? status : events, &arg);
     if (napi_make_callback(env, w->inst->async_context, recv, cb, 1, &arg,

@@ -6,6 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { FdServer, FdSocket } from 'fdpass';
+import { PtyStream } from 'fdpass/runc';
 import { noLeak, tempDir } from './helpers.js';
 
 setFlagsFromString('--expose-gc');
@@ -59,4 +60,22 @@ test('accept still wakes after the poll stopped and a GC ran', () =>
     for (const s of [c1, s1, c2, s2]) await s.close();
     await server.close();
     t.cleanup();
+  }));
+
+test('a PtyStream still delivers after it went idle and a GC ran', () =>
+  noLeak(async () => {
+    // A socketpair end stands in for a pty master: PtyStream only reads,
+    // writes and polls its fd.
+    const [a, b] = FdSocket.pair();
+    const pty = new PtyStream(b.release());
+    await collect();
+    const got = new Promise<string>((res) => pty.once('data', (d: Buffer) => res(String(d))));
+    // _read found nothing and started polling; the callback must still be there.
+    for (let i = 0; i < 5; i++) await new Promise((res) => setImmediate(res));
+    await collect();
+    await a.send('hello');
+    const data = await Promise.race([got, new Promise<null>((res) => setTimeout(() => res(null), 5000).unref())]);
+    assert.equal(data, 'hello', 'the stream was never woken');
+    pty.destroy();
+    await a.close();
   }));

@@ -7,9 +7,9 @@
 // watcher, and read(2)/write(2) are called only when they cannot block.
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { readSync, writeSync } from 'node:fs';
-import { systemError } from '../errors.js';
+import { closedError, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { native, type Watcher } from '../native.js';
+import { native, watchFd, type Watcher } from '../native.js';
 
 const POLL_READ = 1;
 const POLL_WRITE = 2;
@@ -36,6 +36,7 @@ function errnoCode(err: unknown): string | undefined {
 export class PtyStream extends Duplex {
   #fd: number;
   #watcher: Watcher | null;
+  readonly #pollCallback = (events: number): void => this.#onPoll(events);
   #events = 0;
   #wantRead = false;
   #hungUp = false;
@@ -51,13 +52,9 @@ export class PtyStream extends Duplex {
       native.close(fd);
       throw systemError(r, 'fcntl');
     }
-    const w = native.watch(fd, (events) => this.#onPoll(events));
-    if (typeof w === 'number') {
-      native.close(fd);
-      throw systemError(w, 'uv_poll_init');
-    }
     this.#fd = fd;
-    this.#watcher = w;
+    // The addon holds the callback weakly while idle: this object keeps it alive.
+    this.#watcher = watchFd(fd, this.#pollCallback);
   }
 
   /** The pty master fd, or -1 once destroyed. */
@@ -90,6 +87,9 @@ export class PtyStream extends Duplex {
         return;
       }
       this.#wantRead = this.push(Buffer.from(this.#buffer.subarray(0, n)));
+      // A short read most likely emptied the pty: let readiness say when there
+      // is more rather than read again into EAGAIN (a thrown exception).
+      if (n < READ_SIZE) break;
     }
     this.#updatePoll();
   }
@@ -167,7 +167,7 @@ export class PtyStream extends Duplex {
       const r = native.closeWatcher(w, true);
       if (r < 0) closeError = systemError(r, 'close');
     }
-    p?.callback(error ?? new Error('the pty stream was destroyed'));
+    p?.callback(error ?? closedError('pty stream'));
     callback(error ?? closeError);
   }
 }
