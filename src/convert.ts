@@ -54,8 +54,8 @@ function streamSocketInfo(fd: number, what: string, listening: boolean): void {
 /**
  * A `net.Socket` on a connected stream socket fd (TCP or Unix), readable and
  * writable unless `options` says otherwise. Takes ownership of the fd.
- * Throws ERR_FDPASS_BAD_SOCKET for anything else (a file, a listening or
- * datagram socket), having closed the fd.
+ * Throws ENOTSOCK for a file, ERR_FDPASS_BAD_SOCKET for a listening or
+ * datagram socket, having closed the fd.
  */
 export function socketFromFd(fd: number, options?: Omit<SocketConstructorOpts, 'fd'>): Socket {
   checkFdNumber(fd);

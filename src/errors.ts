@@ -58,6 +58,8 @@ export const ErrorCodes = {
   HANDOFF_ABORTED: 'ERR_FDPASS_HANDOFF_ABORTED',
   /** Handoff: a message on the control socket that does not follow the protocol. */
   PROTOCOL: 'ERR_FDPASS_PROTOCOL',
+  /** An unexpected failure inside fdpass that carried no code of its own (a bug: please report it). */
+  INTERNAL: 'ERR_FDPASS_INTERNAL',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -112,6 +114,13 @@ export function fdpassError(code: ErrorCode, message: string): FdPassError {
 
 export function closedError(what = 'socket'): FdPassError {
   return new FdPassError(ErrorCodes.CLOSED, `the ${what} is closed`);
+}
+
+/** An optional AbortSignal argument: undefined, or a TypeError for anything else. */
+export function checkSignal(signal: unknown): AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  return signal;
 }
 
 /** Node's AbortError shape: name 'AbortError', code 'ABORT_ERR'. */

@@ -4,7 +4,17 @@ import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { AddressOptions, ResolvedAddress, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
 import type { SocketType } from './address.js';
-import { ErrorCodes, FdPassError, abortError, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from './errors.js';
+import {
+  ErrorCodes,
+  FdPassError,
+  checkSignal,
+  abortError,
+  closedError,
+  invalidArgType,
+  invalidArgValue,
+  outOfRange,
+  systemError,
+} from './errors.js';
 import { checkFdNumber } from './fds.js';
 import { Watcher, native, watchFd } from './native.js';
 import { FdSocket, PeerCredentials, peerCredentials, socketInfo } from './socket.js';
@@ -46,7 +56,8 @@ interface AcceptWaiter {
   cleanup: (() => void) | null;
 }
 
-function sameUid(peer: PeerCredentials): boolean {
+/** The default `allow` of listeners without file permissions: our own uid only. */
+export function sameUid(peer: PeerCredentials): boolean {
   return typeof process.getuid === 'function' && peer.uid === process.getuid();
 }
 
@@ -187,9 +198,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
 
   /** Accept one connection (allowed by `allow`). Rejects with ERR_FDPASS_CLOSED once closed. */
   accept(options: AcceptOptions = {}): Promise<FdSocket> {
-    const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal))
-      throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    const signal = checkSignal(options.signal);
     return new Promise<FdSocket>((resolve, reject) => {
       if (this.#closed) return reject(closedError('server'));
       const w: AcceptWaiter = {

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AddressOptions, ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
-import { ErrorCodes, FdPassError, abortError, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
+import { ErrorCodes, FdPassError, checkSignal, abortError, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
 import { Watcher, native, watchFd } from './native.js';
 import {
@@ -112,12 +112,6 @@ function checkData(data: unknown): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
   if (data instanceof Uint8Array) return data;
   throw invalidArgType('data', 'of type string or an instance of Buffer or Uint8Array', data);
-}
-
-function checkSignal(signal: unknown): AbortSignal | undefined {
-  if (signal === undefined) return undefined;
-  if (!(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
-  return signal;
 }
 
 function checkLimit(value: unknown, name: string, def: number, max: number, min: number): number {

@@ -21,12 +21,14 @@ import { linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import net from 'node:net';
 import type { ListenOptions as NetListenOptions, Server, Socket } from 'node:net';
-import { FdServer } from '../server.js';
+import { FdServer, sameUid } from '../server.js';
+import { serverFromFd } from '../convert.js';
+import { discardFds } from '../recv.js';
 import { FdSocket } from '../socket.js';
 import type { PeerCredentials } from '../socket.js';
-import { ErrorCodes, FdPassError, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import { ErrorCodes, FdPassError, checkSignal, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd } from '../fds.js';
-import { disown, native } from '../native.js';
+import { disown } from '../native.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -82,10 +84,6 @@ interface TakeMessage {
   [key: string]: unknown;
 }
 
-function sameUid(peer: PeerCredentials): boolean {
-  return typeof process.getuid === 'function' && peer.uid === process.getuid();
-}
-
 function handoffError(code: string, message: string): FdPassError {
   return new FdPassError(code, `handoff: ${message}`);
 }
@@ -98,11 +96,6 @@ function parse(data: Buffer): TakeMessage | null {
     // not JSON
   }
   return null;
-}
-
-/** Close fds we hold (native.close also drops them from what a worker's end closes). */
-function closeAll(fds: Iterable<number>): void {
-  for (const fd of fds) native.close(fd);
 }
 
 function checkMs(value: unknown, name: string, def: number): number {
@@ -208,9 +201,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       exit: options.exit ?? true,
     };
     if (typeof resolved.exit !== 'boolean') throw invalidArgType('options.exit', 'of type boolean', resolved.exit);
-    const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal))
-      throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    const signal = checkSignal(options.signal);
     if (signal?.aborted) throw abortError(signal);
 
     let sock: FdSocket;
@@ -249,7 +240,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       }
       const { message, fds } = reply;
       if (message?.op === 'busy') {
-        closeAll(fds);
+        discardFds(fds);
         throw handoffError(ErrorCodes.HANDOFF_BUSY, `pid ${peer.pid} is already handing off to another process`);
       }
       const names = message?.names;
@@ -261,7 +252,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
         new Set(names).size !== names.length ||
         names.length !== fds.length
       ) {
-        closeAll(fds);
+        discardFds(fds);
         throw handoffError(
           ErrorCodes.PROTOCOL,
           `unexpected answer from pid ${peer.pid}: ${JSON.stringify(message)} with ${fds.length} fd(s)`,
@@ -270,10 +261,9 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       names.forEach((name: string, i) => received.set(name, fds[i]!));
     } catch (err) {
       await sock.close();
-      // The peer closed on us (refused by its allow): EPIPE or ECONNRESET, or
-      // a pending socket error that libuv's poll reports as EBADF.
+      // The peer closed on us (refused by its allow): EPIPE or ECONNRESET.
       const code = (err as { code?: string }).code;
-      if (code === 'EPIPE' || code === 'ECONNRESET' || code === 'EBADF') {
+      if (code === 'EPIPE' || code === 'ECONNRESET') {
         throw new FdPassError(ErrorCodes.HANDOFF_REFUSED, `handoff: the process at ${path} closed the connection (refused by its allow?)`, {
           cause: err,
         });
@@ -312,12 +302,8 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     this.#checkAdd(server, name);
     const fd = this.take(name);
     if (fd !== undefined) {
-      try {
-        await listenOn(server, { fd });
-      } catch (err) {
-        closeAll([fd]);
-        throw err;
-      }
+      // Checks that the predecessor sent a listening socket; closes it on error.
+      await serverFromFd(fd, server);
       this.#register(server, name);
       return true;
     }
@@ -372,7 +358,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
    */
   async ready(): Promise<void> {
     if (this.#state !== 'starting') throw handoffError(ErrorCodes.CLOSED, `ready() while ${this.#state}`);
-    closeAll(this.#received.values());
+    discardFds([...this.#received.values()]);
     this.#received.clear();
     await this.#bindControl();
     this.#state = 'serving';
@@ -382,7 +368,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       try {
         await up.send(JSON.stringify({ op: 'ready' }));
         const reply = await recvWithin(up, this.#timeout);
-        if (reply) closeAll(reply.fds);
+        if (reply) discardFds(reply.fds);
         if (reply?.message?.op === 'abort') {
           throw handoffError(ErrorCodes.HANDOFF_ABORTED, `the predecessor gave up: ${String(reply.message.reason)}`);
         }
@@ -452,7 +438,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     let took = false;
     try {
       const first = await recvWithin(sock, this.#timeout);
-      if (first) closeAll(first.fds);
+      if (first) discardFds(first.fds);
       if (!first || first.message?.op !== 'take') {
         reason = first ? 'sent no take request' : reason;
         return;
@@ -471,7 +457,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
         await sock.send(JSON.stringify({ op: 'abort', reason })).catch(() => undefined);
         return;
       }
-      if (next) closeAll(next.fds);
+      if (next) discardFds(next.fds);
       if (next?.message?.op !== 'ready') {
         if (next) reason = `sent ${JSON.stringify(next.message)} instead of ready`;
         return;
@@ -529,7 +515,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       await this.#upstream.close();
       this.#upstream = null;
     }
-    closeAll(this.#received.values());
+    discardFds([...this.#received.values()]);
     this.#received.clear();
     let inFlight = 0;
     let connections = 0;
@@ -578,7 +564,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     }
     await this.#upstream?.close();
     this.#upstream = null;
-    closeAll(this.#received.values());
+    discardFds([...this.#received.values()]);
     this.#received.clear();
   }
 

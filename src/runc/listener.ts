@@ -5,7 +5,7 @@
 // listener goes on.
 import { EventEmitter } from 'node:events';
 import { ErrorCodes, FdPassError, abortError, invalidArgType, outOfRange } from '../errors.js';
-import { disown, native } from '../native.js';
+import { discardFds, disownAll } from '../recv.js';
 import { FdServer } from '../server.js';
 import type { FdSocket, PeerCredentials } from '../socket.js';
 
@@ -47,7 +47,7 @@ function toFdPassError(err: unknown): FdPassError {
   if (err instanceof FdPassError) return err;
   const e = err as { code?: unknown; message?: unknown };
   return new FdPassError(
-    typeof e?.code === 'string' ? e.code : 'ERR_FDPASS_INTERNAL',
+    typeof e?.code === 'string' ? e.code : ErrorCodes.INTERNAL,
     typeof e?.message === 'string' ? e.message : String(err),
     { cause: err },
   );
@@ -159,12 +159,12 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
 
   /** The value's fds become the caller's. */
   #handOut(value: T): T {
-    for (const fd of this.#fdsOf(value)) disown(fd);
+    disownAll(this.#fdsOf(value));
     return value;
   }
 
   #dispose(value: T): void {
-    for (const fd of this.#fdsOf(value)) native.close(fd);
+    discardFds(this.#fdsOf(value));
   }
 
   /**

@@ -4,7 +4,7 @@
 // 4096 bytes (annotations), so it is read to end of file.
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd, type FdLike } from '../fds.js';
-import { native } from '../native.js';
+import { discardFds } from '../recv.js';
 import type { PeerCredentials } from '../socket.js';
 import { withTarget, type RuncTarget } from './connect.js';
 import { RuncListener, type RuncListenOptions } from './listener.js';
@@ -27,10 +27,6 @@ export type SeccompAgentListener = RuncListener<ReceivedContainerProcessState>;
 
 const DEFAULT_MAX_STATE = 1 << 20;
 const CHUNK = 65536;
-
-function closeAll(fds: readonly number[]): void {
-  for (const fd of fds) native.close(fd);
-}
 
 /**
  * Listen as a seccomp agent. Each connection delivers one
@@ -70,7 +66,7 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
         }
         return parseState(Buffer.concat(chunks, size), fds, peer);
       } catch (err) {
-        closeAll(fds);
+        discardFds(fds);
         throw err;
       }
     },

@@ -16,7 +16,7 @@
 import { Duplex, addAbortSignal } from 'node:stream';
 import type { DuplexOptions } from 'node:stream';
 import type { AddressOptions } from '../address.js';
-import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
+import { ErrorCodes, FdPassError, checkSignal, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
 import { Watcher, disown, native } from '../native.js';
 import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, readBatch } from '../recv.js';
@@ -158,9 +158,7 @@ export class FdStream extends Duplex {
     };
     if (options.readableHighWaterMark !== undefined) duplexOptions.readableHighWaterMark = options.readableHighWaterMark;
     if (options.writableHighWaterMark !== undefined) duplexOptions.writableHighWaterMark = options.writableHighWaterMark;
-    const signal = options.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal))
-      throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    const signal = checkSignal(options.signal);
     const fd = options.fd === undefined ? -1 : checkStreamFd(options.fd);
     super(duplexOptions);
     if (fd >= 0) this.#attach(fd);

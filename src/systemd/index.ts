@@ -5,7 +5,7 @@
 // Policy only: the sockets are the core's FdSocket; the one syscall needed
 // beyond it (fcntl FD_CLOEXEC on inherited fds) is the core addon's setFlags.
 import { FdSocket } from '../socket.js';
-import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
+import { ErrorCodes, FdPassError, checkSignal, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, MAX_FDS, closeFds, toFdArray } from '../fds.js';
 import { native } from '../native.js';
 
@@ -216,9 +216,7 @@ export async function notifyBarrier(options: BarrierOptions = {}): Promise<boole
   const timeout = options.timeout ?? 5000;
   if (typeof timeout !== 'number') throw invalidArgType('options.timeout', 'of type number', timeout);
   if (!Number.isInteger(timeout) || timeout < 0) throw outOfRange('options.timeout', 'an integer >= 0', timeout);
-  const signal = options.signal;
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  const signal = checkSignal(options.signal);
   signal?.throwIfAborted();
   if (notifyAddress() === null) {
     if (options.unsetEnvironment) delete process.env.NOTIFY_SOCKET;
