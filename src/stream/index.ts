@@ -16,10 +16,10 @@
 import { Duplex, addAbortSignal } from 'node:stream';
 import type { DuplexOptions } from 'node:stream';
 import type { AddressOptions } from '../address.js';
-import { ErrorCodes, FdPassError, checkSignal, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
+import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
-import { Watcher, disown, native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, readBatch } from '../recv.js';
+import { Watcher, native, watchFd } from '../native.js';
+import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, disownAll, lastBatchDrained, readBatch } from '../recv.js';
 import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
 
 const POLL_READ = 1;
@@ -201,7 +201,17 @@ export class FdStream extends Duplex {
     if (r < 0) throw systemError(r, 'socketpair');
     const a = pairBuf[0]!;
     const b = pairBuf[1]!;
-    return [new FdStream({ ...options, fd: a }), new FdStream({ ...options, fd: b })];
+    let first: FdStream | undefined;
+    try {
+      first = new FdStream({ ...options, fd: a });
+      return [first, new FdStream({ ...options, fd: b })];
+    } catch (err) {
+      // Bad options: neither end may stay open.
+      if (first) first.destroy();
+      else native.close(a);
+      native.close(b);
+      throw err;
+    }
   }
 
   /**
@@ -217,11 +227,13 @@ export class FdStream extends Duplex {
     const address: AddressOptions = {};
     if (where.path !== undefined) address.path = where.path;
     if (where.abstract !== undefined) address.abstract = where.abstract;
+    const abort = new AbortController();
+    // Bad arguments throw here, before anything changes.
+    const connecting = FdSocket.connect({ ...address, type: 'stream', signal: abort.signal });
     if (listener) this.once('connect', listener);
     this.#connecting = true;
-    const abort = new AbortController();
     this.#connectAbort = abort;
-    FdSocket.connect({ ...address, type: 'stream', signal: abort.signal }).then(
+    connecting.then(
       (socket) => {
         this.#connectAbort = null;
         this.#connecting = false;
@@ -247,13 +259,8 @@ export class FdStream extends Duplex {
   }
 
   #attach(fd: number): void {
-    const w = native.watch(fd, this.#pollCallback);
-    if (typeof w === 'number') {
-      native.close(fd);
-      throw systemError(w, 'uv_poll_init');
-    }
+    this.#watcher = watchFd(fd, this.#pollCallback);
     this.#fd = fd;
-    this.#watcher = w;
     // Work that waited for the connection.
     if (this.#write) this.#flushWrite();
     if (this.#final && !this.#write) this.#doFinal();
@@ -356,7 +363,7 @@ export class FdStream extends Duplex {
     const n = Math.min(max, this.#pending.length);
     if (n === 0) return [];
     const fds = this.#pending.splice(0, n);
-    for (const fd of fds) disown(fd);
+    disownAll(fds);
     return fds;
   }
 
@@ -366,10 +373,8 @@ export class FdStream extends Duplex {
     while (fds.length < count && this.#incoming.length > 0) {
       const group = this.#incoming[0]!;
       const taken = group.fds.splice(0, count - fds.length);
-      for (const fd of taken) {
-        disown(fd);
-        fds.push(fd);
-      }
+      disownAll(taken);
+      fds.push(...taken);
       if (group.fds.length === 0) this.#incoming.shift();
     }
     return fds;
@@ -404,7 +409,9 @@ export class FdStream extends Duplex {
   override _read(_size: number): void {
     this.#readWanted = true;
     if (this.#fd >= 0) {
-      this.#pumpRead();
+      // Waiting for readiness means the last read found the socket empty (or
+      // the loop was let breathe): reading now would only find EAGAIN.
+      if (!this.#pollIn) this.#pumpRead();
       this.#updatePoll();
     }
   }
@@ -437,6 +444,10 @@ export class FdStream extends Duplex {
           if (failure instanceof Error && !this.destroyed) this.destroy(failure);
           return;
         }
+      }
+      if (lastBatchDrained && !this.#eof) {
+        this.#pollIn = true;
+        return;
       }
     }
   }
@@ -548,8 +559,11 @@ export class FdStream extends Duplex {
   #onPoll(events: number): void {
     if (this.#fd < 0 || this.destroyed) return;
     if (events < 0) {
-      this.destroy(systemError(events, 'poll'));
-      return;
+      // libuv stopped polling on POLLERR; the real error (ECONNRESET...)
+      // comes from the next recvmsg or sendmsg, after any data still queued.
+      this.#events = 0;
+      this.#pollIn = true;
+      events = (this.#write ? POLL_WRITE : 0) | POLL_READ;
     }
     if (events & POLL_WRITE) this.#flushWrite();
     if (events & POLL_READ && this.#pollIn) {
@@ -574,10 +588,12 @@ export class FdStream extends Duplex {
     this.#connectAbort?.abort();
     this.#connectAbort = null;
     if (this.#watcher) native.closeWatcher(this.#watcher, true);
-    else if (this.#fd >= 0) native.close(this.#fd);
     this.#watcher = null;
     this.#fd = -1;
+    // A write in flight: its caller keeps its fds until the callback runs.
+    const w = this.#write;
     this.#write = null;
+    w?.callback(error ?? closedError('stream'));
     this.#final = null;
     // Fds nobody took are closed with the stream.
     for (const group of this.#incoming) discardFds(group.fds);

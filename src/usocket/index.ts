@@ -5,7 +5,8 @@
 // its own: packages/usocket-compat makes require('usocket') load this.
 import { EventEmitter } from 'node:events';
 import type { AddressOptions } from '../address.js';
-import { invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import { FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import { native } from '../native.js';
 import { FdServer } from '../server.js';
 import type { FdSocket } from '../socket.js';
 import { FdStream } from '../stream/index.js';
@@ -97,7 +98,7 @@ export class UServer extends EventEmitter {
   }
 
   listen(arg: string | UServerListenOptions, backlog?: number | (() => void), callback?: () => void): this {
-    if (this.#server || this.#starting) throw new Error('listen on already listened UServer');
+    if (this.#server || this.#starting) throw new FdPassError('ERR_SERVER_ALREADY_LISTEN', 'listen on already listened UServer');
     if (typeof backlog === 'function') {
       callback = backlog;
       backlog = undefined;
@@ -106,13 +107,18 @@ export class UServer extends EventEmitter {
     if (options === null || typeof options !== 'object') throw invalidArgType('path', 'a path string or an options object', arg);
     const depth = options.backlog ?? backlog ?? 16;
     if (typeof depth !== 'number' || !Number.isInteger(depth) || depth < 0) throw outOfRange('backlog', 'an integer >= 0', depth);
-    if (callback !== undefined) {
-      if (typeof callback !== 'function') throw invalidArgType('callback', 'a function', callback);
-      this.once('listening', callback);
-    }
+    if (callback !== undefined && typeof callback !== 'function') throw invalidArgType('callback', 'a function', callback);
     const address = usocketAddress(options.path);
+    // Bad arguments throw here, before anything changes.
+    const listening = FdServer.listen({
+      ...address,
+      type: 'stream',
+      backlog: depth,
+      ...(options.mode === undefined ? {} : { mode: options.mode }),
+    });
+    if (callback !== undefined) this.once('listening', callback);
     this.#starting = true;
-    FdServer.listen({ ...address, type: 'stream', backlog: depth, ...(options.mode === undefined ? {} : { mode: options.mode }) }).then(
+    listening.then(
       (server) => {
         this.#starting = false;
         if (this.#closed) {
@@ -133,10 +139,12 @@ export class UServer extends EventEmitter {
   }
 
   #onConnection = (socket: FdSocket): void => {
+    const fd = socket.release();
     let usocket: USocket;
     try {
-      usocket = new USocket({ fd: socket.release() });
+      usocket = new USocket({ fd });
     } catch (err) {
+      native.close(fd);
       this.emit('error', err as Error);
       return;
     }

@@ -269,6 +269,51 @@ describe('FdStream lifetime', () => {
       if (!a.closed) await once(a, 'close');
     }));
 
+  test('bad arguments to pair() and connect() leave no fd open and the stream still usable', () =>
+    noLeak(async () => {
+      assert.throws(() => FdStream.pair({ readableHighWaterMark: -5 }), { code: 'ERR_INVALID_ARG_VALUE' });
+      const t = tempDir();
+      const server = await FdServer.listen(t.path('s.sock'));
+      const s = new FdStream();
+      assert.throws(() => s.connect(`/${'x'.repeat(200)}`), { code: 'ERR_FDPASS_PATH_TOO_LONG' });
+      assert.equal(s.connecting, false);
+      s.connect(server.path!);
+      const conn = await server.accept();
+      await once(s, 'connect');
+      s.destroy();
+      await conn.close();
+      await server.close();
+      t.cleanup();
+    }));
+
+  test('destroy() with a write in flight calls its callback, with an error', () =>
+    noLeak(async () => {
+      const f = withFile('x');
+      const [a, b] = FdStream.pair();
+      // The peer does not read: a big write stays in flight.
+      const done = new Promise<Error | null | undefined>((res) => a.write({ data: Buffer.alloc(4 << 20), fds: [f.fd], callback: res }));
+      await new Promise((res) => setImmediate(res));
+      a.destroy();
+      const err = (await done) as (Error & { code?: string }) | null | undefined;
+      assert.ok(err, 'the callback got an error');
+      assert.equal(typeof err.code, 'string');
+      await closeBoth(a, b);
+      f.done();
+    }));
+
+  test('a peer that closes with our data unread: ECONNRESET from recvmsg, not EBADF from poll', () =>
+    noLeak(async () => {
+      const [a, b] = FdStream.pair();
+      a.on('data', () => {});
+      a.write('unread by b');
+      await new Promise((res) => setImmediate(res));
+      b.destroy();
+      const [err] = (await once(a, 'error')) as [Error & { code: string; syscall?: string }];
+      assert.equal(err.code, 'ECONNRESET');
+      assert.equal(err.syscall, 'recvmsg');
+      if (!a.closed) await once(a, 'close');
+    }));
+
   test('fromFd adopts a connected socket and refuses other fds', () =>
     noLeak(async () => {
       const f = withFile('x');
