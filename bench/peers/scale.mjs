@@ -38,7 +38,6 @@ if (mode === 'connections') {
   const dir = mkdtempSync(join(tmpdir(), 'fdpass-bench-'));
   const server = await FdServer.listen({ path: join(dir, 's'), backlog: 4096 });
   let delivered = 0;
-  let failed = null;
   const t0 = process.hrtime.bigint();
   const client = spawn(fdbench, ['connect-many', server.path, String(n)], { stdio: ['ignore', 'ignore', 'pipe'] });
   const clientDone = childDone(client, 'fdbench connect-many');
@@ -52,7 +51,6 @@ if (mode === 'connections') {
           if (++delivered === n) resolve(Number(process.hrtime.bigint() - t0) / 1e9);
         },
         (err) => {
-          failed ??= err;
           sock.close();
           reject(err);
         },
