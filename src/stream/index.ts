@@ -122,8 +122,6 @@ const pairBuf = new Int32Array(2);
  * - Fds nobody took are closed when the stream is destroyed.
  */
 export class FdStream extends Duplex {
-  /** Bytes received from the socket. */
-  bytesRead = 0;
   /** Bytes handed to the socket. */
   bytesWritten = 0;
   #fd = -1;
@@ -135,7 +133,7 @@ export class FdStream extends Duplex {
   #readWanted = false;
   #pollIn = false;
   #eof = false;
-  #pushedBytes = 0;
+  #pushedBytes = 0; // bytes received from the socket (bytesRead)
   #readOffset = 0;
   #incoming: FdGroup[] = [];
   #pending: number[] = [];
@@ -164,6 +162,11 @@ export class FdStream extends Duplex {
     if (fd >= 0) this.#attach(fd);
     // After the fields exist: an aborted signal destroys the stream at once.
     if (signal) addAbortSignal(signal, this);
+  }
+
+  /** Bytes received from the socket. */
+  get bytesRead(): number {
+    return this.#pushedBytes;
   }
 
   /** Connect to a listening stream socket; 'connect' follows (and `listener`, if given). */
@@ -471,7 +474,6 @@ export class FdStream extends Duplex {
     }
     this.#pushedBytes += entry.data.length;
     if (entry.fds.length > 0) this.#incoming.push({ end: this.#pushedBytes, fds: entry.fds });
-    this.bytesRead += entry.data.length;
     // push() may run 'data' listeners (flowing mode) that destroy the stream.
     if (!this.push(entry.data)) this.#readWanted = false;
     return null;
@@ -499,10 +501,9 @@ export class FdStream extends Duplex {
       if (cb !== undefined && typeof cb !== 'function') throw invalidArgType('callback', 'a function', cb);
       if (fds && data.length === 0) throw emptyDataError();
       if (fds) {
-        // A Buffer of our own, so that the fds are found by identity in _write.
-        const view = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-        this.#fdsOf.set(view, fds);
-        return cb ? super.write(view, cb) : super.write(view);
+        // toBuffer's Buffer is our own: _write finds the fds by its identity.
+        this.#fdsOf.set(data, fds);
+        return cb ? super.write(data, cb) : super.write(data);
       }
       return cb ? super.write(data, cb) : super.write(data);
     }
