@@ -42,8 +42,14 @@ export type RawEntry = RawMessage | FdPassError;
  */
 function messageAt(data: Buffer, i: number, off: number, fdOff: number): RawMessage {
   const nfds = scratchMeta[i * 4 + 1]!;
-  const fds: number[] = new Array<number>(nfds);
-  for (let k = 0; k < nfds; k++) fds[k] = scratchFds[fdOff + k]!;
+  let fds: number[];
+  // Literals for the common counts: packed arrays, no loop.
+  if (nfds === 0) fds = [];
+  else if (nfds === 1) fds = [scratchFds[fdOff]!];
+  else {
+    fds = new Array<number>(nfds);
+    for (let k = 0; k < nfds; k++) fds[k] = scratchFds[fdOff + k]!;
+  }
   return { data: copyOut(data, off, scratchMeta[i * 4]!), fds, flags: scratchMeta[i * 4 + 2]!, control: scratchMeta[i * 4 + 3]! };
 }
 
