@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "cmsg.h"
+#include "inet.h"
 
 #define FDP_MAX_FDS 253 // SCM_MAX_FD: more fds in one sendmsg fail with EINVAL
 #define META_INTS 4     // per message: bytes, fds, flags, control summary
@@ -895,6 +896,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"setEvents", fdp_set_events},
       {"closeWatcher", fdp_close_watcher},
       {"setOwnedMap", fdp_set_owned_map},
+      {"inetListen", fdp_inet_listen},
+      {"inetSockName", fdp_inet_sock_name},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value fn;

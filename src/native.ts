@@ -49,6 +49,8 @@ export interface NativeBinding {
   setEvents(watcher: Watcher, events: number): number;
   closeWatcher(watcher: Watcher, closeFd: boolean): number;
   setOwnedMap(map: Uint8Array): void;
+  inetListen(family: number, address: Uint8Array, port: number, backlog: number, flags: number): number;
+  inetSockName(fd: number, out: Uint8Array): number;
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;
