@@ -1,5 +1,5 @@
 // The primary of fdpass/cluster: accepts connections in batches (accept4 in
-// the addon, on the library's readiness watcher), hands their fds to worker
+// the addon, on the library's Readiness watcher: src/io), hands their fds to worker
 // processes over SCM_RIGHTS (many per message), keeps its own copy of each
 // until the worker acknowledges it, and re-sends what a dead worker never
 // acknowledged.
@@ -7,7 +7,9 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { MAX_FDS } from '../fds.js';
-import { Watcher, native, watchFd } from '../native.js';
+import { watch } from '../io/backend.js';
+import { POLLIN, type Readiness } from '../io/readiness.js';
+import { native } from '../native.js';
 import { FdServer } from '../server.js';
 import type { FdSocket, ReceivedMessage } from '../socket.js';
 import { ClusterListenOptions, OpenListener, checkListenOptions, openListener, unlinkIfOurs } from './listen.js';
@@ -74,9 +76,9 @@ const EPROTO = 71;
 
 interface Listener extends OpenListener {
   index: number;
-  watcher: Watcher | null;
-  poll: (events: number) => void;
-  polling: boolean;
+  io: Readiness | null;
+  /** Held here: the backend holds it weakly while the interest is 0. */
+  poll: () => void;
   /** Accepted or returned fds waiting for a worker (owned by the primary). */
   pending: number[];
   cursor: number;
@@ -142,8 +144,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     this.#fork = options.fork;
     this.#respawn = options.respawn ?? true;
     for (const l of listeners) {
-      l.poll = (events: number) => this.#onListenerPoll(l, events);
-      l.watcher = watchFd(l.fd, l.poll);
+      l.poll = () => this.#onListenerPoll(l);
+      l.io = watch(l.fd, l.poll);
     }
     control.on('connection', (socket) => this.#addLink(socket));
     control.on('error', (err) => this.emit('error', err));
@@ -188,9 +190,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     const listeners = opened.map((l, index): Listener => ({
       ...l,
       index,
-      watcher: null,
+      io: null,
       poll: () => {},
-      polling: false,
       pending: [],
       cursor: 0,
       backoff: null,
@@ -352,9 +353,10 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     return room;
   }
 
-  #onListenerPoll(l: Listener, events: number): void {
+  #onListenerPoll(l: Listener): void {
     if (this.#closed) return;
-    if (events < 0) l.polling = false; // libuv stopped on POLLERR: accept4 tells why
+    // Any event (POLLIN; POLLERR stopped the watching, and accept4 tells why)
+    // means: accept if some worker has room.
     let batches = 0;
     for (;;) {
       const room = this.#room(l);
@@ -380,9 +382,9 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   }
 
   #setPolling(l: Listener, on: boolean): void {
-    if (this.#closed || !l.watcher || on === l.polling) return;
-    l.polling = on;
-    native.setEvents(l.watcher, on ? 1 : 0);
+    if (this.#closed || !l.io) return;
+    const want = on ? POLLIN : 0;
+    if (l.io.interest !== want) l.io.setInterest(want);
   }
 
   /** Give the listener's pending fds to workers: one message per worker (per 253 fds). */
@@ -448,8 +450,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     this.#closed = true;
     for (const l of this.#listeners) {
       if (l.backoff) clearTimeout(l.backoff);
-      if (l.watcher) native.closeWatcher(l.watcher, true);
-      l.watcher = null;
+      l.io?.close(true);
+      l.io = null;
       if (l.file) unlinkIfOurs(l.file);
       for (const fd of l.pending) native.close(fd);
       l.pending = [];
