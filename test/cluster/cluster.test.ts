@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { ClusterPrimary, serve } from 'fdpass/cluster';
 import type { ClusterWorkerExit } from 'fdpass/cluster';
 import { noLeak, repoRoot, tempDir } from '../helpers.js';
+import { needs } from '../tools.js';
 
 const fixture = join(repoRoot, 'build-test', 'test', 'fixtures', 'cluster-worker.js');
 const children = new Set<ChildProcess>();
@@ -261,12 +262,7 @@ describe('fdpass/cluster', () => {
     }
   });
 
-  it('https: a TLS server in the worker over the passed socket', async (t) => {
-    if (spawnSync('openssl', ['version']).error) {
-      if (process.env.CI === 'true') assert.fail('openssl missing under CI=true (apt-get install openssl)');
-      t.skip('openssl not installed (apt-get install openssl)');
-      return;
-    }
+  it('https: a TLS server in the worker over the passed socket', needs('openssl'), async () => {
     const dir = tempDir();
     try {
       const key = dir.path('key.pem');
