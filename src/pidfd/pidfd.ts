@@ -7,7 +7,9 @@ import { readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { ErrorCodes, FdPassError, abortError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { native, type Watcher } from '../native.js';
+import { watch } from '../io/backend.js';
+import { POLLERR, POLLIN, type Readiness } from '../io/readiness.js';
+import { native } from '../native.js';
 
 /** Options of {@link Pidfd.exited}. */
 export interface PidfdExitedOptions {
@@ -15,7 +17,6 @@ export interface PidfdExitedOptions {
   signal?: AbortSignal;
 }
 
-const POLL_READ = 1;
 const INT32_MAX = 2 ** 31 - 1;
 
 interface ExitWaiter {
@@ -68,10 +69,10 @@ export class Pidfd implements Disposable {
    */
   readonly pid: number;
   #fd: number;
-  #watcher: Watcher | null = null;
+  // Created on the first wait; it shares (and on close, closes) #fd.
+  #io: Readiness | null = null;
   #exited = false;
   #waiters = new Set<ExitWaiter>();
-  readonly #pollCallback = (events: number): void => this.#onPoll(events);
 
   private constructor(fd: number, pid: number) {
     this.#fd = fd;
@@ -153,7 +154,7 @@ export class Pidfd implements Disposable {
     if (this.#fd < 0) return Promise.reject(closedError('pidfd'));
     if (signal?.aborted) return Promise.reject(abortError(signal));
     // Already gone: no watcher needed.
-    const now = native.poll(this.#fd, native.POLLIN, 0);
+    const now = native.poll(this.#fd, POLLIN, 0);
     if (now > 0) {
       this.#exited = true;
       return Promise.resolve();
@@ -181,22 +182,25 @@ export class Pidfd implements Disposable {
   }
 
   #updatePoll(): void {
-    const want = this.#waiters.size > 0 && !this.#exited ? POLL_READ : 0;
-    if (want && !this.#watcher) {
-      // The watcher shares our fd; it is released, never closed, when done.
-      this.#watcher = watchFdShared(this.#fd, this.#pollCallback);
+    const want = this.#waiters.size > 0 && !this.#exited ? POLLIN : 0;
+    if (want && !this.#io) {
+      try {
+        this.#io = watch(this.#fd, (events) => this.#onReady(events));
+      } catch (err) {
+        // The watcher took the fd and closed it on failure.
+        this.#fd = -1;
+        throw err;
+      }
     }
-    if (this.#watcher) {
-      const r = native.setEvents(this.#watcher, want);
-      if (r < 0) throw systemError(r, 'uv_poll_start');
-    }
+    const r = this.#io?.setInterest(want) ?? 0;
+    if (r < 0) throw systemError(r, 'uv_poll_start');
   }
 
-  #onPoll(events: number): void {
+  #onReady(events: number): void {
     if (this.#fd < 0) return;
-    // A negative errno (the poll handle failed): ask the kernel directly.
-    if (events < 0 && native.poll(this.#fd, native.POLLIN, 0) <= 0) {
-      this.#settle(systemError(events, 'uv_poll'));
+    // A pidfd reports no errors; should one come, the kernel says whether it exited.
+    if (events & POLLERR && !(native.poll(this.#fd, POLLIN, 0) > 0)) {
+      this.#settle(new FdPassError(ErrorCodes.INTERNAL, 'the pidfd reported POLLERR'));
       return;
     }
     this.#exited = true;
@@ -206,7 +210,7 @@ export class Pidfd implements Disposable {
   #settle(error: Error | null): void {
     const waiters = [...this.#waiters];
     this.#waiters.clear();
-    if (this.#watcher) native.setEvents(this.#watcher, 0);
+    this.#io?.setInterest(0);
     for (const w of waiters) {
       w.cleanup?.();
       if (error) w.reject(error);
@@ -232,9 +236,9 @@ export class Pidfd implements Disposable {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    const w = this.#watcher;
-    this.#watcher = null;
-    if (w) native.closeWatcher(w, true);
+    const io = this.#io;
+    this.#io = null;
+    if (io) io.close(true);
     else native.close(fd);
     this.#settle(closedError('pidfd'));
   }
@@ -242,13 +246,6 @@ export class Pidfd implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-/** A watcher on an fd that stays owned by its caller (closeWatcher(w, true) closes it). */
-function watchFdShared(fd: number, callback: (events: number) => void): Watcher {
-  const w = native.watch(fd, callback);
-  if (typeof w === 'number') throw systemError(w, 'uv_poll_init');
-  return w;
 }
 
 /**

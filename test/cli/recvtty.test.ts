@@ -7,6 +7,7 @@ import { FdServer } from 'fdpass';
 import { sendConsole } from 'fdpass/runc';
 import { delay, repoRoot, tempDir } from '../helpers.js';
 import { makeRunc } from '../runc/bundle.js';
+import { have } from '../tools.js';
 
 const cli = join(repoRoot, 'dist', 'cli', 'main.js');
 const runc = makeRunc();
@@ -134,7 +135,8 @@ print(json.dumps({'rc': p.returncode, 'sizes': sizes(), 'out': out.decode('utf8'
 `;
 
 describe('fdpass recvtty', () => {
-  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async () => {
+  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async (ctx) => {
+    if (!have(ctx, 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const id = runc.id();
     const bundle = runc.bundle((c) => {
@@ -160,7 +162,8 @@ describe('fdpass recvtty', () => {
     }
   });
 
-  test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async () => {
+  test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async (ctx) => {
+    if (!have(ctx, 'python3', 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const id = runc.id();
     const bundle = runc.bundle((c) => {
@@ -211,7 +214,8 @@ describe('fdpass recvtty', () => {
     }
   });
 
-  test('null mode drains detached containers so they never block, and stops on SIGTERM', async () => {
+  test('null mode drains detached containers so they never block, and stops on SIGTERM', async (ctx) => {
+    if (!have(ctx, 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const ids = [runc.id(), runc.id()];
     // 200 KiB of output: far more than a pty buffers, so the container only
@@ -250,7 +254,8 @@ describe('fdpass recvtty', () => {
     }
   });
 
-  test("the container's terminal takes our size at start and follows SIGWINCH", async () => {
+  test("the container's terminal takes our size at start and follows SIGWINCH", async (ctx) => {
+    if (!have(ctx, 'python3', 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const id = runc.id();
     const bundle = runc.bundle((c) => {

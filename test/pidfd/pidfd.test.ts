@@ -9,6 +9,7 @@ import { Pidfd } from 'fdpass/pidfd';
 import { FdStream } from 'fdpass/stream';
 import { listenPidfdSocket } from 'fdpass/runc';
 import { fdTarget, isOpen, noLeak, repoRoot, tempDir } from '../helpers.js';
+import { needs } from '../tools.js';
 
 /** The fd's close-on-exec flag, from /proc/self/fdinfo. */
 function cloexec(fd: number): boolean {
@@ -160,7 +161,7 @@ p.exited().then(() => { p.close(); console.log('exited'); });`;
     }
   });
 
-  test('getFd() takes a close-on-exec copy of another process fd; EBADF, EPERM coded', async () => {
+  test('getFd() takes a close-on-exec copy of another process fd; EBADF, EPERM coded', needs('python3', 'root'), async () => {
     const t = tempDir();
     const file = t.path('secret.txt');
     writeFileSync(file, 'taken with pidfd_getfd\n');
@@ -207,7 +208,7 @@ p.close();`;
     }
   });
 
-  test('fromFd(): adopts a pidfd received from a peer; refuses other fds and leaves them open', async () => {
+  test('fromFd(): adopts a pidfd received from a peer; refuses other fds and leaves them open', needs('python3'), async () => {
     const t = tempDir();
     try {
       await noLeak(async () => {
@@ -249,7 +250,7 @@ p.close();`;
 });
 
 describe('peerPidfd (SO_PEERPIDFD)', () => {
-  test('FdSocket: the peer process of a socketpair and of a real connection', async () => {
+  test('FdSocket: the peer process of a socketpair and of a real connection', needs('python3'), async () => {
     const t = tempDir();
     try {
       await noLeak(async () => {

@@ -6,6 +6,7 @@ import { listenConsoleSocket, sendConsole, PtyStream, type ReceivedConsole } fro
 import { fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
 import { makeRunc } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';
+import { needs } from '../tools.js';
 
 const runc = makeRunc();
 after(() => runc.cleanup());
@@ -40,7 +41,7 @@ function collect(pty: PtyStream): { waitFor: (re: RegExp) => Promise<string>; en
   };
 }
 
-describe('listenConsoleSocket with the real runc', () => {
+describe('listenConsoleSocket with the real runc', needs('runc', 'busybox-static', 'root'), () => {
   test('runc run -d --console-socket: a working pty master (read output, write input)', async () => {
     const t = tempDir();
     const id = runc.id();
@@ -78,38 +79,42 @@ describe('listenConsoleSocket with the real runc', () => {
 });
 
 describe('PtyStream window size', () => {
-  test('runc create, resize the console, runc start: the container sees the size it was given', async () => {
-    const t = tempDir();
-    const id = runc.id();
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = true;
-      c.process.args = ['/bin/sh', '-c', 'stty size'];
-    });
-    try {
-      await noLeak(async () => {
-        const listener = await listenConsoleSocket(t.path('console.sock'));
-        const creating = runc.run(['create', '--console-socket', listener.path, id], bundle);
-        const c = (await listener.next()) as ReceivedConsole;
-        await creating;
-        await listener.close();
-        const pty = new PtyStream(c.fd);
-        const output = collect(pty);
-        // A runc console starts at 0x0 (busybox stty fails on that).
-        assert.deepEqual(pty.getWindowSize(), { cols: 0, rows: 0 });
-        pty.resize(100, 40);
-        assert.deepEqual(pty.getWindowSize(), { cols: 100, rows: 40 });
-        await runc.run(['start', id]);
-        assert.equal(await output.ended, '40 100\r\n');
-        pty.destroy();
-        await new Promise((r) => pty.once('close', r));
-        assert.throws(() => pty.resize(1, 1), { code: 'ERR_FDPASS_CLOSED' });
-        assert.throws(() => pty.getWindowSize(), { code: 'ERR_FDPASS_CLOSED' });
+  test(
+    'runc create, resize the console, runc start: the container sees the size it was given',
+    needs('runc', 'busybox-static', 'root'),
+    async () => {
+      const t = tempDir();
+      const id = runc.id();
+      const bundle = runc.bundle((c) => {
+        c.process.terminal = true;
+        c.process.args = ['/bin/sh', '-c', 'stty size'];
       });
-    } finally {
-      runc.remove(id);
-      t.cleanup();
-    }
-  });
+      try {
+        await noLeak(async () => {
+          const listener = await listenConsoleSocket(t.path('console.sock'));
+          const creating = runc.run(['create', '--console-socket', listener.path, id], bundle);
+          const c = (await listener.next()) as ReceivedConsole;
+          await creating;
+          await listener.close();
+          const pty = new PtyStream(c.fd);
+          const output = collect(pty);
+          // A runc console starts at 0x0 (busybox stty fails on that).
+          assert.deepEqual(pty.getWindowSize(), { cols: 0, rows: 0 });
+          pty.resize(100, 40);
+          assert.deepEqual(pty.getWindowSize(), { cols: 100, rows: 40 });
+          await runc.run(['start', id]);
+          assert.equal(await output.ended, '40 100\r\n');
+          pty.destroy();
+          await new Promise((r) => pty.once('close', r));
+          assert.throws(() => pty.resize(1, 1), { code: 'ERR_FDPASS_CLOSED' });
+          assert.throws(() => pty.getWindowSize(), { code: 'ERR_FDPASS_CLOSED' });
+        });
+      } finally {
+        runc.remove(id);
+        t.cleanup();
+      }
+    },
+  );
 
   test('resize: arguments checked before the ioctl; ENOTTY on an fd that is no terminal', async () => {
     await noLeak(async () => {
@@ -138,7 +143,7 @@ describe('PtyStream window size', () => {
 });
 
 describe('console listener against bad peers', () => {
-  test('no fd, two fds, early close, silence: coded errors, fds closed, and the listener keeps serving', async () => {
+  test('no fd, two fds, early close, silence: coded errors, fds closed, and the listener keeps serving', needs('python3'), async () => {
     const t = tempDir();
     try {
       await noLeak(async () => {
