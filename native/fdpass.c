@@ -27,8 +27,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "args.h"
 #include "cmsg.h"
-#include "inet.h"
 
 #define FDP_MAX_FDS 253 // SCM_MAX_FD: more fds in one sendmsg fail with EINVAL
 #define META_INTS 4     // per message: bytes, fds, flags, control summary
@@ -896,8 +896,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
       {"setEvents", fdp_set_events},
       {"closeWatcher", fdp_close_watcher},
       {"setOwnedMap", fdp_set_owned_map},
-      {"inetListen", fdp_inet_listen},
-      {"inetSockName", fdp_inet_sock_name},
   };
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
     napi_value fn;
@@ -927,5 +925,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
     CHECK(napi_set_named_property(env, exports, consts[i].name,
                                   make_int(env, consts[i].value)));
+  CHECK(fdp_init_pidfd(env, exports));
+  CHECK(fdp_init_seccomp(env, exports));
+  CHECK(fdp_init_tty(env, exports));
+  CHECK(fdp_init_inet(env, exports));
   return exports;
 }

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "inet.h"
+#include "args.h"
 
 #define INET_V6ONLY 1 // flags bit: IPV6_V6ONLY on an AF_INET6 listener
 
@@ -31,15 +31,11 @@ static uint8_t *arg_u8(napi_env env, napi_value v, size_t *len) {
   return data ? data : (uint8_t *)"";
 }
 
-static napi_value result(napi_env env, int64_t v) {
-  napi_value r;
-  napi_create_int64(env, v, &r);
-  return r;
-}
+static napi_value result(napi_env env, int64_t v) { return fdp_number(env, v); }
 
 // inetListen(family 4|6, address: Uint8Array(4|16), port, backlog, flags)
 //   -> listening fd | -errno. SO_REUSEADDR as Node sets it.
-napi_value fdp_inet_listen(napi_env env, napi_callback_info info) {
+static napi_value fdp_inet_listen(napi_env env, napi_callback_info info) {
   size_t argc = 5, n = 0;
   napi_value argv[5];
   int family, port, backlog, flags, one = 1;
@@ -89,7 +85,7 @@ napi_value fdp_inet_listen(napi_env env, napi_callback_info info) {
 
 // inetSockName(fd, out: Uint8Array(16)) -> family (4|6) * 65536 + port |
 // -errno; the address bytes go to out (4 or 16 of them).
-napi_value fdp_inet_sock_name(napi_env env, napi_callback_info info) {
+static napi_value fdp_inet_sock_name(napi_env env, napi_callback_info info) {
   size_t argc = 2, n = 0;
   napi_value argv[2];
   int fd;
@@ -115,4 +111,12 @@ napi_value fdp_inet_sock_name(napi_env env, napi_callback_info info) {
     return result(env, 6 * 65536 + ntohs(s->sin6_port));
   }
   return result(env, -EAFNOSUPPORT);
+}
+
+napi_status fdp_init_inet(napi_env env, napi_value exports) {
+  static const fdp_function_t fns[] = {
+      {"inetListen", fdp_inet_listen},
+      {"inetSockName", fdp_inet_sock_name},
+  };
+  return fdp_export(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
 }
