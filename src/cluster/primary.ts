@@ -52,7 +52,7 @@ export interface ClusterWorkerInfo {
 /** A worker whose channel closed (it exited, or closed every server). */
 export interface ClusterWorkerExit {
   pid: number;
-  /** Connections it held when it last reported (lost if it died). */
+  /** Connections it held as of its last acknowledgement or report (lost if it died). */
   inFlight: number;
   /** Connections it never acknowledged, given to other workers. */
   redispatched: number;
