@@ -22,29 +22,16 @@
 // process dies, nspawn gets SIGKILL (setpriv --pdeathsig, unshare --kill-child).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { repoRoot } from '../helpers.js';
+import { needs } from '../tools.js';
 
 export const CACHE_DIR = process.env.FDPASS_TEST_CACHE ?? '/var/cache/fdpass-test';
 const SUITE = 'bookworm';
 const PACKAGES = ['systemd', 'systemd-sysv', 'systemd-container', 'dbus', 'libstdc++6', 'procps'];
 /** The host's Debian sources (a deb822 file), pasted into the root when present. */
 const HOST_SOURCES = '/etc/apt/sources.list.d/debian.sources';
-const inCI = process.env.CI === 'true' || process.env.CI === '1';
-
-function which(name: string): string | null {
-  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return join(dir, name);
-    } catch {
-      // not here
-    }
-  }
-  return null;
-}
 
 function mmdebstrapArgs(target: string): string[] {
   const args = [
@@ -71,27 +58,14 @@ export function rootfsPath(): string {
 }
 
 /**
- * Why a real systemd cannot be booted here, or null. Instant: a uid and PATH
- * lookups. Under CI=true a missing tool throws instead (CI has them all).
+ * `describe(name, needsContainer(), ...)`: skips with the reason and the
+ * apt-get line without root or mmdebstrap (a failure under CI=true).
  */
-export function containerMissing(): string | null {
-  const why: string[] = [];
-  if (process.getuid?.() !== 0) why.push(`running as uid ${process.getuid?.()}, not root`);
-  for (const tool of ['unshare', 'nsenter', 'setpriv', 'flock']) if (which(tool) === null) why.push(`${tool} not found on PATH`);
-  if (which('mmdebstrap') === null && !existsSync(rootfsPath())) why.push('mmdebstrap not found on PATH');
-  if (why.length === 0) return null;
-  const reason = `a real systemd in systemd-nspawn needs ${why.join(', ')} (as root: apt-get install -y mmdebstrap util-linux)`;
-  if (inCI) throw new Error(`CI=true and ${reason}`);
-  return reason;
-}
-
-/** `describe(name, needsContainer(), ...)`: skip with the reason when systemd cannot be booted. */
 export function needsContainer(): { skip?: string } {
   // The services in the container load the plain addon: under ASan only this
   // side (HTTP clients) would run instrumented, which checks nothing native.
   if (process.env.FDPASS_ASAN === '1') return { skip: 'the services in the container run without ASan (npm test runs these)' };
-  const reason = containerMissing();
-  return reason === null ? {} : { skip: reason };
+  return needs('root', 'mmdebstrap', 'nsenter', 'setpriv');
 }
 
 interface Run {
