@@ -28,6 +28,7 @@ export type Need =
   | 'clang-format'
   | 'mmdebstrap'
   | 'nsenter'
+  | 'openssl'
   | 'root';
 
 interface Tool {
@@ -121,6 +122,7 @@ const TOOLS: Record<Need, Tool> = {
   nsenter: { pkg: 'util-linux', missing: () => ['nsenter', 'unshare', 'flock'].map((t) => onPath(t)()).find((m) => m !== null) ?? null },
   prlimit: { pkg: 'util-linux', missing: onPath('prlimit') },
   'clang-format': { pkg: 'clang-format', missing: onPath('clang-format') },
+  openssl: { pkg: 'openssl', missing: onPath('openssl') },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 
