@@ -4,10 +4,10 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ErrorCodes, FdPassError, systemError } from './errors.js';
+import { ErrorCodes, FdPassError } from './errors.js';
 import { prebuildName } from './platform.js';
 
-/** Opaque handle of a libuv poll watcher that owns one fd. */
+/** Opaque handle of a libuv poll watcher that owns one fd (see io/uv.ts). */
 export interface Watcher {
   readonly __watcher: unique symbol;
 }
@@ -117,20 +117,6 @@ const OWNED_MAP = Symbol.for('fdpass.ownedMap');
 const holder = globalThis as { [OWNED_MAP]?: Uint8Array };
 export const ownedMap: Uint8Array = holder[OWNED_MAP] ?? (holder[OWNED_MAP] = new Uint8Array(1 << 17));
 native.setOwnedMap(ownedMap);
-
-/**
- * Watch an fd on this environment's loop; the watcher owns the fd from now
- * on. On failure the fd is closed and a system error thrown. The caller must
- * keep `callback` reachable: the addon holds it weakly while not polling.
- */
-export function watchFd(fd: number, callback: (events: number) => void): Watcher {
-  const w = native.watch(fd, callback);
-  if (typeof w === 'number') {
-    native.close(fd);
-    throw systemError(w, 'uv_poll_init');
-  }
-  return w;
-}
 
 /** Hand an fd to the user: it is theirs to close from now on. */
 export function disown(fd: number): void {

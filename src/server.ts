@@ -16,7 +16,9 @@ import {
   systemError,
 } from './errors.js';
 import { checkFdNumber } from './fds.js';
-import { Watcher, native, watchFd } from './native.js';
+import { watch } from './io/backend.js';
+import { POLLIN, type Readiness } from './io/readiness.js';
+import { native } from './native.js';
 import { FdSocket, PeerCredentials, peerCredentials, socketInfo } from './socket.js';
 
 export interface ListenOptions extends AddressOptions {
@@ -72,9 +74,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   /** The abstract name this server listens on, if any. */
   readonly abstract: string | undefined;
   #fd: number;
-  #watcher: Watcher | null;
-  readonly #pollCallback: (events: number) => void;
-  #polling = false;
+  #io: Readiness | null;
   #closed = false;
   #allow: ((peer: PeerCredentials) => boolean) | undefined;
   #sockType: number;
@@ -97,9 +97,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     this.path = where.path;
     this.abstract = where.abstract;
     this.#allow = allow;
-    // The addon holds the callback weakly while idle: this object keeps it alive.
-    this.#pollCallback = (events: number) => this.#onPoll(events);
-    this.#watcher = watchFd(fd, this.#pollCallback);
+    this.#io = watch(fd, () => this.#onPoll());
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'connection') queueMicrotask(() => this.#pump());
     });
@@ -333,17 +331,17 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     this.#backoff.unref?.();
   }
 
-  #onPoll(events: number): void {
+  // Any event (POLLIN; POLLERR stopped the watching, and accept4 tells why)
+  // means: accept if someone wants a connection.
+  #onPoll(): void {
     if (this.#closed) return;
-    if (events < 0) this.#polling = false; // libuv stopped on POLLERR: accept4 tells why
     if (this.#demand()) this.#pump();
     else this.#setPolling(false);
   }
 
   #setPolling(on: boolean): void {
-    if (this.#closed || !this.#watcher || on === this.#polling) return;
-    this.#polling = on;
-    native.setEvents(this.#watcher, on ? 1 : 0);
+    if (this.#closed || !this.#io) return;
+    this.#io.setInterest(on ? POLLIN : 0);
   }
 
   /**
@@ -356,8 +354,8 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#backoff) clearTimeout(this.#backoff);
-    if (this.#watcher) native.closeWatcher(this.#watcher, true);
-    this.#watcher = null;
+    this.#io?.close(true);
+    this.#io = null;
     this.#fd = -1;
     if (this.path !== undefined && this.#fileId) {
       try {

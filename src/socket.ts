@@ -7,7 +7,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AddressOptions, ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
 import { ErrorCodes, FdPassError, checkSignal, abortError, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
-import { Watcher, native, watchFd } from './native.js';
+import { watch } from './io/backend.js';
+import { POLLERR, POLLIN, POLLOUT, type Readiness } from './io/readiness.js';
+import { native } from './native.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -68,8 +70,6 @@ export interface FdSocketEvents {
   close: [];
 }
 
-const POLL_READ = 1;
-const POLL_WRITE = 2;
 const MAX_MAX_BYTES = 16 << 20;
 const RESOLVED: Promise<void> = Promise.resolve();
 const BATCHES_PER_WAKE = 16;
@@ -183,9 +183,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   /** Socket type: 'stream', 'seqpacket' or 'dgram'. */
   readonly type: SocketType;
   #fd: number;
-  #watcher: Watcher | null;
-  readonly #pollCallback: (events: number) => void;
-  #events = 0;
+  #io: Readiness | null;
   #readInterest = false;
   // The last read found the kernel queue empty: wait for readiness, not read.
   #drained = false;
@@ -215,9 +213,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     this.#stream = type === native.SOCK_STREAM;
     this.#connected = type !== native.SOCK_DGRAM;
     this.#peer = peer;
-    // The addon holds the callback weakly while idle: this object keeps it alive.
-    this.#pollCallback = (events: number) => this.#onPoll(events);
-    this.#watcher = watchFd(fd, this.#pollCallback);
+    this.#io = watch(fd, (events) => this.#onPoll(events));
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'message') queueMicrotask(() => this.#pump());
     });
@@ -689,14 +685,13 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
 
   #onPoll(events: number): void {
     if (this.#closed) return;
-    if (events < 0) {
-      // libuv stopped polling on POLLERR; the real error (ECONNRESET...)
-      // comes from the next sendmsg or recvmsg, which also clears it.
-      this.#events = 0;
-      events = (this.#wrhead < this.#writes.length ? POLL_WRITE : 0) | POLL_READ;
+    if (events & POLLERR) {
+      // Watching stopped on POLLERR; the real error (ECONNRESET...) comes
+      // from the next sendmsg or recvmsg, which also clears it.
+      events = (this.#wrhead < this.#writes.length ? POLLOUT : 0) | POLLIN;
     }
-    if (events & POLL_WRITE) this.#flushWrites();
-    if (events & POLL_READ) {
+    if (events & POLLOUT) this.#flushWrites();
+    if (events & POLLIN) {
       this.#drained = false;
       // Level-triggered: with no demand, stop watching rather than read.
       if (this.#demand()) this.#pump();
@@ -706,14 +701,11 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   }
 
   #updatePoll(): void {
-    if (this.#closed || !this.#watcher) return;
+    if (this.#closed || !this.#io) return;
     let want = 0;
-    if (this.#readInterest && !this.#eof) want |= POLL_READ;
-    if (this.#wrhead < this.#writes.length) want |= POLL_WRITE;
-    if (want !== this.#events) {
-      this.#events = want;
-      native.setEvents(this.#watcher, want);
-    }
+    if (this.#readInterest && !this.#eof) want |= POLLIN;
+    if (this.#wrhead < this.#writes.length) want |= POLLOUT;
+    this.#io.setInterest(want);
   }
 
   #failWrites(err: Error): void {
@@ -760,8 +752,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
 
   #teardown(closeFd: boolean): void {
     this.#closed = true;
-    if (this.#watcher) native.closeWatcher(this.#watcher, closeFd);
-    this.#watcher = null;
+    this.#io?.close(closeFd);
+    this.#io = null;
     this.#fd = -1;
     for (let i = this.#qhead; i < this.#queue.length; i++) {
       const e = this.#queue[i]!;

@@ -9,10 +9,10 @@ import { Duplex, type DuplexOptions } from 'node:stream';
 import { readSync, writeSync } from 'node:fs';
 import { closedError, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { native, watchFd, type Watcher } from '../native.js';
+import { watch } from '../io/backend.js';
+import { POLLERR, POLLIN, POLLOUT, type Readiness } from '../io/readiness.js';
+import { native } from '../native.js';
 
-const POLL_READ = 1;
-const POLL_WRITE = 2;
 const READ_SIZE = 65536;
 
 interface PendingWrite {
@@ -35,9 +35,7 @@ function errnoCode(err: unknown): string | undefined {
  */
 export class PtyStream extends Duplex {
   #fd: number;
-  #watcher: Watcher | null;
-  readonly #pollCallback = (events: number): void => this.#onPoll(events);
-  #events = 0;
+  #io: Readiness | null;
   #wantRead = false;
   #hungUp = false;
   #pending: PendingWrite | null = null;
@@ -53,8 +51,7 @@ export class PtyStream extends Duplex {
       throw systemError(r, 'fcntl');
     }
     this.#fd = fd;
-    // The addon holds the callback weakly while idle: this object keeps it alive.
-    this.#watcher = watchFd(fd, this.#pollCallback);
+    this.#io = watch(fd, (events) => this.#onPoll(events));
   }
 
   /** The pty master fd, or -1 once destroyed. */
@@ -137,34 +134,30 @@ export class PtyStream extends Duplex {
 
   #onPoll(events: number): void {
     if (this.#fd < 0) return;
-    // A poll error (POLLERR) is reported as a negative errno: let the next
-    // read or write find out what happened; libuv stopped the poll handle.
-    if (events < 0) this.#events = 0;
-    if (events < 0 || events & POLL_WRITE) this.#writeNow();
-    if (events < 0 || events & POLL_READ) this.#readNow();
+    // On POLLERR watching stopped: the next read or write finds out what
+    // happened, and sets the interest again.
+    if (events & (POLLERR | POLLOUT)) this.#writeNow();
+    if (events & (POLLERR | POLLIN)) this.#readNow();
   }
 
   #updatePoll(): void {
-    if (!this.#watcher) return;
+    if (!this.#io) return;
     let want = 0;
-    if (this.#wantRead && !this.#hungUp) want |= POLL_READ;
-    if (this.#pending) want |= POLL_WRITE;
-    if (want !== this.#events) {
-      this.#events = want;
-      native.setEvents(this.#watcher, want);
-    }
+    if (this.#wantRead && !this.#hungUp) want |= POLLIN;
+    if (this.#pending) want |= POLLOUT;
+    this.#io.setInterest(want);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    const w = this.#watcher;
-    this.#watcher = null;
+    const io = this.#io;
+    this.#io = null;
     this.#fd = -1;
     this.#wantRead = false;
     const p = this.#pending;
     this.#pending = null;
     let closeError: Error | null = null;
-    if (w) {
-      const r = native.closeWatcher(w, true);
+    if (io) {
+      const r = io.close(true);
       if (r < 0) closeError = systemError(r, 'close');
     }
     p?.callback(error ?? closedError('pty stream'));

@@ -18,12 +18,12 @@ import type { DuplexOptions } from 'node:stream';
 import type { AddressOptions } from '../address.js';
 import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
-import { Watcher, native, watchFd } from '../native.js';
+import { watch } from '../io/backend.js';
+import { POLLERR, POLLIN, POLLOUT, type Readiness } from '../io/readiness.js';
+import { native } from '../native.js';
 import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, disownAll, lastBatchDrained, readBatch } from '../recv.js';
 import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
 
-const POLL_READ = 1;
-const POLL_WRITE = 2;
 const AF_UNIX = 1;
 /** Bytes asked for per recvmsg, and recvmsg calls per batch: at most 512 KiB read ahead of demand. */
 const READ_BYTES = 65536;
@@ -125,8 +125,7 @@ export class FdStream extends Duplex {
   /** Bytes handed to the socket. */
   bytesWritten = 0;
   #fd = -1;
-  #watcher: Watcher | null = null;
-  #events = 0;
+  #io: Readiness | null = null;
   #connecting = false;
   #connectAbort: AbortController | null = null;
   // reading
@@ -143,8 +142,6 @@ export class FdStream extends Duplex {
   #final: WriteCallback | null = null;
   #fdsOf = new WeakMap<Buffer, Int32Array>();
   #peer: PeerCredentials | undefined;
-  // The addon holds its callback weakly while not polling: the stream keeps it alive.
-  readonly #pollCallback = (events: number): void => this.#onPoll(events);
 
   constructor(options: FdStreamOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
@@ -262,7 +259,7 @@ export class FdStream extends Duplex {
   }
 
   #attach(fd: number): void {
-    this.#watcher = watchFd(fd, this.#pollCallback);
+    this.#io = watch(fd, (events) => this.#onPoll(events));
     this.#fd = fd;
     // Work that waited for the connection.
     if (this.#write) this.#flushWrite();
@@ -559,15 +556,14 @@ export class FdStream extends Duplex {
 
   #onPoll(events: number): void {
     if (this.#fd < 0 || this.destroyed) return;
-    if (events < 0) {
-      // libuv stopped polling on POLLERR; the real error (ECONNRESET...)
-      // comes from the next recvmsg or sendmsg, after any data still queued.
-      this.#events = 0;
+    if (events & POLLERR) {
+      // Watching stopped on POLLERR; the real error (ECONNRESET...) comes
+      // from the next recvmsg or sendmsg, after any data still queued.
       this.#pollIn = true;
-      events = (this.#write ? POLL_WRITE : 0) | POLL_READ;
+      events = (this.#write ? POLLOUT : 0) | POLLIN;
     }
-    if (events & POLL_WRITE) this.#flushWrite();
-    if (events & POLL_READ && this.#pollIn) {
+    if (events & POLLOUT) this.#flushWrite();
+    if (events & POLLIN && this.#pollIn) {
       this.#pollIn = false;
       this.#pumpRead();
     }
@@ -575,21 +571,18 @@ export class FdStream extends Duplex {
   }
 
   #updatePoll(): void {
-    if (!this.#watcher || this.#fd < 0 || this.destroyed) return;
+    if (!this.#io || this.#fd < 0 || this.destroyed) return;
     let want = 0;
-    if (this.#pollIn && this.#readWanted && !this.#eof) want |= POLL_READ;
-    if (this.#write) want |= POLL_WRITE;
-    if (want !== this.#events) {
-      this.#events = want;
-      native.setEvents(this.#watcher, want);
-    }
+    if (this.#pollIn && this.#readWanted && !this.#eof) want |= POLLIN;
+    if (this.#write) want |= POLLOUT;
+    this.#io.setInterest(want);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#connectAbort?.abort();
     this.#connectAbort = null;
-    if (this.#watcher) native.closeWatcher(this.#watcher, true);
-    this.#watcher = null;
+    this.#io?.close(true);
+    this.#io = null;
     this.#fd = -1;
     // A write in flight: its caller keeps its fds until the callback runs.
     const w = this.#write;

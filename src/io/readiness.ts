@@ -1,0 +1,52 @@
+// Readiness: the one interface through which fdpass watches an fd. Every
+// socket, stream, pty and listener learns when its fd is ready from an object
+// of this shape; a backend (backend.ts picks one) implements it: libuv's poll
+// handle on Node (uv.ts), others where libuv is missing.
+//
+// The contract every backend keeps:
+// - watch(fd, onReady) takes the fd: closing the watcher closes it (or hands
+//   it back, release), and so do the end of the environment (a worker that
+//   exits) and the garbage collection of a watcher nobody references.
+// - Interest is POLLIN, POLLOUT, both or 0 (stopped). Level-triggered: while
+//   the fd stays ready for an event of the interest, onReady runs again on
+//   each turn of the loop.
+// - onReady(events) gets the events as poll(2) names them: POLLIN and POLLOUT
+//   (only those of the interest), POLLHUP (the peer hung up), POLLERR (an
+//   error is pending on the fd). With POLLERR the backend stops watching
+//   (interest becomes 0): the next syscall on the fd reports and clears the
+//   error; set the interest again to go on watching.
+// - While the interest is 0 the backend holds onReady weakly: the owner keeps
+//   its watcher (and so onReady) reachable, or lets both be collected.
+import { native } from '../native.js';
+
+export const POLLIN: number = native.POLLIN;
+export const POLLOUT: number = native.POLLOUT;
+export const POLLERR: number = native.POLLERR;
+export const POLLHUP: number = native.POLLHUP;
+
+/** Called with the events that happened (POLLIN, POLLOUT, POLLHUP, POLLERR). */
+export type ReadyCallback = (events: number) => void;
+
+/** One fd under watch. */
+export interface Readiness {
+  /** The events watched for now (POLLIN | POLLOUT, or 0). */
+  readonly interest: number;
+  /** Watch for `events` (POLLIN | POLLOUT; 0 stops). Returns 0 or -errno. */
+  setInterest(events: number): number;
+  /**
+   * Stop watching, for good. `closeFd` true closes the fd; false hands it
+   * back to the caller, open. Returns 0 or -errno of close(2). Idempotent.
+   */
+  close(closeFd: boolean): number;
+}
+
+/** A way of watching fds: one per environment, chosen in backend.ts. */
+export interface ReadinessBackend {
+  /** Its name, as FDPASS_BACKEND names it ('uv', ...). */
+  readonly name: string;
+  /**
+   * Watch `fd`, which the watcher owns from now on. On failure the fd is
+   * closed and a system error thrown.
+   */
+  watch(fd: number, onReady: ReadyCallback): Readiness;
+}

@@ -1,0 +1,73 @@
+// The libuv backend of Readiness (readiness.ts): one uv_poll_t per fd on the
+// loop of the calling environment, through the addon's watch, setEvents and
+// closeWatcher (native/fdpass.c). Node only: Bun and Deno have no working
+// uv_poll_* (see FACTS.md).
+import { systemError } from '../errors.js';
+import { native, type Watcher } from '../native.js';
+import { POLLERR, POLLHUP, POLLIN, POLLOUT, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
+
+// uv_poll_event
+const UV_READABLE = 1;
+const UV_WRITABLE = 2;
+const UV_DISCONNECT = 4;
+
+class UvReadiness implements Readiness {
+  #handle: Watcher | null = null;
+  #interest = 0;
+  readonly #fd: number;
+  readonly #onReady: ReadyCallback;
+  // The addon holds this weakly while the interest is 0: the watcher keeps it.
+  readonly #onPoll = (status: number): void => this.#ready(status);
+
+  constructor(fd: number, onReady: ReadyCallback) {
+    this.#fd = fd;
+    this.#onReady = onReady;
+    const handle = native.watch(fd, this.#onPoll);
+    if (typeof handle === 'number') {
+      native.close(fd);
+      throw systemError(handle, 'uv_poll_init');
+    }
+    this.#handle = handle;
+  }
+
+  get interest(): number {
+    return this.#interest;
+  }
+
+  #ready(status: number): void {
+    if (status < 0) {
+      // libuv stops the handle on POLLERR and reports UV_EBADF.
+      this.#interest = 0;
+      this.#onReady(POLLERR);
+      return;
+    }
+    let events = (status & UV_READABLE ? POLLIN : 0) | (status & UV_WRITABLE ? POLLOUT : 0);
+    // libuv folds POLLHUP into the interest's events, and into UV_DISCONNECT
+    // (with a peer's half-close, EPOLLRDHUP): ask the kernel which it is.
+    if (status & UV_DISCONNECT) {
+      const revents = native.poll(this.#fd, 0, 0);
+      if (revents > 0 && revents & POLLHUP) events |= POLLHUP;
+    }
+    this.#onReady(events);
+  }
+
+  setInterest(events: number): number {
+    if (events === this.#interest || !this.#handle) return 0;
+    this.#interest = events;
+    const uv = (events & POLLIN ? UV_READABLE | UV_DISCONNECT : 0) | (events & POLLOUT ? UV_WRITABLE : 0);
+    return native.setEvents(this.#handle, uv);
+  }
+
+  close(closeFd: boolean): number {
+    const handle = this.#handle;
+    if (!handle) return 0;
+    this.#handle = null;
+    this.#interest = 0;
+    return native.closeWatcher(handle, closeFd);
+  }
+}
+
+export const uvBackend: ReadinessBackend = {
+  name: 'uv',
+  watch: (fd, onReady) => new UvReadiness(fd, onReady),
+};

@@ -1,0 +1,99 @@
+// The Readiness contract (src/io/readiness.ts), as every backend must keep
+// it; run it with FDPASS_BACKEND=<name> to check a backend. Internal modules
+// are loaded from dist/ (they are not exports of the package).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { constants } from 'node:os';
+import { isOpen, noLeak, repoRoot } from '../helpers.js';
+
+type Backend = typeof import('../../dist/io/backend.js');
+type Events = typeof import('../../dist/io/readiness.js');
+type Native = typeof import('../../dist/native.js');
+const dist = (m: string): string => new URL(`file://${repoRoot}/dist/${m}`).href;
+const { watch, readinessBackend } = (await import(dist('io/backend.js'))) as Backend;
+const { POLLIN, POLLOUT, POLLERR, POLLHUP } = (await import(dist('io/readiness.js'))) as Events;
+const { native } = (await import(dist('native.js'))) as Native;
+
+function pair(): [number, number] {
+  const out = new Int32Array(2);
+  assert.equal(native.socketpair(native.SOCK_STREAM, out), 0);
+  return [out[0]!, out[1]!];
+}
+
+/** Resolves with the events of the next callback that has one of `mask`. */
+function next(events: number[], mask: number): Promise<number> {
+  return new Promise((resolve) => {
+    const poll = (): void => {
+      const hit = events.find((e) => e & mask);
+      if (hit !== undefined) resolve(hit);
+      else setImmediate(poll);
+    };
+    poll();
+  });
+}
+
+test(`readiness (${process.env.FDPASS_BACKEND ?? 'default'} backend): POLLIN, POLLOUT and interest 0`, () =>
+  noLeak(async () => {
+    assert.equal(typeof readinessBackend().name, 'string');
+    const [a, b] = pair();
+    const seen: number[] = [];
+    const w = watch(a, (e) => seen.push(e));
+    assert.equal(w.interest, 0);
+    assert.equal(w.setInterest(POLLOUT), 0);
+    assert.equal(w.interest, POLLOUT);
+    assert.ok((await next(seen, POLLOUT)) & POLLOUT);
+    // Only the interest's events come: no POLLIN while nothing is there.
+    assert.ok(seen.every((e) => !(e & POLLIN)));
+    w.setInterest(POLLIN);
+    seen.length = 0;
+    assert.equal(native.sendmsg(b, Buffer.from('x'), 0, 1, null, 0, null), 1);
+    const e = await next(seen, POLLIN);
+    assert.equal(e & POLLOUT, 0, 'POLLOUT is not of the interest');
+    w.setInterest(0);
+    assert.equal(w.interest, 0);
+    assert.equal(w.close(true), 0);
+    assert.equal(w.close(true), 0, 'close is idempotent');
+    assert.ok(!isOpen(a), 'close(true) closed the fd');
+    native.close(b);
+  }));
+
+test('readiness: POLLHUP when the peer is gone', () =>
+  noLeak(async () => {
+    const [a, b] = pair();
+    const seen: number[] = [];
+    const w = watch(a, (e) => seen.push(e));
+    w.setInterest(POLLIN);
+    native.close(b);
+    const e = await next(seen, POLLHUP);
+    assert.ok(e & POLLHUP);
+    w.close(true);
+  }));
+
+test('readiness: POLLERR stops watching until the interest is set again', () =>
+  noLeak(async () => {
+    const [a, b] = pair();
+    // b closes with a byte unread: a gets ECONNRESET, pending (POLLERR).
+    assert.equal(native.sendmsg(a, Buffer.from('x'), 0, 1, null, 0, null), 1);
+    native.close(b);
+    const seen: number[] = [];
+    const w = watch(a, (e) => seen.push(e));
+    w.setInterest(POLLOUT);
+    assert.ok((await next(seen, POLLERR)) & POLLERR);
+    assert.equal(w.interest, 0, 'POLLERR stopped the watching');
+    // The next syscall fails (sendmsg says EPIPE first, recvmsg ECONNRESET).
+    const r = native.sendmsg(a, Buffer.from('y'), 0, 1, null, 0, null);
+    assert.ok([-constants.errno.ECONNRESET, -constants.errno.EPIPE].includes(r), `sendmsg gave ${r}`);
+    w.close(true);
+  }));
+
+test('readiness: close(false) hands the fd back open', () =>
+  noLeak(async () => {
+    const [a, b] = pair();
+    const w = watch(a, () => {});
+    w.setInterest(POLLIN);
+    assert.equal(w.close(false), 0);
+    assert.ok(isOpen(a), 'released, not closed');
+    assert.equal(w.setInterest(POLLIN), 0, 'a closed watcher ignores interest');
+    native.close(a);
+    native.close(b);
+  }));
