@@ -7,6 +7,7 @@ import { FdServer } from 'fdpass';
 import { sendConsole } from 'fdpass/runc';
 import { delay, repoRoot, tempDir } from '../helpers.js';
 import { makeRunc } from '../runc/bundle.js';
+import { have } from '../tools.js';
 
 const cli = join(repoRoot, 'dist', 'cli', 'main.js');
 const runc = makeRunc();
@@ -82,7 +83,8 @@ print(json.dumps({'rc': p.returncode, 'restored': before == after, 'raw': raw, '
 `;
 
 describe('fdpass recvtty', () => {
-  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async () => {
+  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async (ctx) => {
+    if (!have(ctx, 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const id = runc.id();
     const bundle = runc.bundle((c) => {
@@ -108,7 +110,8 @@ describe('fdpass recvtty', () => {
     }
   });
 
-  test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async () => {
+  test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async (ctx) => {
+    if (!have(ctx, 'python3', 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const id = runc.id();
     const bundle = runc.bundle((c) => {
@@ -159,7 +162,8 @@ describe('fdpass recvtty', () => {
     }
   });
 
-  test('null mode drains detached containers so they never block, and stops on SIGTERM', async () => {
+  test('null mode drains detached containers so they never block, and stops on SIGTERM', async (ctx) => {
+    if (!have(ctx, 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const ids = [runc.id(), runc.id()];
     // 200 KiB of output: far more than a pty buffers, so the container only

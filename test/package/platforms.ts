@@ -1,36 +1,26 @@
-// Tools for the platform tests: a missing tool skips with its install line
-// (fails under CI=true, where everything must run), npm-provided tools from
-// scripts/tools.mjs, and the link check of a prebuilt addon with readelf.
+// Tools for the platform tests: npm-provided tools from scripts/tools.mjs
+// (installed when missing; a failed install skips, or fails under CI=true),
+// and the link check of a prebuilt addon with readelf (binutils).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers.js';
+import { inCI } from '../tools.js';
 
-const ci = process.env.CI === 'true';
+const ci = inCI;
 
-function onPath(cmd: string): boolean {
-  return (process.env.PATH ?? '').split(':').some((d) => d !== '' && existsSync(join(d, cmd)));
-}
+const script = join(repoRoot, 'scripts', 'tools.mjs');
 
-/**
- * The first missing [command or absolute path, Debian package] as a skip
- * reason, or null when all are there. Under CI=true a missing one throws.
- */
-export function need(...tools: [string, string][]): string | null {
-  for (const [tool, pkg] of tools) {
-    if (tool.startsWith('/') ? existsSync(tool) : onPath(tool)) continue;
-    const why = `${tool} is missing (apt-get install ${pkg})`;
-    if (ci) throw new Error(`CI=true: ${why}`);
-    return why;
-  }
-  return null;
+/** An npm-provided tool (scripts/tools.mjs) if it is installed, or null. */
+export function toolPath(name: 'zig' | 'node-arm64'): string | null {
+  const found = spawnSync(process.execPath, [script, 'path', name], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() : null;
 }
 
 /** An npm-provided tool (scripts/tools.mjs), installed into its cache if missing. */
 export function ensureTool(name: 'zig' | 'node-arm64'): { path: string | null; skip: string | null } {
-  const script = join(repoRoot, 'scripts', 'tools.mjs');
-  const found = spawnSync(process.execPath, [script, 'path', name], { encoding: 'utf8' });
-  if (found.status === 0) return { path: found.stdout.trim(), skip: null };
+  const found = toolPath(name);
+  if (found) return { path: found, skip: null };
   const r = spawnSync(process.execPath, [script, 'install', name], { encoding: 'utf8', timeout: 600_000 });
   if (r.status === 0) return { path: r.stdout.trim().split('\n').pop()!, skip: null };
   const why = `${name} could not be installed from npm (node scripts/tools.mjs install ${name}): ${r.stderr.trim().split('\n').pop()}`;
@@ -70,8 +60,6 @@ const libcFiles: Record<string, string> = {
  * neither its C library nor Node (napi_*, node_api_*, uv_*) provides.
  */
 export function linkCheck(file: string): { machine: string; needed: string[]; versions: string[]; unknown: string[] } {
-  const missing = need(['readelf', 'binutils']);
-  if (missing) throw new Error(missing);
   const machine = /Machine:\s+(?:Advanced Micro Devices )?(\S+)/.exec(readelf(['-h', file]))?.[1] ?? '?';
   const needed = [...readelf(['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]!);
   const versions = [...new Set([...readelf(['-V', file]).matchAll(/Name: (GLIBC_[0-9.]+)/g)].map((m) => m[1]!))];

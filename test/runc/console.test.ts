@@ -6,6 +6,7 @@ import { listenConsoleSocket, sendConsole, PtyStream, type ReceivedConsole } fro
 import { fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
 import { makeRunc } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';
+import { needs } from '../tools.js';
 
 const runc = makeRunc();
 after(() => runc.cleanup());
@@ -40,7 +41,7 @@ function collect(pty: PtyStream): { waitFor: (re: RegExp) => Promise<string>; en
   };
 }
 
-describe('listenConsoleSocket with the real runc', () => {
+describe('listenConsoleSocket with the real runc', needs('runc', 'busybox-static', 'root'), () => {
   test('runc run -d --console-socket: a working pty master (read output, write input)', async () => {
     const t = tempDir();
     const id = runc.id();
@@ -78,7 +79,7 @@ describe('listenConsoleSocket with the real runc', () => {
 });
 
 describe('console listener against bad peers', () => {
-  test('no fd, two fds, early close, silence: coded errors, fds closed, and the listener keeps serving', async () => {
+  test('no fd, two fds, early close, silence: coded errors, fds closed, and the listener keeps serving', needs('python3'), async () => {
     const t = tempDir();
     try {
       await noLeak(async () => {
