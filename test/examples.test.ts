@@ -36,6 +36,11 @@ describe('README examples', () => {
     ['seccomp-agent', 'container demo-container (creating), metadata example\nseccompFd -> /dev/null\n', []],
     ['socket-activation', 'served by pid N on "web"\n', ['systemd-socket-activate']],
     [
+      'pidfd',
+      'peer pid is the one SO_PEERCRED reports\nits fd 7 reads: a line the worker keeps open on its fd 7\nthe worker exited\n',
+      ['python3', 'root'],
+    ],
+    [
       'zero-downtime',
       'generation 1 listening\ngeneration 2 inherited the socket: true, same port: true\ngeneration 1 exited with 0\ngeneration 2 answers on the same port\n',
       [],

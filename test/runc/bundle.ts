@@ -14,7 +14,7 @@ export type OciConfig = {
   [k: string]: unknown;
 };
 
-const APPLETS = ['sh', 'echo', 'cat', 'sleep', 'mkdir', 'ls', 'true'];
+const APPLETS = ['sh', 'echo', 'cat', 'sleep', 'mkdir', 'ls', 'true', 'stty'];
 let counter = 0;
 
 export interface Runc {
