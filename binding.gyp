@@ -6,7 +6,8 @@
         "native/fdpass.c",
         "native/pidfd.c",
         "native/seccomp.c",
-        "native/tty.c"
+        "native/tty.c",
+        "native/inet.c"
       ],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
       "cflags!": ["-fno-exceptions"],

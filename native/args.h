@@ -1,6 +1,6 @@
 // Argument helpers shared by the small syscall files (pidfd.c, seccomp.c,
-// tty.c): each exported function takes int32 arguments and returns a number,
-// a result or -errno, as in fdpass.c.
+// tty.c, inet.c): each exported function takes int32 arguments (inet.c also
+// bytes) and returns a number, a result or -errno, as in fdpass.c.
 #ifndef FDPASS_ARGS_H
 #define FDPASS_ARGS_H
 
@@ -55,5 +55,6 @@ static inline napi_status fdp_export(napi_env env, napi_value exports,
 napi_status fdp_init_pidfd(napi_env env, napi_value exports);
 napi_status fdp_init_seccomp(napi_env env, napi_value exports);
 napi_status fdp_init_tty(napi_env env, napi_value exports);
+napi_status fdp_init_inet(napi_env env, napi_value exports);
 
 #endif

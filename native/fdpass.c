@@ -928,5 +928,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   CHECK(fdp_init_pidfd(env, exports));
   CHECK(fdp_init_seccomp(env, exports));
   CHECK(fdp_init_tty(env, exports));
+  CHECK(fdp_init_inet(env, exports));
   return exports;
 }

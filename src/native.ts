@@ -61,6 +61,9 @@ export interface NativeBinding {
   // native/tty.c
   setWindowSize(fd: number, cols: number, rows: number): number;
   getWindowSize(fd: number): number;
+  // native/inet.c
+  inetListen(family: number, address: Uint8Array, port: number, backlog: number, flags: number): number;
+  inetSockName(fd: number, out: Uint8Array): number;
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;

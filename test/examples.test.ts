@@ -31,6 +31,7 @@ describe('README examples', () => {
     assert.equal(r.stdout, 'shared-buffer /memfd:shared-buffer (deleted)\nhello from a memfd\n');
   });
   const recipes: [string, string, Need[]][] = [
+    ['cluster', '6 requests, round robin: 3 + 3\nafter a SIGKILL: 4 of 4 answered, worker 3 forked\n', []],
     ['privilege-separation', 'uid 65534 read "only root may open this" (direct open: EACCES)\n', ['root']],
     ['runc-console', '/dev/pts/ptmx: hello from the container\n', ['python3']],
     ['seccomp-agent', 'container demo-container (creating), metadata example\nseccompFd -> /dev/null\n', []],

@@ -26,6 +26,7 @@ export type Need =
   | 'setpriv'
   | 'prlimit'
   | 'clang-format'
+  | 'openssl'
   | 'root';
 
 interface Tool {
@@ -116,6 +117,7 @@ const TOOLS: Record<Need, Tool> = {
   setpriv: { pkg: 'util-linux', missing: onPath('setpriv') },
   prlimit: { pkg: 'util-linux', missing: onPath('prlimit') },
   'clang-format': { pkg: 'clang-format', missing: onPath('clang-format') },
+  openssl: { pkg: 'openssl', missing: onPath('openssl') },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 
