@@ -32,7 +32,7 @@ export interface PrimaryOptions {
   fork?: (env: Readonly<Record<string, string>>) => ForkedWorker;
   /** How many workers `fork` starts; default 2. */
   workers?: number;
-  /** Start a new worker when one started by `fork` exits; default true. */
+  /** Start a new worker when one started by `fork` exits (a second later if it lived less than a second); default true. */
   respawn?: boolean;
   /** Connections handed to a worker and not yet acknowledged, at most; default 1024. Beyond it the kernel's backlog holds them. */
   maxUnacked?: number;
@@ -133,6 +133,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   readonly #fork: ((env: Readonly<Record<string, string>>) => ForkedWorker) | undefined;
   readonly #respawn: boolean;
   #closed = false;
+  readonly #respawning = new Set<NodeJS.Timeout>();
 
   private constructor(listeners: Listener[], control: FdServer, options: PrimaryOptions) {
     super();
@@ -227,8 +228,17 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       this.emit('error', err as Error);
       return;
     }
+    const started = Date.now();
     child.once('exit', () => {
-      if (!this.#closed && this.#respawn) this.#startWorker();
+      if (this.#closed || !this.#respawn) return;
+      // A worker that dies at start-up would be forked in a tight loop:
+      // one that lived less than a second is replaced a second later.
+      if (Date.now() - started >= 1000) return this.#startWorker();
+      const timer = setTimeout(() => {
+        this.#respawning.delete(timer);
+        if (!this.#closed) this.#startWorker();
+      }, 1000);
+      this.#respawning.add(timer);
     });
   }
 
@@ -459,6 +469,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     // Hand out what was accepted before closing the channels.
     for (const l of this.#listeners) if (l.pending.length > 0) this.#dispatch(l);
     this.#closed = true;
+    for (const timer of this.#respawning) clearTimeout(timer);
+    this.#respawning.clear();
     for (const l of this.#listeners) {
       if (l.backoff) clearTimeout(l.backoff);
       l.io?.close(true);

@@ -155,6 +155,7 @@ class Channel {
     const at = this.waiting.findIndex((w) => w.name === reply.name);
     if (at < 0) return;
     const { server } = this.waiting.splice(at, 1)[0]!;
+    pendingServe.delete(server);
     if (reply.error !== undefined || reply.index === undefined) {
       server.emit('error', new FdPassError(ErrorCodes.BAD_ENV, `fdpass/cluster: ${reply.error ?? 'bad answer from the primary'}`));
       this.#maybeClose();
@@ -208,6 +209,7 @@ class Channel {
   #lost(): void {
     if (channel === this) channel = null;
     for (const w of this.waiting.splice(0)) {
+      pendingServe.delete(w.server);
       w.server.emit('error', new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the primary closed the channel'));
     }
     for (const s of [...this.servers.values()]) s.server.close();
@@ -217,6 +219,8 @@ class Channel {
 }
 
 let channel: Channel | null = null;
+// Servers whose serve() waits for the primary's answer.
+const pendingServe = new WeakSet<Server>();
 let connecting: Promise<Channel> | null = null;
 
 function getChannel(address: string): Promise<Channel> {
@@ -252,7 +256,9 @@ export function serve<T extends Server>(server: T, options: ServeOptions = {}): 
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   const name = options.name ?? 'default';
   if (typeof name !== 'string' || name === '') throw invalidArgType('options.name', 'a non-empty string', name);
-  if (server.listening) throw new FdPassError('ERR_SERVER_ALREADY_LISTEN', 'Listen method has been called more than once without closing.');
+  if (server.listening || pendingServe.has(server)) {
+    throw new FdPassError('ERR_SERVER_ALREADY_LISTEN', 'Listen method has been called more than once without closing.');
+  }
   const address = process.env[ENV_NAME];
   if (!address) {
     throw new FdPassError(
@@ -260,12 +266,14 @@ export function serve<T extends Server>(server: T, options: ServeOptions = {}): 
       `fdpass/cluster: ${ENV_NAME} is not set; start this process from a primary (ClusterPrimary.start)`,
     );
   }
-  getChannel(address).then(
-    (ch) => {
-      ch.waiting.push({ name, server });
-      ch.socket.send(encodeJson(SERVE, { name })).catch((err: unknown) => server.emit('error', err as Error));
-    },
-    (err: unknown) => server.emit('error', err as Error),
-  );
+  pendingServe.add(server);
+  const failed = (err: unknown): void => {
+    pendingServe.delete(server);
+    server.emit('error', err as Error);
+  };
+  getChannel(address).then((ch) => {
+    ch.waiting.push({ name, server });
+    ch.socket.send(encodeJson(SERVE, { name })).catch(failed);
+  }, failed);
   return server;
 }

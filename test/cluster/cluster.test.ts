@@ -389,5 +389,16 @@ describe('fdpass/cluster', () => {
       if (saved !== undefined) process.env.FDPASS_CLUSTER = saved;
     }
     assert.throws(() => serve({} as never), { code: 'ERR_INVALID_ARG_TYPE' });
+    const twice = http.createServer();
+    process.env.FDPASS_CLUSTER = 'fdpass-test-nobody-listens-here';
+    try {
+      const refused = new Promise<Error>((resolve) => twice.once('error', resolve));
+      serve(twice);
+      assert.throws(() => serve(twice), { code: 'ERR_SERVER_ALREADY_LISTEN' });
+      assert.equal(((await refused) as NodeJS.ErrnoException).code, 'ECONNREFUSED', 'no primary: an error event, as listen() gives');
+    } finally {
+      if (saved !== undefined) process.env.FDPASS_CLUSTER = saved;
+      else delete process.env.FDPASS_CLUSTER;
+    }
   });
 });
