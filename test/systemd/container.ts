@@ -291,6 +291,29 @@ export class Container {
     );
   }
 
+  /**
+   * Start a command inside the container with an IPC channel to it, as
+   * fork() would (NODE_CHANNEL_FD survives the clean environment).
+   */
+  spawnNode(args: string[]): ChildProcess {
+    if (this.#stopped) throw new Error('the container is stopped');
+    return spawn(
+      'nsenter',
+      [
+        '-t',
+        String(this.pid),
+        '-a',
+        '/usr/bin/env',
+        '-i',
+        'PATH=/usr/local/bin:/usr/bin:/bin',
+        'NODE_CHANNEL_FD=3',
+        '/usr/local/bin/node',
+        ...args,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } },
+    );
+  }
+
   /** systemctl with these arguments; throws with its stderr when it fails. */
   async systemctl(...args: string[]): Promise<string> {
     const r = await this.exec(['systemctl', '--no-pager', ...args]);

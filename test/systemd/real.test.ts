@@ -200,4 +200,119 @@ describe('fdpass/systemd against a real systemd 252 (systemd-nspawn)', needsCont
       await c.systemctl('stop', 'store.service');
     });
   });
+
+  describe('zero-downtime systemctl restart: listenStored()', () => {
+    const unit = (name: string, exec: string, extra = ''): string =>
+      // StartLimitIntervalSec=0: 6 starts in 10 s exceed the default start limit (5).
+      `[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=notify\nFileDescriptorStoreMax=2\n${extra}ExecStart=${NODE} ${FIXTURES}/restartable.js ${exec}\n`;
+
+    test('several listeners: taken anew, stored, and back from the store after systemctl restart', async () => {
+      await c.install({ 'multi.service': unit('multi', 'store http=/run/fdpass/m-http.sock admin=/run/fdpass/m-admin.sock') });
+      await c.systemctl('start', 'multi.service');
+      const a = await getJson(c.path('/run/fdpass/m-http.sock'));
+      const b = await getJson(c.path('/run/fdpass/m-admin.sock'));
+      assert.deepEqual([a.name, b.name, a.inherited, a.stored], ['http', 'admin', [], true]);
+      assert.equal((await c.show('multi.service', 'NFileDescriptorStore')).NFileDescriptorStore, '2');
+      await c.systemctl('restart', 'multi.service');
+      const a2 = await getJson(c.path('/run/fdpass/m-http.sock'));
+      const b2 = await getJson(c.path('/run/fdpass/m-admin.sock'));
+      assert.notEqual(a2.pid, a.pid);
+      assert.equal(b2.pid, a2.pid);
+      assert.deepEqual(a2.inherited, ['http', 'admin']);
+      // Stored again by the new process: systemd keeps one copy of a socket.
+      assert.equal((await c.show('multi.service', 'NFileDescriptorStore')).NFileDescriptorStore, '2');
+      assert.doesNotMatch(await c.journal('multi.service'), /Cannot store more fds/);
+      await c.systemctl('stop', 'multi.service');
+    });
+
+    test('a listener moves from a socket unit to the store, and outlives the socket unit', async () => {
+      const path = '/run/fdpass/mv.sock';
+      await c.install({
+        'mv.socket': `[Socket]\nListenStream=${path}\nFileDescriptorName=http\nService=mv.service\n`,
+        'mv.service': unit('mv', 'store http=', 'Sockets=mv.socket\n'),
+      });
+      await c.systemctl('start', 'mv.socket');
+      const first = await getJson(c.path(path)); // activation
+      assert.deepEqual(first.inherited, ['http']);
+      assert.equal((await c.show('mv.service', 'NFileDescriptorStore')).NFileDescriptorStore, '1');
+      // Restarted, it gets the socket unit's fd and the store's copy: one serves.
+      await c.systemctl('restart', 'mv.service');
+      const second = await getJson(c.path(path));
+      assert.notEqual(second.pid, first.pid);
+      assert.deepEqual(second.inherited, ['http']);
+      assert.equal((await c.show('mv.service', 'NFileDescriptorStore')).NFileDescriptorStore, '1');
+      // The socket unit goes away; the store keeps the listener.
+      c.writeFile('/etc/systemd/system/mv.service', unit('mv', 'store http='));
+      await c.systemctl('stop', 'mv.socket');
+      await c.exec(['rm', '/etc/systemd/system/mv.socket']);
+      await c.systemctl('daemon-reload');
+      assert.equal((await getJson(c.path(path))).pid, second.pid);
+      await c.systemctl('restart', 'mv.service');
+      const third = await getJson(c.path(path));
+      assert.notEqual(third.pid, second.pid);
+      assert.deepEqual(third.inherited, ['http']);
+      await c.systemctl('stop', 'mv.service');
+    });
+
+    /** 5 restarts under the load generator of `fdpass demo`, inside the container; its summary. */
+    async function restartsUnderLoad(unitName: string): Promise<Json> {
+      await c.systemctl('start', unitName);
+      const load = c.spawnNode(['/opt/fdpass/dist/cli/main.js', 'demo', '--role=load', '--port=8080', '--concurrency=16']);
+      let stderr = '';
+      load.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const messages: Json[] = [];
+      let wake: (() => void) | null = null;
+      load.on('message', (m: Json) => {
+        messages.push(m);
+        wake?.();
+      });
+      const next = async (match: (m: Json) => boolean): Promise<Json> => {
+        for (;;) {
+          const i = messages.findIndex(match);
+          if (i >= 0) return messages.splice(i, 1)[0]!;
+          if (load.exitCode !== null) throw new Error(`the load generator exited: ${stderr}`);
+          await new Promise<void>((r) => {
+            wake = r;
+            setTimeout(r, 1000);
+          });
+        }
+      };
+      try {
+        // Each generation serves some requests before the next restart.
+        const served = (pid: string) => (m: Json) =>
+          m.event === 'progress' && Number((m.byGeneration as Record<string, number>)[pid] ?? 0) >= 50;
+        await next(served((await c.show(unitName, 'MainPID')).MainPID));
+        for (let i = 0; i < 5; i++) {
+          await c.systemctl('restart', unitName); // returns once the new process sent READY=1
+          await next(served((await c.show(unitName, 'MainPID')).MainPID));
+        }
+        load.send('stop');
+        return await next((m) => m.event === 'summary');
+      } finally {
+        if (load.exitCode === null) load.kill('SIGKILL');
+        await c.systemctl('stop', unitName);
+      }
+    }
+
+    test('5 restarts under load: 0 failed requests with the store; the same service listening anew each time fails requests', async (t) => {
+      await c.install({
+        'zd-store.service': unit('zd-store', 'store http=8080'),
+        'zd-plain.service': unit('zd-plain', 'plain http=8080'),
+      });
+      const withStore = await restartsUnderLoad('zd-store.service');
+      const without = await restartsUnderLoad('zd-plain.service');
+      const figures = (s: Json): Json => ({
+        requests: s.requests,
+        failed: s.failed,
+        longestPauseMs: s.longestPauseMs,
+        generations: Object.keys(s.byGeneration as Json).length,
+        errors: (s.errors as string[]).slice(0, 3),
+      });
+      t.diagnostic(`with the store: ${JSON.stringify(figures(withStore))}`);
+      t.diagnostic(`without it: ${JSON.stringify(figures(without))}`);
+      assert.equal(Object.keys(withStore.byGeneration as Json).length, 6, 'every generation served');
+      assert.equal(withStore.failed, 0, JSON.stringify(withStore.errors));
+      assert.ok((without.failed as number) > 0, 'listening anew refuses connections while no process listens');
+    });
+  });
 });
