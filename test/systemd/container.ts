@@ -16,7 +16,7 @@
 // private mount namespace with a tmpfs on /run/systemd/nspawn. Never boot
 // systemd in this machine's own mount namespace: it empties /tmp. The
 // checkout is bind-mounted read-only at /opt/fdpass and this Node at
-// /usr/local/bin/node. nspawn runs as PID 1 of a PID namespace of its own,
+// /usr/local/bin/node and /usr/bin/node. nspawn runs as PID 1 of a PID namespace of its own,
 // so that when it dies everything below it dies too (the container's systemd
 // would otherwise live on, adopted by this machine's init); and if the test
 // process dies, nspawn gets SIGKILL (setpriv --pdeathsig, unshare --kill-child).
@@ -208,6 +208,7 @@ export class Container {
       '--console=pipe',
       `--bind-ro=${repoRoot}:/opt/fdpass`,
       `--bind-ro=${process.execPath}:/usr/local/bin/node`,
+      `--bind-ro=${process.execPath}:/usr/bin/node`, // where the README's unit file has it
     ];
     const script = 'mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec "$@"';
     let nspawn: ChildProcess;

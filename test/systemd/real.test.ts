@@ -6,7 +6,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Container, needsContainer } from './container.js';
+import { repoRoot } from '../helpers.js';
 import type { Json } from '../lines.js';
 
 const FIXTURES = '/opt/fdpass/build-test/test/systemd/fixtures';
@@ -254,6 +257,70 @@ describe('fdpass/systemd against a real systemd 252 (systemd-nspawn)', needsCont
       await c.systemctl('stop', 'mv.service');
     });
 
+    test('ExecReload= starts the new process first: a handoff inside the unit, MAINPID= with NotifyAccess=all', async () => {
+      await c.install({
+        'rl.service':
+          '[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=notify\nNotifyAccess=all\nFileDescriptorStoreMax=1\n' +
+          `ExecStart=${NODE} ${FIXTURES}/reloadable.js /run/fdpass/rl.sock\nExecReload=/bin/kill -HUP $MAINPID\n`,
+      });
+      const path = c.path('/run/fdpass/rl.sock');
+      const mainPid = async (): Promise<string> => (await c.show('rl.service', 'MainPID')).MainPID!;
+      await c.systemctl('start', 'rl.service');
+      const first = await getJson(path);
+      assert.equal(first.how, 'new');
+      assert.equal(String(first.pid), await mainPid());
+      // systemctl reload returns once kill -HUP did; the new process becomes main when it says so.
+      await c.systemctl('reload', 'rl.service');
+      await until('the successor as the main process', async () => {
+        const s = await c.show('rl.service', 'MainPID', 'SubState');
+        return s.MainPID !== String(first.pid) && s.SubState === 'running' ? s : undefined;
+      });
+      const second = await getJson(path);
+      assert.equal(second.how, 'handoff');
+      assert.equal(String(second.pid), await mainPid());
+      // The predecessor drained and exited; the unit stayed up throughout.
+      await until('the predecessor gone', async () => ((await c.exec(['kill', '-0', String(first.pid)])).code !== 0 ? true : undefined));
+      assert.equal((await c.show('rl.service', 'ActiveState')).ActiveState, 'active');
+      // A restart still finds the listener in the fd store.
+      await c.systemctl('restart', 'rl.service');
+      const third = await getJson(path);
+      assert.equal(third.how, 'store');
+      assert.equal(String(third.pid), await mainPid());
+      await c.systemctl('stop', 'rl.service');
+    });
+
+    test("the README's server and unit file, as pasted: restarted, it takes its listener from the store", async () => {
+      const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+      const section = readme.slice(readme.indexOf('### Zero-downtime `systemctl restart`'));
+      const js = /```js\n([^]*?)```/.exec(section)![1]!;
+      const ini = /```ini\n([^]*?)```/.exec(section)![1]!;
+      const unitPath = /^# (\/etc\/systemd\/system\/\S+)$/m.exec(ini)![1]!;
+      const script = /^ExecStart=\/usr\/bin\/node (\S+)$/m.exec(ini)![1]!;
+      c.writeFile(script, js);
+      // 'fdpass' resolves to the checkout, as if installed next to the script.
+      await c.exec(['mkdir', '-p', join(dirname(script), 'node_modules')]);
+      await c.exec(['ln', '-s', '/opt/fdpass', join(dirname(script), 'node_modules', 'fdpass')]);
+      c.writeFile(unitPath, ini);
+      await c.systemctl('daemon-reload');
+      const unitName = unitPath.split('/').pop()!;
+      const hello = async (): Promise<string> => {
+        const r = await c.exec([NODE, '-e', 'fetch("http://127.0.0.1:8080/").then((r) => r.text()).then((t) => process.stdout.write(t))']);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout;
+      };
+      await c.systemctl('start', unitName);
+      const pid1 = (await c.show(unitName, 'MainPID')).MainPID;
+      assert.equal(await hello(), `hello from ${pid1}\n`);
+      await c.systemctl('restart', unitName);
+      const pid2 = (await c.show(unitName, 'MainPID')).MainPID;
+      assert.notEqual(pid2, pid1);
+      assert.equal(await hello(), `hello from ${pid2}\n`);
+      const log = await c.journal(unitName);
+      assert.match(log, /listening anew[^]*took the listener from systemd/);
+      assert.equal((await c.show(unitName, 'NFileDescriptorStore')).NFileDescriptorStore, '1');
+      await c.systemctl('stop', unitName);
+    });
+
     /** 5 restarts under the load generator of `fdpass demo`, inside the container; its summary. */
     async function restartsUnderLoad(unitName: string): Promise<Json> {
       await c.systemctl('start', unitName);
@@ -299,12 +366,15 @@ describe('fdpass/systemd against a real systemd 252 (systemd-nspawn)', needsCont
         'zd-store.service': unit('zd-store', 'store http=8080'),
         'zd-plain.service': unit('zd-plain', 'plain http=8080'),
       });
-      const withStore = await restartsUnderLoad('zd-store.service');
-      const without = await restartsUnderLoad('zd-plain.service');
+      let t0 = performance.now();
+      const withStore: Json = { ...(await restartsUnderLoad('zd-store.service')), ms: Math.round(performance.now() - t0) };
+      t0 = performance.now();
+      const without: Json = { ...(await restartsUnderLoad('zd-plain.service')), ms: Math.round(performance.now() - t0) };
       const figures = (s: Json): Json => ({
         requests: s.requests,
         failed: s.failed,
         longestPauseMs: s.longestPauseMs,
+        underLoadMs: s.ms,
         generations: Object.keys(s.byGeneration as Json).length,
         errors: (s.errors as string[]).slice(0, 3),
       });
