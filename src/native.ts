@@ -4,8 +4,9 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { checkRuntime } from './runtime.js';
 
-/** Opaque handle of a libuv poll watcher that owns one fd (see io/uv.ts). */
+/** Opaque handle of a watcher that owns one fd: a libuv poll handle (io/uv.ts) or an entry of the epoll thread (io/thread.ts). */
 export interface Watcher {
   readonly __watcher: unique symbol;
 }
@@ -47,6 +48,10 @@ export interface NativeBinding {
   watch(fd: number, callback: (events: number) => void): Watcher | number;
   setEvents(watcher: Watcher, events: number): number;
   closeWatcher(watcher: Watcher, closeFd: boolean): number;
+  threadStart(): number;
+  threadWatch(fd: number, callback: (events: number) => void): Watcher | number;
+  threadSetEvents(watcher: Watcher, events: number): number;
+  threadCloseWatcher(watcher: Watcher, closeFd: boolean): number;
   setOwnedMap(map: Uint8Array): void;
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
@@ -84,6 +89,10 @@ function load(): NativeBinding {
       'Run "npm rebuild fdpass" with a C compiler installed.',
   );
 }
+
+// A runtime fdpass cannot run on gets ERR_FDPASS_UNSUPPORTED_RUNTIME here, at
+// import, before the addon is loaded: never a crash.
+checkRuntime();
 
 // The addon's exports object is in V8's dictionary mode (properties added one
 // by one): every `native.x` would be a hash lookup. A copy has fast properties.
