@@ -2,7 +2,14 @@
   "targets": [
     {
       "target_name": "fdpass",
-      "sources": ["native/fdpass.c", "native/watcher_thread.c"],
+      "sources": [
+        "native/fdpass.c",
+        "native/pidfd.c",
+        "native/seccomp.c",
+        "native/tty.c",
+        "native/inet.c",
+        "native/watcher_thread.c"
+      ],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
       "cflags!": ["-fno-exceptions"],
       "defines": ["NAPI_VERSION=8"]

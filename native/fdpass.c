@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "args.h"
 #include "cmsg.h"
 #include "watcher_thread.h"
 
@@ -954,5 +955,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   for (size_t i = 0; i < sizeof(consts) / sizeof(consts[0]); i++)
     CHECK(napi_set_named_property(env, exports, consts[i].name,
                                   make_int(env, consts[i].value)));
+  CHECK(fdp_init_pidfd(env, exports));
+  CHECK(fdp_init_seccomp(env, exports));
+  CHECK(fdp_init_tty(env, exports));
+  CHECK(fdp_init_inet(env, exports));
   return exports;
 }

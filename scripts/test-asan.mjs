@@ -7,7 +7,7 @@
 // Arguments filter test files like scripts/test.mjs; default: the core tests
 // and the fuzzing/hardening suites (the files directly under test/).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 const prefix = dirname(dirname(process.execPath));
@@ -25,8 +25,8 @@ execFileSync(
     '-std=c11', '-Wall', '-Wextra', '-Werror', '-O1', '-g', '-fno-omit-frame-pointer',
     '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
     '-DNAPI_VERSION=8', '-I', include, '-shared', '-fPIC',
-    '-pthread', '-o', out,
-    ...readdirSync('native').filter((f) => f.endsWith('.c')).map((f) => join('native', f)),
+    '-pthread', '-o', out, 'native/fdpass.c', 'native/pidfd.c', 'native/seccomp.c', 'native/tty.c', 'native/inet.c',
+    'native/watcher_thread.c',
   ],
   { stdio: 'inherit' },
 );

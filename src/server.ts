@@ -387,7 +387,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
  * its listener is gone. A live one, or a file that is not a socket, is never
  * touched.
  */
-function isStale(bytes: Uint8Array, path: string, type: number): boolean {
+export function isStale(bytes: Uint8Array, path: string, type: number): boolean {
   try {
     if (!lstatSync(path).isSocket()) return false;
   } catch {

@@ -10,6 +10,7 @@ import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
 import { watch } from './io/backend.js';
 import { POLLERR, POLLIN, POLLOUT, type Readiness } from './io/readiness.js';
 import { native } from './native.js';
+import { type Pidfd, peerPidfd } from './pidfd/pidfd.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -315,6 +316,16 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       this.#peer = peerCredentials(this.#fd);
     }
     return this.#peer;
+  }
+
+  /**
+   * A Pidfd of the peer process (SO_PEERPIDFD, Linux >= 6.5; ENOPROTOOPT on
+   * older kernels): the process that connected, or called socketpair(),
+   * named in a way that survives pid reuse. Yours to close.
+   */
+  peerPidfd(): Pidfd {
+    if (this.#closed) throw closedError();
+    return peerPidfd(this.#fd);
   }
 
   /** Sends queued in user space, waiting for room in the kernel (backpressure). */

@@ -23,6 +23,7 @@ import { POLLERR, POLLIN, POLLOUT, type Readiness } from '../io/readiness.js';
 import { native } from '../native.js';
 import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, disownAll, lastBatchDrained, readBatch } from '../recv.js';
 import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
+import { type Pidfd, peerPidfd } from '../pidfd/pidfd.js';
 
 const AF_UNIX = 1;
 /** Bytes asked for per recvmsg, and recvmsg calls per batch: at most 512 KiB read ahead of demand. */
@@ -300,6 +301,15 @@ export class FdStream extends Duplex {
       this.#peer = peerCredentials(this.#fd);
     }
     return this.#peer;
+  }
+
+  /**
+   * A Pidfd of the peer process (SO_PEERPIDFD, Linux >= 6.5; ENOPROTOOPT on
+   * older kernels), safe from pid reuse. Yours to close.
+   */
+  peerPidfd(): Pidfd {
+    if (this.#fd < 0) throw new FdPassError(this.destroyed ? ErrorCodes.CLOSED : 'ENOTCONN', 'the stream has no connected socket');
+    return peerPidfd(this.#fd);
   }
 
   /** Fds received with bytes already read and taken by nobody yet. */
