@@ -149,9 +149,10 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
   return err;
 }
 
-export function outOfRange(name: string, range: string, actual: unknown, code = 'ERR_OUT_OF_RANGE'): Coded<RangeError> {
+/** `received` replaces the description of `actual` when a measure says more (a length in bytes). */
+export function outOfRange(name: string, range: string, actual: unknown, code = 'ERR_OUT_OF_RANGE', received?: string): Coded<RangeError> {
   const err = new RangeError(
-    `The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`,
+    `The value of "${name}" is out of range. It must be ${range}. Received ${received ?? describe(actual)}`,
   ) as Coded<RangeError>;
   err.code = code;
   return err;

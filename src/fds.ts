@@ -1,6 +1,6 @@
 // FdLike: what users hand over when they send an fd, and the checks on fds.
 import type { Server, Socket } from 'node:net';
-import type { Socket as DgramSocket } from 'node:dgram';
+import { Socket as DgramSocketClass, type Socket as DgramSocket } from 'node:dgram';
 import { FdPassError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { native } from './native.js';
 
@@ -25,10 +25,9 @@ interface WithHandle {
   _handle?: { fd?: unknown } | null;
 }
 
-function handleFd(obj: object): number | undefined {
-  const h = (obj as WithHandle)._handle;
-  if (h && typeof h.fd === 'number') return h.fd;
-  // dgram.Socket keeps its handle behind an internal symbol.
+function dgramFd(obj: object): number | undefined {
+  // A dgram.Socket keeps its handle in a symbol-keyed state object; its
+  // `_handle` is a deprecated getter (DEP0112), so it is never read.
   for (const sym of Object.getOwnPropertySymbols(obj)) {
     const state = (obj as Record<symbol, unknown>)[sym] as { handle?: { fd?: unknown } } | undefined;
     if (state && typeof state === 'object' && state.handle && typeof state.handle.fd === 'number') {
@@ -36,6 +35,13 @@ function handleFd(obj: object): number | undefined {
     }
   }
   return undefined;
+}
+
+function handleFd(obj: object): number | undefined {
+  if (obj instanceof DgramSocketClass) return dgramFd(obj);
+  const h = (obj as WithHandle)._handle;
+  if (h && typeof h.fd === 'number') return h.fd;
+  return dgramFd(obj);
 }
 
 /** An fd number: an integer in 0..2^31-1. */

@@ -26,6 +26,8 @@ export type Need =
   | 'setpriv'
   | 'prlimit'
   | 'clang-format'
+  | 'mmdebstrap'
+  | 'nsenter'
   | 'openssl'
   | 'root';
 
@@ -115,6 +117,9 @@ const TOOLS: Record<Need, Tool> = {
   'systemd-socket-activate': { pkg: 'systemd', missing: onPath('systemd-socket-activate') },
   'dbus-daemon': { pkg: 'dbus-daemon', missing: onPath('dbus-daemon') },
   setpriv: { pkg: 'util-linux', missing: onPath('setpriv') },
+  mmdebstrap: { pkg: 'mmdebstrap', missing: onPath('mmdebstrap') },
+  // test/systemd/container.ts: nsenter, unshare and flock, all util-linux.
+  nsenter: { pkg: 'util-linux', missing: () => ['nsenter', 'unshare', 'flock'].map((t) => onPath(t)()).find((m) => m !== null) ?? null },
   prlimit: { pkg: 'util-linux', missing: onPath('prlimit') },
   'clang-format': { pkg: 'clang-format', missing: onPath('clang-format') },
   openssl: { pkg: 'openssl', missing: onPath('openssl') },

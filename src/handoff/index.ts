@@ -17,7 +17,9 @@
 //   old -> new  {"op":"draining"}        then the old process closes the connection
 //   old -> new  {"op":"abort","reason"}  (the old process gave up waiting)
 import { EventEmitter } from 'node:events';
-import { linkSync, lstatSync, renameSync, unlinkSync } from 'node:fs';
+import { accessSync, constants as fsConstants, linkSync, lstatSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { dirname, resolve as resolvePath } from 'node:path';
 import type { ServerResponse } from 'node:http';
 import net from 'node:net';
 import type { ListenOptions as NetListenOptions, Server, Socket } from 'node:net';
@@ -134,6 +136,36 @@ function listenOn(server: Server, how: ListenFallback): Promise<void> {
 }
 
 /**
+ * A first start binds the control socket in the folder of `path` (at ready()):
+ * fail now, naming that folder, when it is missing or not writable.
+ */
+function checkControlFolder(path: string): void {
+  const dir = dirname(resolvePath(path));
+  const fail = (code: 'ENOENT' | 'ENOTDIR' | 'EACCES', why: string): never => {
+    throw new FdPassError(code, `Handoff.start: the folder ${dir} ${why} (the control socket is ${path})`, {
+      errno: -osConstants.errno[code],
+      syscall: code === 'EACCES' ? 'access' : 'stat',
+      path: dir,
+    });
+  };
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT') return fail('ENOENT', 'does not exist');
+    if (code === 'ENOTDIR') return fail('ENOTDIR', 'is not a folder');
+    throw err;
+  }
+  if (!isDir) fail('ENOTDIR', 'is not a folder');
+  try {
+    accessSync(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch {
+    fail('EACCES', 'is not writable by this process');
+  }
+}
+
+/**
  * One generation of a restartable service. Start it first thing:
  *
  *     const handoff = await Handoff.start({ path: '/run/app/handoff.sock' });
@@ -180,7 +212,9 @@ export class Handoff extends EventEmitter<HandoffEvents> {
    * nobody there (no file, or a stale one), this is a first start and
    * nothing is inherited. Rejects with ERR_FDPASS_HANDOFF_REFUSED (the peer
    * refused us, or runs as a user `allow` refuses), ERR_FDPASS_HANDOFF_BUSY,
-   * ERR_FDPASS_PROTOCOL or ERR_FDPASS_HANDOFF_ABORTED (timeout).
+   * ERR_FDPASS_PROTOCOL or ERR_FDPASS_HANDOFF_ABORTED (timeout). A first
+   * start whose folder for `path` is missing or not writable rejects at once
+   * with ENOENT, ENOTDIR or EACCES naming that folder (`err.path`).
    */
   static async start(options: HandoffOptions): Promise<Handoff> {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
@@ -209,7 +243,10 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       sock = await FdSocket.connect({ path, type: 'seqpacket', ...(signal ? { signal } : {}) });
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === 'ENOENT' || code === 'ECONNREFUSED') return new Handoff(resolved, null, new Map());
+      if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+        checkControlFolder(path);
+        return new Handoff(resolved, null, new Map());
+      }
       throw err;
     }
     // Until a listener is handed out (take(), listen()), its fd stays ours: the
