@@ -62,6 +62,8 @@ export const ErrorCodes = {
   PROTOCOL: 'ERR_FDPASS_PROTOCOL',
   /** This runtime lacks what fdpass needs: at import, not Linux, Bun < 1.4, Deno < 2.9, Node-API < 8, or FDPASS_BACKEND=uv without a libuv loop; on Deno, the helpers that hand an fd to node:net or node:fs. */
   UNSUPPORTED_RUNTIME: 'ERR_FDPASS_UNSUPPORTED_RUNTIME',
+  /** No native addon loads here: no prebuild fits this platform and none was built from source (`npm rebuild fdpass`). */
+  NO_ADDON: 'ERR_FDPASS_NO_ADDON',
   /** An unexpected failure inside fdpass that carried no code of its own (a bug: please report it). */
   INTERNAL: 'ERR_FDPASS_INTERNAL',
 } as const;
