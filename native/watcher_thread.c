@@ -30,9 +30,21 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "watcher_thread.h"
+
+// glibc 2.34 moved pthread_create and pthread_join into libc under a new
+// symbol version; bind the old ones, so that the prebuilt addon loads on
+// glibc 2.28 too (there Node's own libpthread defines them).
+#if defined(__GLIBC__) && defined(__x86_64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.2.5");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.2.5");
+#elif defined(__GLIBC__) && defined(__aarch64__)
+__asm__(".symver pthread_create,pthread_create@GLIBC_2.17");
+__asm__(".symver pthread_join,pthread_join@GLIBC_2.17");
+#endif
 
 #define INTEREST (EPOLLIN | EPOLLOUT) // equal to POLLIN and POLLOUT
 #define EPOLL_BATCH 64
@@ -325,12 +337,18 @@ static int start(napi_env env, backend_t *b) {
   }
   b->tsfn_alive = 1;
   napi_unref_threadsafe_function(env, b->tsfn);
-  if ((r = -pthread_create(&b->thread, NULL, thread_main, b)) < 0) {
+  // A new thread starts with its creator's name: named so while it is
+  // created, it shows as fdpass-watch in /proc/PID/task from its start.
+  char name_was[16] = {0};
+  prctl(PR_GET_NAME, name_was);
+  prctl(PR_SET_NAME, "fdpass-watch");
+  r = -pthread_create(&b->thread, NULL, thread_main, b);
+  prctl(PR_SET_NAME, name_was);
+  if (r < 0) {
     napi_release_threadsafe_function(b->tsfn, napi_tsfn_abort);
     b->tsfn = NULL;
     goto fail;
   }
-  pthread_setname_np(b->thread, "fdpass-watch"); // its name in /proc/PID/task
   b->started = 1;
   return 0;
 fail:
