@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { delay, killAtEnd, repoRoot, testDir } from './helpers.js';
 import { exited } from './lines.js';
+import { allPackages } from './tools.js';
 
 interface Block {
   line: number;
@@ -82,6 +83,14 @@ function listeningPorts(pid: number): number[] {
 const blocks = readmeBlocks();
 
 describe('README code blocks', () => {
+  test('the apt-get line for the full suite names every package test/tools.ts knows', () => {
+    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    const line = /^apt-get install -y (.+)$/m.exec(readme);
+    assert.ok(line, 'no apt-get install -y line in the README');
+    const listed = line[1]!.split(/\s+/);
+    for (const pkg of allPackages()) assert.ok(listed.includes(pkg), `${pkg} is missing from the README's line: ${line[0]}`);
+  });
+
   test('there are blocks, and each context names a block that exists', () => {
     assert.ok(blocks.length >= 10, `found ${blocks.length} blocks`);
     for (const c of contexts)
