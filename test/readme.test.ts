@@ -37,11 +37,14 @@ interface Context {
   env?: (dir: string) => Record<string, string>;
   /** What it prints, when it ends by itself. */
   stdout?: string | RegExp;
+  /** Another test runs it with what it needs (a real runc, say): that file, which reads the README. */
+  runBy?: string;
   /** A server: it runs until SIGTERM; it must answer HTTP with `body` first. */
   serve?: { body: RegExp; ready?: (dir: string) => string; exit: 0 | 'SIGTERM' };
 }
 
 const contexts: Context[] = [
+  { match: 'serve(new SeccompNotifier(fds.seccompFd))', runBy: 'test/seccomp/readme.test.ts' },
   { match: "await FdServer.listen('/tmp/fdpass-demo.sock')", stdout: `hostname ${readFileSync('/etc/hostname', 'utf8').trim()}\n` },
   { match: 'serverFromFd(fd, http.createServer', stdout: 'hi\n' },
   { match: 'FdStream.pair()', stdout: `HDR: file ${readFileSync('/etc/hostname', 'utf8').trim()}\n` },
@@ -109,6 +112,10 @@ describe('README code blocks', () => {
         return;
       }
       const ctx = contexts.find((c) => block.code.includes(c.match));
+      if (ctx?.runBy !== undefined) {
+        assert.match(readFileSync(join(repoRoot, ctx.runBy), 'utf8'), /README\.md/, `${ctx.runBy} runs this block`);
+        return;
+      }
       const dir = testDir(t, 'fdpass-readme-').dir;
       const code =
         block.lang === 'ts'
