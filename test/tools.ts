@@ -159,7 +159,7 @@ export function aptLine(needs: readonly Need[]): string | null {
 
 /** Every package behind a Need: the README's apt-get line for the full suite names them all. */
 export function allPackages(): string[] {
-  return [...new Set(Object.values(TOOLS).flatMap((t) => (t.pkg === undefined ? [] : [t.pkg])))].sort();
+  return [...new Set(Object.values(TOOLS).flatMap((t) => (t.pkg === undefined ? [] : t.pkg.split(' '))))].sort();
 }
 
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
