@@ -17,12 +17,10 @@
 //   old -> new  {"op":"draining"}        then the old process closes the connection
 //   old -> new  {"op":"abort","reason"}  (the old process gave up waiting)
 import { EventEmitter } from 'node:events';
-import { accessSync, constants as fsConstants, linkSync, lstatSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { accessSync, constants as fsConstants, lstatSync, renameSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { dirname, resolve as resolvePath } from 'node:path';
-import type { ServerResponse } from 'node:http';
-import net from 'node:net';
-import type { ListenOptions as NetListenOptions, Server, Socket } from 'node:net';
+import type { Server } from 'node:net';
 import { FdServer, sameUid } from '../server.js';
 import { serverFromFd } from '../convert.js';
 import { discardFds } from '../recv.js';
@@ -31,6 +29,9 @@ import type { PeerCredentials } from '../socket.js';
 import { ErrorCodes, FdPassError, checkSignal, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd } from '../fds.js';
 import { disown } from '../native.js';
+import { Drainer, listenOn, unlinkQuietly, type DrainResult, type ServerListen } from './drain.js';
+
+export type { DrainResult } from './drain.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -52,12 +53,7 @@ export interface HandoffOptions {
 }
 
 /** What listen() falls back to when no predecessor handed over a listener of that name. */
-export type ListenFallback = number | string | NetListenOptions | { fd: number };
-
-export interface DrainResult {
-  /** Connections destroyed at the deadline (0 when everything finished in time). */
-  forced: number;
-}
+export type ListenFallback = ServerListen;
 
 export interface HandoffEvents {
   /** A successor took our listeners and is ready: we are draining. */
@@ -73,13 +69,6 @@ export interface HandoffEvents {
 }
 
 type State = 'starting' | 'serving' | 'offering' | 'draining' | 'drained' | 'closed';
-
-interface Entry {
-  name: string;
-  server: Server;
-  connections: Set<Socket>;
-  responses: Set<ServerResponse>;
-}
 
 interface TakeMessage {
   op: string;
@@ -116,23 +105,6 @@ async function recvWithin(
   const m = await sock.recv({ signal: signal ? AbortSignal.any([timeout, signal]) : timeout });
   if (m === null) return null;
   return { message: parse(m.data), fds: m.fds };
-}
-
-function listenOn(server: Server, how: ListenFallback): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => {
-      server.off('listening', onListening);
-      reject(err);
-    };
-    const onListening = (): void => {
-      server.off('error', onError);
-      resolve();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    if (typeof how === 'number' || typeof how === 'string') server.listen(how);
-    else server.listen(how);
-  });
 }
 
 /**
@@ -185,7 +157,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   #state: State = 'starting';
   #received: Map<string, number>;
   #upstream: FdSocket | null;
-  #entries: Entry[] = [];
+  #servers = new Drainer(() => this.#state === 'draining' || this.#state === 'drained');
   #control: FdServer | null = null;
   #controlIno: number | null = null;
   #drainPromise: Promise<DrainResult> | null = null;
@@ -364,28 +336,13 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     if (server === null || typeof server !== 'object' || typeof server.listen !== 'function') {
       throw invalidArgType('server', 'a net.Server (or http.Server)', server);
     }
-    if (this.#entries.some((e) => e.name === name)) throw invalidArgValue('name', 'is already in use', name);
+    if (this.#servers.has(name)) throw invalidArgValue('name', 'is already in use', name);
     if (this.#state !== 'starting' && this.#state !== 'serving')
       throw handoffError(ErrorCodes.CLOSED, `cannot add a server while ${this.#state}`);
   }
 
   #register(server: Server, name: string): void {
-    const entry: Entry = { name, server, connections: new Set(), responses: new Set() };
-    server.on('connection', (s: Socket) => {
-      entry.connections.add(s);
-      s.once('close', () => entry.connections.delete(s));
-    });
-    // HTTP: while draining, every response says "Connection: close", so that
-    // clients do not send more requests on connections that are going away.
-    server.prependListener('request', (_req: unknown, res: ServerResponse) => {
-      if (this.#state === 'draining' || this.#state === 'drained') {
-        if (!res.headersSent) res.setHeader('connection', 'close');
-      } else {
-        entry.responses.add(res);
-        res.once('close', () => entry.responses.delete(res));
-      }
-    });
-    this.#entries.push(entry);
+    this.#servers.add(server, name);
   }
 
   /**
@@ -480,7 +437,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
         reason = first ? 'sent no take request' : reason;
         return;
       }
-      const live = this.#entries.filter((e) => e.server.listening);
+      const live = this.#servers.listening();
       await sock.send(
         JSON.stringify({ op: 'offer', version: PROTOCOL_VERSION, pid: process.pid, names: live.map((e) => e.name) }),
         live.map((e) => toFd(e.server)),
@@ -554,36 +511,8 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     }
     discardFds([...this.#received.values()]);
     this.#received.clear();
-    let inFlight = 0;
-    let connections = 0;
-    for (const e of this.#entries) {
-      for (const res of e.responses) {
-        inFlight++;
-        if (!res.headersSent) res.setHeader('connection', 'close');
-      }
-      connections += e.connections.size;
-    }
-    this.emit('draining', { inFlight, connections });
-    let forced = 0;
-    await Promise.all(
-      this.#entries.map(
-        (e) =>
-          new Promise<void>((resolve) => {
-            const timer = setTimeout(() => {
-              for (const s of e.connections) {
-                forced++;
-                s.destroy();
-              }
-            }, this.#drainTimeout);
-            stopAccepting(e, () => {
-              clearTimeout(timer);
-              resolve();
-            });
-          }),
-      ),
-    );
+    const result = await this.#servers.drain(this.#drainTimeout, (state) => this.emit('draining', state));
     this.#state = 'drained';
-    const result = { forced };
     this.emit('drained', result);
     if (this.#exit) setImmediate(() => process.exit(0));
     return result;
@@ -608,56 +537,5 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   /** `await using handoff = await Handoff.start(...)`: close() at the end of the scope. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
-  }
-}
-
-function unlinkQuietly(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // gone already
-  }
-}
-
-/**
- * Close the listening socket (this process's copy only; the successor's
- * stays open) and call done once every connection has ended. net's close,
- * not http's: http's also destroys idle keep-alive connections at once, and a
- * client may have just sent a request on one. Node unlinks the path of a Unix
- * listener it bound itself: keep a second name for the socket and put it
- * back, since the successor still listens on it.
- */
-function stopAccepting(entry: Entry, done: () => void): void {
-  const server = entry.server;
-  if (!server.listening) {
-    const check = (): void => {
-      if (entry.connections.size === 0) done();
-      else
-        entry.connections
-          .values()
-          .next()
-          .value!.once('close', () => setImmediate(check));
-    };
-    check();
-    return;
-  }
-  const address = server.address();
-  let keep: string | null = null;
-  if (typeof address === 'string' && address.length > 0 && !address.startsWith('\0')) {
-    keep = `${address}.${process.pid}.keep`;
-    try {
-      linkSync(address, keep);
-    } catch {
-      keep = null;
-    }
-  }
-  net.Server.prototype.close.call(server, () => done());
-  if (keep) {
-    try {
-      renameSync(keep, address as string);
-    } catch {
-      // the path was taken by someone else: leave it
-    }
-    unlinkQuietly(keep);
   }
 }
