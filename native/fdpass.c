@@ -29,6 +29,7 @@
 
 #include "args.h"
 #include "cmsg.h"
+#include "watcher_thread.h"
 
 #define FDP_MAX_FDS 253 // SCM_MAX_FD: more fds in one sendmsg fail with EINVAL
 #define META_INTS 4     // per message: bytes, fds, flags, control summary
@@ -59,8 +60,10 @@ typedef struct {
   napi_env env;
   watcher_t *watchers; // open watchers, closed when the environment ends
   int closing_handles; // uv handles waiting for their close callback
-  napi_async_cleanup_hook_handle cleanup;
+  napi_async_cleanup_hook_handle cleanup; // registered by the first watch
+  int uv_started;                         // the libuv backend is in use
   int cleaning;
+  int owned_closed; // the environment's cleanup hook closed the owned fds
   int finalized;
   napi_async_context async_context;
   uint8_t *owned; // bitmap of fds received and not yet handed to the user
@@ -709,6 +712,8 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
+static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg);
+
 static void finalize_watcher(napi_env env, void *data, void *hint) {
   (void)hint;
   watcher_t *w = data;
@@ -728,9 +733,18 @@ static napi_value fdp_watch(napi_env env, napi_callback_info info) {
   uv_loop_t *loop;
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   CHECK(napi_get_instance_data(env, (void **)&inst));
-  CHECK(napi_get_uv_event_loop(env, &loop));
   if (arg_int(env, argv[0], &fd))
     return NULL;
+  // The libuv backend starts here, never at load: a runtime without libuv
+  // (Bun's uv_* are crash stubs) or with a broken one (Deno) must not get
+  // here, and Deno frees an async cleanup hook's handle twice when it is
+  // removed from inside the hook, as Node requires.
+  if (!inst->uv_started) {
+    CHECK(
+        napi_add_async_cleanup_hook(env, on_env_cleanup, inst, &inst->cleanup));
+    inst->uv_started = 1;
+  }
+  CHECK(napi_get_uv_event_loop(env, &loop));
   watcher_t *w = calloc(1, sizeof(*w));
   if (!w)
     return make_int(env, -ENOMEM);
@@ -834,19 +848,38 @@ static napi_value fdp_set_owned_map(napi_env env, napi_callback_info info) {
 
 // ---- environment lifetime ------------------------------------------------------
 
+static void free_instance(instance_t *inst) {
+  // Watchers still closing keep a pointer to inst: leak it rather than race.
+  if (inst->finalized && inst->owned_closed && inst->closing_handles == 0 &&
+      !inst->watchers) {
+    free(inst->mm);
+    free(inst);
+  }
+}
+
+// The libuv backend's part of the end of the environment: close the poll
+// handles (their close callbacks end the async hook).
 static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
   instance_t *inst = arg;
   (void)handle;
   inst->cleaning = 1;
   while (inst->watchers)
     shut_watcher(NULL, inst->watchers, 1);
+  maybe_finish_cleanup(inst);
+}
+
+// Whatever the backend: close every fd received and not handed to the user.
+static void close_owned(void *arg) {
+  instance_t *inst = arg;
   if (inst->owned)
     for (size_t i = 0; i < inst->owned_bits; i++)
       if (inst->owned[i >> 3] & (1u << (i & 7))) {
         close((int)i);
         inst->owned[i >> 3] &= (uint8_t) ~(1u << (i & 7));
       }
-  maybe_finish_cleanup(inst);
+  inst->owned = NULL;
+  inst->owned_closed = 1;
+  free_instance(inst);
 }
 
 static void finalize_instance(napi_env env, void *data, void *hint) {
@@ -854,11 +887,7 @@ static void finalize_instance(napi_env env, void *data, void *hint) {
   (void)hint;
   instance_t *inst = data;
   inst->finalized = 1;
-  // Watchers still closing keep a pointer to inst: leak it rather than race.
-  if (inst->closing_handles == 0 && !inst->watchers) {
-    free(inst->mm);
-    free(inst);
-  }
+  free_instance(inst);
 }
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
@@ -870,7 +899,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   CHECK(napi_create_string_utf8(env, "fdpass", NAPI_AUTO_LENGTH, &name));
   CHECK(napi_async_init(env, NULL, name, &inst->async_context));
   CHECK(napi_set_instance_data(env, inst, finalize_instance, NULL));
-  CHECK(napi_add_async_cleanup_hook(env, on_env_cleanup, inst, &inst->cleanup));
+  CHECK(napi_add_env_cleanup_hook(env, close_owned, inst));
+  CHECK(fdp_thread_backend_init(env, exports));
 
   static const struct {
     const char *name;

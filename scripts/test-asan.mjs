@@ -25,7 +25,8 @@ execFileSync(
     '-std=c11', '-Wall', '-Wextra', '-Werror', '-O1', '-g', '-fno-omit-frame-pointer',
     '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
     '-DNAPI_VERSION=8', '-I', include, '-shared', '-fPIC',
-    '-o', out, 'native/fdpass.c', 'native/pidfd.c', 'native/seccomp.c', 'native/tty.c', 'native/inet.c',
+    '-pthread', '-o', out, 'native/fdpass.c', 'native/pidfd.c', 'native/seccomp.c', 'native/tty.c', 'native/inet.c',
+    'native/watcher_thread.c',
   ],
   { stdio: 'inherit' },
 );
