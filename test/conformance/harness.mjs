@@ -24,10 +24,16 @@ export function test(name, fn, { only, why, needs } = {}) {
   tests.push({ name, fn, skip });
 }
 
-/** The argv that runs a script with this same runtime (and its flags). */
+/**
+ * The argv that runs a script with this same runtime (and its flags). Under
+ * an emulator (an arm64 Node in qemu-aarch64, which cannot exec an arm64
+ * binary itself), FDPASS_CONFORMANCE_EMULATOR is its argv prefix, e.g.
+ * "qemu-aarch64 -L /usr/aarch64-linux-gnu".
+ */
 export function runtimeArgv(script) {
-  if (runtime === 'deno') return [process.execPath, 'run', '-A', '--node-modules-dir=manual', script];
-  return [process.execPath, script];
+  const emulator = (process.env.FDPASS_CONFORMANCE_EMULATOR ?? '').split(' ').filter(Boolean);
+  if (runtime === 'deno') return [...emulator, process.execPath, 'run', '-A', '--node-modules-dir=manual', script];
+  return [...emulator, process.execPath, script];
 }
 
 /**
