@@ -21,8 +21,8 @@ import {
   discardFds,
   disownAll,
   eofError,
+  READ_DRAINED,
   readBatch,
-  lastBatchDrained,
   readOneSync,
   toReceivedFd,
   toReceivedMessage,
@@ -571,18 +571,17 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
           this.#readInterest = true;
           break;
         }
-        const r = readBatch(this.#fd, BATCH, maxBytes, this.#connected);
-        if (typeof r === 'number') {
-          if (r === native.EAGAIN) {
-            this.#readInterest = true;
-            this.#drained = true;
-            break;
-          }
+        const r = readBatch(this.#fd, BATCH, maxBytes, this.#connected, this.#queue);
+        if (r === native.EAGAIN) {
+          this.#readInterest = true;
+          this.#drained = true;
+          break;
+        }
+        if (r < 0) {
           this.#queue.push(systemError(r, 'recvmsg'));
           continue;
         }
-        for (let i = 0; i < r.length; i++) this.#queue.push(r[i]!);
-        if (lastBatchDrained) {
+        if (r === READ_DRAINED) {
           this.#readInterest = true;
           this.#drained = true;
         }

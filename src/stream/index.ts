@@ -21,7 +21,7 @@ import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
 import { watch } from '../io/backend.js';
 import { POLLERR, POLLIN, POLLOUT, type Readiness } from '../io/readiness.js';
 import { native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, disownAll, lastBatchDrained, readBatch } from '../recv.js';
+import { FLAG_CTRUNC, FLAG_EOF, READ_DRAINED, RawEntry, discardFds, disownAll, readBatch } from '../recv.js';
 import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
 
 const AF_UNIX = 1;
@@ -423,13 +423,15 @@ export class FdStream extends Duplex {
         this.#pollIn = true;
         return;
       }
-      const r = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true);
-      if (typeof r === 'number') {
-        if (r === native.EAGAIN) {
-          this.#pollIn = true;
-          return;
-        }
-        this.destroy(systemError(r, 'recvmsg'));
+      // A fresh array per batch: push() runs listeners that may read again.
+      const r: RawEntry[] = [];
+      const status = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true, r);
+      if (status === native.EAGAIN) {
+        this.#pollIn = true;
+        return;
+      }
+      if (status < 0) {
+        this.destroy(systemError(status, 'recvmsg'));
         return;
       }
       for (let i = 0; i < r.length; i++) {
@@ -445,7 +447,7 @@ export class FdStream extends Duplex {
           return;
         }
       }
-      if (lastBatchDrained && !this.#eof) {
+      if (status === READ_DRAINED && !this.#eof) {
         this.#pollIn = true;
         return;
       }
