@@ -241,13 +241,11 @@ static const fdp_fn fns[] = {
 };
 
 static const fdp_const consts[] = {
-    {"SOCK_STREAM", SOCK_STREAM},
-    {"SOCK_DGRAM", SOCK_DGRAM},
-    {"SOCK_SEQPACKET", SOCK_SEQPACKET},
-    {"POLLIN", POLLIN},
-    {"POLLOUT", POLLOUT},
-    {"POLLERR", POLLERR},
-    {"POLLHUP", POLLHUP},
+    {"AF_UNIX", AF_UNIX},       {"AF_INET", AF_INET},
+    {"AF_INET6", AF_INET6},     {"SOCK_STREAM", SOCK_STREAM},
+    {"SOCK_DGRAM", SOCK_DGRAM}, {"SOCK_SEQPACKET", SOCK_SEQPACKET},
+    {"POLLIN", POLLIN},         {"POLLOUT", POLLOUT},
+    {"POLLERR", POLLERR},       {"POLLHUP", POLLHUP},
     {"EAGAIN", -EAGAIN},
 };
 

@@ -4,15 +4,15 @@
 // closed the fd already (except EBADF: then there was nothing to close).
 import { closeSync, createReadStream, createWriteStream, fstatSync, type Stats } from 'node:fs';
 import { Server, Socket, type SocketConstructorOpts } from 'node:net';
+import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ErrorCodes, FdPassError, systemError } from './errors.js';
 import { checkFdNumber } from './fds.js';
 import { native } from './native.js';
-import { socketInfo } from './socket.js';
+import { socketInfo } from './io/sockops.js';
 
-const AF_UNIX = 1;
-const AF_INET = 2;
-const AF_INET6 = 10;
+const { AF_UNIX, AF_INET, AF_INET6 } = native;
+const { EBADF } = constants.errno;
 
 function closeQuietly(fd: number): void {
   try {
@@ -37,7 +37,7 @@ function statFd(fd: number): Stats {
     return fstatSync(fd);
   } catch (err) {
     const errno = (err as { errno?: unknown }).errno;
-    throw systemError(typeof errno === 'number' ? errno : -9, 'fstat');
+    throw systemError(typeof errno === 'number' ? errno : -EBADF, 'fstat');
   }
 }
 

@@ -49,6 +49,9 @@ export interface NativeBinding {
   closeWatcher(watcher: Watcher, closeFd: boolean): number;
   /** The owned-fd map's bytes (see ownedMap below), owned by this addon instance. */
   readonly ownedMap: ArrayBuffer;
+  readonly AF_UNIX: number;
+  readonly AF_INET: number;
+  readonly AF_INET6: number;
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;
@@ -113,8 +116,3 @@ export const native: NativeBinding = { ...load() };
  * still marked. The memory belongs to the addon instance.
  */
 export const ownedMap: Uint8Array = new Uint8Array(native.ownedMap);
-
-/** Hand an fd to the user: it is theirs to close from now on. */
-export function disown(fd: number): void {
-  if (fd >= 0 && fd < ownedMap.length * 8) ownedMap[fd >> 3]! &= ~(1 << (fd & 7));
-}

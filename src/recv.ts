@@ -3,7 +3,8 @@
 // outcome, every fd that arrived ends up either handed to the caller or closed.
 import { ErrorCodes, FdPassError, systemError } from './errors.js';
 import { MAX_FDS } from './fds.js';
-import { disown, native } from './native.js';
+import { discardFds, disown } from './io/owned.js';
+import { native } from './native.js';
 
 /** runc's MaxNameLen: names of this many bytes or more are refused. */
 export const MAX_NAME_LEN = 4096;
@@ -160,16 +161,6 @@ function copyOut(src: Buffer, off: number, len: number): Buffer {
     b.set(new Uint8Array(src.buffer, src.byteOffset + off, len));
   }
   return b;
-}
-
-/** Close fds that nobody will receive (errors ignored: they are ours). */
-export function discardFds(fds: readonly number[]): void {
-  for (let i = 0; i < fds.length; i++) native.close(fds[i]!);
-}
-
-/** Hand a message's fds to the caller. */
-export function disownAll(fds: readonly number[]): void {
-  for (let i = 0; i < fds.length; i++) disown(fds[i]!);
 }
 
 function fail(msg: RawMessage, code: string, message: string): FdPassError {

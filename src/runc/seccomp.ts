@@ -4,10 +4,10 @@
 // 4096 bytes (annotations), so it is read to end of file.
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd, type FdLike } from '../fds.js';
-import { discardFds } from '../recv.js';
+import { Kept, discardFds, recvKept } from '../internal.js';
 import type { PeerCredentials } from '../socket.js';
 import { withTarget, type RuncTarget } from './connect.js';
-import { RuncListener, type RuncListenOptions } from './listener.js';
+import { listenRunc, type RuncListener, type RuncListenOptions } from './listener.js';
 import { toContainerProcessState, type ContainerProcessState } from './state.js';
 
 /** What a seccomp agent receives: the state and its fds by name (yours to close). */
@@ -43,35 +43,31 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
   if (!Number.isInteger(maxStateBytes) || maxStateBytes < 1 || maxStateBytes > 16 << 20) {
     throw outOfRange('options.maxStateBytes', 'an integer from 1 to 16 MiB', maxStateBytes);
   }
-  return RuncListener.listen<ReceivedContainerProcessState>(
-    path,
-    options,
-    async (sock, peer, signal) => {
-      const chunks: Buffer[] = [];
-      const fds: number[] = [];
-      let size = 0;
-      try {
-        for (;;) {
-          const m = await sock.recv({ signal, maxBytes: CHUNK });
-          if (m === null) break;
-          for (const fd of m.fds) fds.push(fd);
-          size += m.data.length;
-          if (size > maxStateBytes) {
-            throw new FdPassError(
-              ErrorCodes.MESSAGE_TOO_LARGE,
-              `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`,
-            );
-          }
-          chunks.push(m.data);
+  return listenRunc<ReceivedContainerProcessState>(path, options, async (sock, peer, signal) => {
+    const chunks: Buffer[] = [];
+    const fds: number[] = [];
+    let size = 0;
+    try {
+      for (;;) {
+        const kept = await recvKept(sock, { signal, maxBytes: CHUNK });
+        if (kept === null) break;
+        const m = kept.value;
+        for (const fd of m.fds) fds.push(fd);
+        size += m.data.length;
+        if (size > maxStateBytes) {
+          throw new FdPassError(
+            ErrorCodes.MESSAGE_TOO_LARGE,
+            `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`,
+          );
         }
-        return parseState(Buffer.concat(chunks, size), fds, peer);
-      } catch (err) {
-        discardFds(fds);
-        throw err;
+        chunks.push(m.data);
       }
-    },
-    (r) => Object.values(r.fds),
-  );
+      return new Kept(parseState(Buffer.concat(chunks, size), fds, peer), fds);
+    } catch (err) {
+      discardFds(fds);
+      throw err;
+    }
+  });
 }
 
 function parseState(data: Buffer, fds: number[], peer: PeerCredentials): ReceivedContainerProcessState {
