@@ -4,10 +4,13 @@
       "target_name": "fdpass",
       "sources": [
         "native/fdpass.c",
-        "native/args.c",
         "native/sock.c",
         "native/msg.c",
-        "native/watcher.c"
+        "native/watcher.c",
+        "native/pidfd.c",
+        "native/seccomp.c",
+        "native/tty.c",
+        "native/inet.c"
       ],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
       "cflags!": ["-fno-exceptions"],

@@ -15,17 +15,18 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FdSocket } from 'fdpass';
+import { printCluster, runClusterBench } from './cluster.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const asJson = args.includes('--json');
-// --only=one,many,ping,scale runs a part (when profiling one workload).
-const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale').split(','));
+// --only=one,many,ping,scale,cluster runs a part (when profiling one workload).
+const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale,cluster').split(','));
 for (const a of args) {
   if (!['--quick', '--json'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--rounds=')) {
-    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale, --rounds=N`);
+    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale,cluster, --rounds=N`);
     process.exit(2);
   }
 }
@@ -359,6 +360,7 @@ if (only.has('scale')) {
   report.scale.longRun = await runScale('long-run', sizes.longRun);
   log(`  ${sizes.longRun} messages: ${JSON.stringify(report.scale.longRun)}`);
 }
+if (only.has('cluster')) report.cluster = await runClusterBench({ quick, rounds: sizes.rounds, log });
 report.seconds = (Date.now() - started) / 1000;
 
 // ---- output -----------------------------------------------------------------------
@@ -423,11 +425,13 @@ if (asJson) {
         ? `long run: FAILED ${l.error}`
         : `${l.messages} messages through one socket: receiver RSS growth after warm-up ${fmt(l.receiverGrowthMB, 1)} MB, sender ${fmt(l.senderGrowthMB, 1)} MB (target <= 10 MB); fds before/after: receiver ${l.receiverFdsBefore}/${l.receiverFdsAfter}, sender ${l.senderFdsBefore}/${l.senderFdsAfter}`,
     );
+  if (report.cluster) printCluster(report.cluster, log);
   log(`\n${report.seconds.toFixed(0)} s in all`);
 }
 // An unreadable result is a bench failure, not a slow result: exit non-zero so CI sees rot.
 const broken =
   Object.values(report.workloads).some((w) => w.results.some((r) => !r.skipped && !r.optional && r.runs === 0)) ||
   report.scale.connections?.error ||
-  report.scale.longRun?.error;
+  report.scale.longRun?.error ||
+  report.cluster?.errors?.length > 0;
 process.exitCode = broken ? 1 : 0;

@@ -32,6 +32,10 @@ if (process.argv[2] === 'worker') {
   server.close();
   await sock.close();
 } else {
+  if (process.getuid() !== 0) {
+    console.error('privilege-separation: run this example as root (it hands fds to a worker running as uid 65534)');
+    process.exit(1);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'fdpass-privsep-'));
   chmodSync(dir, 0o711);
   const secretPath = join(dir, 'secret.txt');
@@ -44,10 +48,10 @@ if (process.argv[2] === 'worker') {
 
   // Only the worker's uid may connect: the file mode lets it try, allow() decides.
   const control = await FdServer.listen({ path: join(dir, 'control.sock'), mode: 0o666, allow: (peer) => peer.uid === NOBODY });
-  const asRoot = process.getuid() === 0;
   const worker = spawn(process.execPath, [fileURLToPath(import.meta.url), 'worker', control.path], {
     stdio: 'inherit',
-    ...(asRoot ? { uid: NOBODY, gid: NOBODY } : {}),
+    uid: NOBODY,
+    gid: NOBODY,
   });
   const conn = await control.accept();
   await conn.send(secretPath, [secretFd, listener]);

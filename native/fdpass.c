@@ -2,7 +2,7 @@
 // a libuv poll handle. Every binding returns a result or -errno; turning
 // errnos into errors, framing, queues and ownership policy live in
 // TypeScript. This file: the per-environment instance, the owned-fd map,
-// the end of an environment, and the exports (sock.c, msg.c, watcher.c).
+// the end of an environment, and the exports of every file.
 #include "fdpass.h"
 
 #include <stdlib.h>
@@ -47,22 +47,6 @@ static void finalize_instance(napi_env env, void *data, void *hint) {
   }
 }
 
-static int export_module(napi_env env, napi_value exports,
-                         const fdp_module *m) {
-  for (size_t i = 0; i < m->fns_count; i++) {
-    napi_value fn;
-    if (napi_create_function(env, m->fns[i].name, NAPI_AUTO_LENGTH,
-                             m->fns[i].fn, NULL, &fn) != napi_ok ||
-        napi_set_named_property(env, exports, m->fns[i].name, fn) != napi_ok)
-      return -1;
-  }
-  for (size_t i = 0; i < m->consts_count; i++)
-    if (napi_set_named_property(env, exports, m->consts[i].name,
-                                fdp_result(env, m->consts[i].value)) != napi_ok)
-      return -1;
-  return 0;
-}
-
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   instance_t *inst = calloc(1, sizeof(*inst));
   napi_value name, map;
@@ -84,10 +68,15 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   inst->owned_bits = OWNED_BITS;
   if (napi_add_async_cleanup_hook(env, on_env_cleanup, inst, &inst->cleanup) !=
           napi_ok ||
-      napi_set_named_property(env, exports, "ownedMap", map) != napi_ok ||
-      export_module(env, exports, &fdp_sock_module) ||
-      export_module(env, exports, &fdp_msg_module) ||
-      export_module(env, exports, &fdp_watcher_module))
+      napi_set_named_property(env, exports, "ownedMap", map) != napi_ok)
     return NULL;
+  // Each file's bindings and constants.
+  napi_status (*const inits[])(napi_env, napi_value) = {
+      fdp_init_sock,    fdp_init_msg, fdp_init_watcher, fdp_init_pidfd,
+      fdp_init_seccomp, fdp_init_tty, fdp_init_inet,
+  };
+  for (size_t i = 0; i < FDP_COUNT(inits); i++)
+    if (inits[i](env, exports) != napi_ok)
+      return NULL;
   return exports;
 }

@@ -110,7 +110,7 @@ static napi_value fdp_sendmsg(napi_env env, napi_callback_info info) {
   do
     r = sendmsg(fd, &msg, MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);
-  return fdp_result(env, r < 0 ? -errno : r);
+  return fdp_number(env, r < 0 ? -errno : r);
 }
 
 // Fill one message's meta from what recvmsg returned and collect its fds
@@ -194,6 +194,9 @@ static int receive(instance_t *inst, int fd, mmsg_t *mm, int want, char *data,
 // error it keeps for the next call): readiness tells when to read again.
 static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
   FDP_ARGS(8);
+  instance_t *inst = fdp_instance(env);
+  if (!inst)
+    return NULL;
   size_t dlen = 0, flen = 0, mlen = 0;
   int fd, max_msgs, per_bytes, per_fds, connected;
   char *data = fdp_bytes(env, argv[1], &dlen);
@@ -227,7 +230,7 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
   *status = 0;
   int got = receive(inst, fd, mm, want, data, per_bytes, controllen);
   if (got < 0)
-    return fdp_result(env, got);
+    return fdp_number(env, got);
   if (got < want)
     *status = BATCH_DRAINED;
   size_t used_bytes = 0, used_fds = 0;
@@ -256,16 +259,16 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
       break;
     }
   }
-  return fdp_result(env, count);
+  return fdp_number(env, count);
 }
 
-static const fdp_fn fns[] = {
+static const fdp_function_t fns[] = {
     {"sendmsg", fdp_sendmsg},
     {"recvBatch", fdp_recv_batch},
 };
 
 // What JS sizes its buffers with and reads the meta array by.
-static const fdp_const consts[] = {
+static const fdp_const_t consts[] = {
     {"MAX_FDS", FDP_MAX_FDS},
     {"FD_ROOM", (int)FD_ROOM(FDP_MAX_FDS)},
     {"BATCH", MMSG_BATCH},
@@ -280,5 +283,9 @@ static const fdp_const consts[] = {
     {"FDP_EOF", FDP_EOF},
 };
 
-const fdp_module fdp_msg_module = {fns, FDP_COUNT(fns), consts,
-                                   FDP_COUNT(consts)};
+napi_status fdp_init_msg(napi_env env, napi_value exports) {
+  napi_status s = fdp_export(env, exports, fns, FDP_COUNT(fns));
+  return s == napi_ok
+             ? fdp_export_consts(env, exports, consts, FDP_COUNT(consts))
+             : s;
+}

@@ -128,6 +128,9 @@ static void finalize_watcher(napi_env env, void *data, void *hint) {
 // the end of the environment (a worker that exits) or garbage collection.
 static napi_value fdp_watch(napi_env env, napi_callback_info info) {
   FDP_ARGS(2);
+  instance_t *inst = fdp_instance(env);
+  if (!inst)
+    return NULL;
   napi_value external;
   int fd;
   uv_loop_t *loop;
@@ -136,11 +139,11 @@ static napi_value fdp_watch(napi_env env, napi_callback_info info) {
     return NULL;
   watcher_t *w = calloc(1, sizeof(*w));
   if (!w)
-    return fdp_result(env, -ENOMEM);
+    return fdp_number(env, -ENOMEM);
   int r = uv_poll_init(loop, &w->poll, fd);
   if (r < 0) {
     free(w);
-    return fdp_result(env, r);
+    return fdp_number(env, r);
   }
   w->poll.data = w;
   w->inst = inst;
@@ -186,7 +189,7 @@ static napi_value fdp_set_events(napi_env env, napi_callback_info info) {
   if (!w || fdp_int(env, argv[1], &events))
     return NULL;
   if (w->fd < 0)
-    return fdp_result(env, -EBADF);
+    return fdp_number(env, -EBADF);
   if (events) {
     r = uv_poll_start(&w->poll, events, on_poll);
     if (r == 0 && !w->polling)
@@ -198,7 +201,7 @@ static napi_value fdp_set_events(napi_env env, napi_callback_info info) {
       napi_reference_unref(env, w->callback, &refs);
     w->polling = 0;
   }
-  return fdp_result(env, r);
+  return fdp_number(env, r);
 }
 
 // closeWatcher(watcher, closeFd) -> 0 | -errno. With closeFd false the fd is
@@ -209,20 +212,24 @@ static napi_value fdp_close_watcher(napi_env env, napi_callback_info info) {
   watcher_t *w = arg_watcher(env, argv[0]);
   if (!w || napi_get_value_bool(env, argv[1], &close_fd) != napi_ok)
     return NULL;
-  return fdp_result(env, shut_watcher(env, w, close_fd));
+  return fdp_number(env, shut_watcher(env, w, close_fd));
 }
 
-static const fdp_fn fns[] = {
+static const fdp_function_t fns[] = {
     {"watch", fdp_watch},
     {"setEvents", fdp_set_events},
     {"closeWatcher", fdp_close_watcher},
 };
 
-static const fdp_const consts[] = {
+static const fdp_const_t consts[] = {
     {"UV_READABLE", UV_READABLE},
     {"UV_WRITABLE", UV_WRITABLE},
     {"UV_DISCONNECT", UV_DISCONNECT},
 };
 
-const fdp_module fdp_watcher_module = {fns, FDP_COUNT(fns), consts,
-                                       FDP_COUNT(consts)};
+napi_status fdp_init_watcher(napi_env env, napi_value exports) {
+  napi_status s = fdp_export(env, exports, fns, FDP_COUNT(fns));
+  return s == napi_ok
+             ? fdp_export_consts(env, exports, consts, FDP_COUNT(consts))
+             : s;
+}

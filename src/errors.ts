@@ -38,6 +38,8 @@ export const ErrorCodes = {
   BUSY: 'ERR_FDPASS_BUSY',
   /** The socket is of the wrong kind for this call (not AF_UNIX, a listener...). */
   BAD_SOCKET: 'ERR_FDPASS_BAD_SOCKET',
+  /** The fd is not of the kind the call needs (not a pidfd); it was left open, with the caller. */
+  BAD_FD: 'ERR_FDPASS_BAD_FD',
   /** A path or abstract name longer than sun_path allows (107 bytes); thrown as a RangeError before any syscall. */
   PATH_TOO_LONG: 'ERR_FDPASS_PATH_TOO_LONG',
   /** A protocol message that does not follow its format (bad JSON, an invalid state, an unknown kind). */

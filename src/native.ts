@@ -52,6 +52,22 @@ export interface NativeBinding {
   readonly AF_UNIX: number;
   readonly AF_INET: number;
   readonly AF_INET6: number;
+  // native/pidfd.c
+  pidfdOpen(pid: number): number;
+  pidfdSendSignal(pidfd: number, signal: number): number;
+  pidfdGetfd(pidfd: number, targetFd: number): number;
+  peerPidfd(fd: number): number;
+  // native/seccomp.c
+  seccompRecv(fd: number, out: Uint8Array): number;
+  seccompSend(fd: number, id: bigint, value: bigint, error: number, continueSyscall: number): number;
+  seccompIdValid(fd: number, id: bigint): number;
+  seccompAddfd(fd: number, id: bigint, srcFd: number, targetFd: number, send: number, cloexec: number): number;
+  // native/tty.c
+  setWindowSize(fd: number, cols: number, rows: number): number;
+  getWindowSize(fd: number): number;
+  // native/inet.c
+  inetListen(family: number, address: Uint8Array, port: number, backlog: number, flags: number): number;
+  inetSockName(fd: number, out: Uint8Array): number;
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;

@@ -14,6 +14,7 @@ import { adoptSocket, bindSocket, connectSocket, peerCredentials, socketPair, ty
 import { WaitQueue } from './io/waiters.js';
 import { POLLIN, POLLOUT, WatchedFd } from './io/watched.js';
 import { native } from './native.js';
+import { type Pidfd, peerPidfd } from './pidfd/pidfd.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -259,6 +260,16 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       this.#peer = peerCredentials(this.#io.fd);
     }
     return this.#peer;
+  }
+
+  /**
+   * A Pidfd of the peer process (SO_PEERPIDFD, Linux >= 6.5; ENOPROTOOPT on
+   * older kernels): the process that connected, or called socketpair(),
+   * named in a way that survives pid reuse. Yours to close.
+   */
+  peerPidfd(): Pidfd {
+    if (this.#closed) throw closedError();
+    return peerPidfd(this.#io.fd);
   }
 
   /** Sends queued in user space, waiting for room in the kernel (backpressure). */

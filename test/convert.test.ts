@@ -11,6 +11,7 @@ import net from 'node:net';
 import type { Readable } from 'node:stream';
 import { FdSocket, readStreamFromFd, serverFromFd, socketFromFd, writeStreamFromFd, type FdLike } from 'fdpass';
 import { isOpen, noLeak, tempDir } from './helpers.js';
+import { needs } from './tools.js';
 
 /** Pass `what` through a socketpair: the fd a receiver would get. */
 async function passed(what: FdLike): Promise<number> {
@@ -116,7 +117,7 @@ describe('convert', () => {
     }
   });
 
-  it('readStreamFromFd and writeStreamFromFd on pipes (a child process at the other end)', async () => {
+  it('readStreamFromFd and writeStreamFromFd on pipes (a child process at the other end)', needs('python3'), async () => {
     await noLeak(async () => {
       // A pipe to read: the child's stdout.
       const writer = spawn('python3', ['-c', 'import sys; sys.stdout.write("from a pipe\\n" * 3)'], {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { repoRoot } from './helpers.js';
+import { needs } from './tools.js';
 
 // Root (CAP_SYS_ADMIN) is exempt from the limit, so the sender runs as uid
 // 65534 under a low RLIMIT_NOFILE.
@@ -28,21 +29,17 @@ console.log(JSON.stringify({ code, sent, received, last: last.data.toString(), l
 await a.close(); await b.close();
 `;
 
-test(
-  'a sender over RLIMIT_NOFILE of fds in flight gets ETOOMANYREFS, then recovers',
-  { skip: process.getuid?.() !== 0 && 'needs root to run the sender as uid 65534' },
-  () => {
-    const r = spawnSync('prlimit', ['--nofile=64', process.execPath, '--input-type=module', '-e', SENDER], {
-      uid: 65534,
-      gid: 65534,
-      encoding: 'utf8',
-      timeout: 60_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { code: string; sent: number; received: number; last: string; lastFds: number };
-    assert.equal(out.code, 'ETOOMANYREFS');
-    assert.ok(out.sent > 0 && out.sent < 100, `some sends went through first (${out.sent})`);
-    assert.equal(out.received, out.sent);
-    assert.deepEqual([out.last, out.lastFds], ['again', 1]);
-  },
-);
+test('a sender over RLIMIT_NOFILE of fds in flight gets ETOOMANYREFS, then recovers', needs('root', 'prlimit'), () => {
+  const r = spawnSync('prlimit', ['--nofile=64', process.execPath, '--input-type=module', '-e', SENDER], {
+    uid: 65534,
+    gid: 65534,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { code: string; sent: number; received: number; last: string; lastFds: number };
+  assert.equal(out.code, 'ETOOMANYREFS');
+  assert.ok(out.sent > 0 && out.sent < 100, `some sends went through first (${out.sent})`);
+  assert.equal(out.received, out.sent);
+  assert.deepEqual([out.last, out.lastFds], ['again', 1]);
+});

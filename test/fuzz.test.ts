@@ -21,6 +21,7 @@ import { notify, notifyBarrier, removeStoredFds, storeFds } from 'fdpass/systemd
 import http from 'node:http';
 import { delay, noLeak, repoRoot, tempDir } from './helpers.js';
 import { JsonLines, exited } from './lines.js';
+import { needs } from './tools.js';
 
 const baseSeed = Number(process.env.FDPASS_FUZZ_SEED ?? Date.now() % 1_000_000);
 const LAST = 'LAST-GOOD';
@@ -149,7 +150,7 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   ]);
 }
 
-describe('fuzzing peer', () => {
+describe('fuzzing peer', needs('python3'), () => {
   for (const type of ['stream', 'seqpacket'] as const) {
     test(`${type}: recv, recvFd and the iterator survive the storm`, () =>
       noLeak(async () => {

@@ -1,8 +1,9 @@
 // Shared test helpers: fd counting (the way runc's tests check for leaks),
 // temp dirs, and building the C peers.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync, existsSync, statSync } from 'node:fs';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { isMainThread } from 'node:worker_threads';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -48,9 +49,89 @@ export async function noLeak<T>(fn: () => Promise<T>): Promise<T> {
   return r;
 }
 
+// What a test file leaves when a test fails before its own cleanup: temp
+// dirs not yet removed, and child processes (with their children) still
+// running. Both are cleared when the file's process exits, whatever failed.
+const liveDirs = new Set<string>();
+let exitHook = false;
+function cleanupAtExit(): void {
+  if (exitHook || !isMainThread) return;
+  exitHook = true;
+  process.on('exit', () => {
+    killDescendants();
+    for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+  });
+}
+
+cleanupAtExit();
+
+/** A fresh folder in tmpdir(); removed by cleanup(), or at the latest when this process exits. */
 export function tempDir(prefix = 'fdpass-test-'): { dir: string; path: (name: string) => string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+  liveDirs.add(dir);
+  cleanupAtExit();
+  return {
+    dir,
+    path: (name) => join(dir, name),
+    cleanup: () => {
+      liveDirs.delete(dir);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A temp dir removed when test `t` ends, passed or failed. */
+export function testDir(t: { after: (fn: () => void) => void }, prefix?: string): ReturnType<typeof tempDir> {
+  const d = tempDir(prefix);
+  t.after(() => d.cleanup());
+  return d;
+}
+
+/** SIGKILL `child` (if still running) when test `t` ends, passed or failed. */
+export function killAtEnd<C extends ChildProcess>(t: { after: (fn: () => void) => void }, child: C): C {
+  t.after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  return child;
+}
+
+/** Pids of every process below `root` (children, their children, ...), from /proc. */
+export function descendants(root = process.pid): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid ...: comm may hold spaces and parentheses.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid)!.push(pid);
+  }
+  const out: number[] = [];
+  const queue = [root];
+  while (queue.length > 0) {
+    for (const c of children.get(queue.shift()!) ?? []) {
+      out.push(c);
+      queue.push(c);
+    }
+  }
+  return out;
+}
+
+/** SIGKILL every process below this one (a failed test's peers and theirs), all found before any is killed. */
+export function killDescendants(): void {
+  for (const pid of descendants()) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** Compile a C peer from test/peers (cached in build-test/peers). */

@@ -6,6 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { FdServer, FdSocket, recvFdSync, sendFdSync } from 'fdpass';
 import { buildPeer, noLeak, tempDir } from './helpers.js';
+import { needs } from './tools.js';
 
 function run(
   cmd: string,
@@ -43,7 +44,7 @@ for fd in fds:
 print("|".join(out), flags)
 `;
 
-describe('CPython socket.send_fds / recv_fds', () => {
+describe('CPython socket.send_fds / recv_fds', needs('python3'), () => {
   test('Python sends, fdpass receives (runc format and several fds)', () =>
     noLeak(async () => {
       const t = tempDir();

@@ -19,6 +19,7 @@ import { FdStream } from 'fdpass/stream';
 import { Handoff } from 'fdpass/handoff';
 import { delay, noLeak, repoRoot, tempDir } from './helpers.js';
 import { JsonLines, exited, type Json } from './lines.js';
+import { needs } from './tools.js';
 
 const peerScript = join(repoRoot, 'test', 'peers', 'dying_peer.py');
 const TIMEOUT = { timeout: 30_000 };
@@ -136,7 +137,7 @@ function start(conn: FdSocketType, op: Op, it: AsyncIterator<{ data: Buffer; fds
   return it.next().then((r) => (r.done ? 'done' : message(r.value)));
 }
 
-describe('peer death at every step', () => {
+describe('peer death at every step', needs('python3'), () => {
   test('while connect waits for room in the backlog: ECONNREFUSED', TIMEOUT, () =>
     noLeak(async () => {
       const t = tempDir();
@@ -334,7 +335,7 @@ describe('peer death at every step', () => {
   );
 });
 
-describe('peer death during a handoff', () => {
+describe('peer death during a handoff', needs('python3'), () => {
   /** A serving first generation on an HTTP listener; the dying peer is its successor. */
   async function serving(): Promise<{ first: Handoff; server: http.Server; control: string; cleanup: () => Promise<void> }> {
     const t = tempDir();

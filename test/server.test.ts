@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { FdServer, FdSocket } from 'fdpass';
 import type { FdPassError, PeerCredentials } from 'fdpass';
 import { delay, noLeak, tempDir, runPython } from './helpers.js';
+import { needs } from './tools.js';
 
 describe('FdServer', () => {
   test('listens with mode 0600 by default, accepts, and close() unlinks the file', () =>
@@ -34,7 +35,7 @@ describe('FdServer', () => {
     t.cleanup();
   });
 
-  test('a live socket file is never taken over; a stale one is replaced', async () => {
+  test('a live socket file is never taken over; a stale one is replaced', needs('python3'), async () => {
     const t = tempDir();
     const path = t.path('live.sock');
     const live = await FdServer.listen(path);
@@ -62,7 +63,7 @@ describe('FdServer', () => {
     t.cleanup();
   });
 
-  test('allow() refuses by SO_PEERCRED before anything is read', async () => {
+  test('allow() refuses by SO_PEERCRED before anything is read', needs('python3', 'root'), async () => {
     const t = tempDir();
     const { chmodSync } = await import('node:fs');
     chmodSync(t.dir, 0o711);
@@ -104,7 +105,7 @@ describe('FdServer', () => {
     t.cleanup();
   });
 
-  test('abstract names: no file, same uid only by default', async () => {
+  test('abstract names: no file, same uid only by default', needs('python3', 'root'), async () => {
     const name = `fdpass-test-${process.pid}-${Date.now()}`;
     const server = await FdServer.listen({ abstract: name, type: 'seqpacket' });
     assert.equal(server.abstract, name);

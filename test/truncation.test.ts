@@ -7,6 +7,7 @@ import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { FdServer, FdSocket } from 'fdpass';
 import type { SocketType } from 'fdpass';
 import { openFds, noLeak, tempDir } from './helpers.js';
+import { needs } from './tools.js';
 
 test('2 fds into a 1-fd receive: ERR_FDPASS_CONTROL_TRUNCATED, both closed, next message fine', () =>
   noLeak(async () => {
@@ -48,7 +49,7 @@ test('oversized data on seqpacket and dgram: ERR_FDPASS_TRUNCATED, fds closed, n
     }
   }));
 
-test('200 fds under a low RLIMIT_NOFILE: MSG_CTRUNC is an error, the fds that arrived are closed', () =>
+test('200 fds under a low RLIMIT_NOFILE: MSG_CTRUNC is an error, the fds that arrived are closed', needs('python3', 'prlimit'), () =>
   noLeak(async () => {
     const t = tempDir();
     writeFileSync(t.path('f'), 'data');
@@ -103,7 +104,8 @@ s.recv(1)`,
       await Promise.all([conn.close(), server.close()]);
       t.cleanup();
     }
-  }));
+  }),
+);
 
 test('recvFd of a long name on a stream: ERR_FDPASS_NAME_TOO_LONG, fd closed', () =>
   noLeak(async () => {

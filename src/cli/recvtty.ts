@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { listenConsoleSocket, PtyStream, type ConsoleListener, type ReceivedConsole } from '../runc/index.js';
 import type { FdPassError } from '../errors.js';
+import { native } from '../native.js';
 import type { PeerCredentials } from '../socket.js';
 import type { Command } from './commands.js';
 
@@ -15,7 +16,9 @@ SOCKET) and receive the pty master of the container's terminal.
 Options:
   --mode single    (default) take one console: copy its output to stdout and
                    stdin to it (stdin in raw mode when it is a terminal); exit 0
-                   when the container's terminal closes
+                   when the container's terminal closes; the container's
+                   terminal takes the size of ours, at start and whenever
+                   ours changes (SIGWINCH)
   --mode null      take consoles forever and discard their output, so detached
                    containers never block on a full terminal; stop with SIGTERM
                    or SIGINT (exit 0)
@@ -104,6 +107,7 @@ async function single(listener: ConsoleListener, options: Options, signal: Promi
   // One console is all we take: let others use the socket path.
   await listener.close();
   const pty = new PtyStream(first.fd);
+  const resize = followSize(pty);
   const stdin = process.stdin;
   const raw = options.stdin && stdin.isTTY === true;
   const restore = (): void => {
@@ -128,6 +132,7 @@ async function single(listener: ConsoleListener, options: Options, signal: Promi
     await flushStdout();
     return typeof result === 'number' ? result : 128 + SIGNAL_NUMBERS[result as keyof typeof SIGNAL_NUMBERS];
   } finally {
+    resize.dispose();
     restore();
     process.off('exit', restore);
     if (options.stdin) {
@@ -137,6 +142,33 @@ async function single(listener: ConsoleListener, options: Options, signal: Promi
     pty.unpipe();
     pty.destroy();
   }
+}
+
+/** Our own terminal (stdin, stdout or stderr, as containerd/console finds it), or -1. */
+function ourTerminal(): number {
+  for (const fd of [0, 1, 2]) if (native.getWindowSize(fd) >= 0) return fd;
+  return -1;
+}
+
+/**
+ * Give the container's terminal the size of ours, now and on every SIGWINCH,
+ * as runc's tty.go does. Nothing happens when we have no terminal.
+ */
+function followSize(pty: PtyStream): { dispose: () => void } {
+  const tty = ourTerminal();
+  if (tty < 0) return { dispose: () => {} };
+  const update = (): void => {
+    const size = native.getWindowSize(tty);
+    if (size < 0 || pty.destroyed) return;
+    try {
+      pty.resize(size >>> 16, size & 0xffff);
+    } catch (err) {
+      say(`cannot resize the console: ${(err as Error).message}`);
+    }
+  };
+  update();
+  process.on('SIGWINCH', update);
+  return { dispose: () => process.off('SIGWINCH', update) };
 }
 
 async function drainAll(listener: ConsoleListener, signal: Promise<string>): Promise<number> {

@@ -7,7 +7,7 @@
 // watcher, and read(2)/write(2) are called only when they cannot block.
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { readSync, writeSync } from 'node:fs';
-import { closedError, systemError } from '../errors.js';
+import { closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
 import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
@@ -23,6 +23,11 @@ interface PendingWrite {
 function errnoCode(err: unknown): string | undefined {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' ? code : undefined;
+}
+
+function checkDimension(value: unknown, name: string): void {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < 0 || value > 0xffff) throw outOfRange(name, 'an integer from 0 to 65535', value);
 }
 
 /**
@@ -54,6 +59,28 @@ export class PtyStream extends Duplex {
   /** The pty master fd, or -1 once destroyed. */
   get fd(): number {
     return this.#io.fd;
+  }
+
+  /**
+   * Set the terminal's size (TIOCSWINSZ), as a terminal emulator does when
+   * its window changes: the programs in the terminal get SIGWINCH. Set it
+   * before `runc start` and the container's first program sees it (a runc
+   * pty starts at 0x0).
+   */
+  resize(cols: number, rows: number): void {
+    checkDimension(cols, 'cols');
+    checkDimension(rows, 'rows');
+    if (this.#io.fd < 0) throw closedError('pty stream');
+    const r = native.setWindowSize(this.#io.fd, cols, rows);
+    if (r < 0) throw systemError(r, 'ioctl');
+  }
+
+  /** The terminal's size (TIOCGWINSZ): `{ cols, rows }`, 0x0 until someone sets it. */
+  getWindowSize(): { cols: number; rows: number } {
+    if (this.#io.fd < 0) throw closedError('pty stream');
+    const r = native.getWindowSize(this.#io.fd);
+    if (r < 0) throw systemError(r, 'ioctl');
+    return { cols: r >>> 16, rows: r & 0xffff };
   }
 
   /** @internal */

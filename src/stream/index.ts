@@ -18,7 +18,7 @@ import { Duplex, addAbortSignal } from 'node:stream';
 import type { DuplexOptions } from 'node:stream';
 import { encodeAddress, type AddressOptions } from '../address.js';
 import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
-import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
+import { FdLike, toFdArray } from '../fds.js';
 import { discardFds, disownAll } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
 import { adoptSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
@@ -26,6 +26,7 @@ import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
 import { FLAG_CTRUNC, FLAG_EOF, READ_DRAINED, RawEntry, readBatch } from '../recv.js';
 import { FdSocket, emptyDataError } from '../socket.js';
+import { type Pidfd, peerPidfd } from '../pidfd/pidfd.js';
 
 const SHUT_WR = 1;
 const { ENOTCONN, EISCONN } = constants.errno;
@@ -289,6 +290,15 @@ export class FdStream extends Duplex {
       this.#peer = peerCredentials(this.#fd);
     }
     return this.#peer;
+  }
+
+  /**
+   * A Pidfd of the peer process (SO_PEERPIDFD, Linux >= 6.5; ENOPROTOOPT on
+   * older kernels), safe from pid reuse. Yours to close.
+   */
+  peerPidfd(): Pidfd {
+    if (this.#fd < 0) throw new FdPassError(this.destroyed ? ErrorCodes.CLOSED : 'ENOTCONN', 'the stream has no connected socket');
+    return peerPidfd(this.#fd);
   }
 
   /** Fds received with bytes already read and taken by nobody yet. */

@@ -7,6 +7,7 @@ import { FdServer } from 'fdpass';
 import { sendConsole } from 'fdpass/runc';
 import { delay, repoRoot, tempDir } from '../helpers.js';
 import { makeRunc } from '../runc/bundle.js';
+import { have } from '../tools.js';
 
 const cli = join(repoRoot, 'dist', 'cli', 'main.js');
 const runc = makeRunc();
@@ -81,8 +82,61 @@ after = termios.tcgetattr(s)
 print(json.dumps({'rc': p.returncode, 'restored': before == after, 'raw': raw, 'out': out.decode('utf8', 'replace')}), flush=True)
 `;
 
+// Hosts recvtty on a terminal of 100x30 that it controls (so that a resize
+// sends it SIGWINCH). Once recvtty is attached (raw mode) it types a line per
+// answer of the container's \`stty size\`; after the first answer it
+// resizes to 120x50 and goes on until the container sees that, then ends the
+// container with ^D. Prints a JSON report; every wait is bounded.
+const sizeHost = `import os, pty, sys, termios, json, subprocess, select, fcntl, struct, re
+m, s = pty.openpty()
+def size(rows, cols):
+    fcntl.ioctl(m, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+size(30, 100)
+p = subprocess.Popen(sys.argv[1:], stdin=s, stdout=s, stderr=s, start_new_session=True,
+                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+out = b''
+def read(t):
+    global out
+    if select.select([m], [], [], t)[0]:
+        try:
+            d = os.read(m, 4096)
+        except OSError:
+            return False
+        out += d
+        return len(d) > 0
+    return True
+def sizes():
+    return re.findall(r'(?m)^(\\d+ \\d+)\\r*$', out.decode('utf8', 'replace'))
+def wait(cond, limit=20):
+    deadline = 0
+    while not cond() and p.poll() is None and deadline < limit * 50:
+        if not read(0.02):
+            break
+        deadline += 1
+    return cond()
+wait(lambda: not (termios.tcgetattr(s)[3] & termios.ICANON))
+for i in range(200):
+    n = len(sizes())
+    os.write(m, b'\\r')
+    if not wait(lambda: len(sizes()) > n):
+        break
+    if i == 0:
+        size(50, 120)
+    if sizes()[-1] == '50 120':
+        break
+os.write(m, b'\\x04')
+try:
+    p.wait(30)
+except subprocess.TimeoutExpired:
+    p.kill()
+    p.wait()
+read(0.1)
+print(json.dumps({'rc': p.returncode, 'sizes': sizes(), 'out': out.decode('utf8', 'replace')}), flush=True)
+`;
+
 describe('fdpass recvtty', () => {
-  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async () => {
+  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async (ctx) => {
+    if (!have(ctx, 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const id = runc.id();
     const bundle = runc.bundle((c) => {
@@ -108,7 +162,8 @@ describe('fdpass recvtty', () => {
     }
   });
 
-  test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async () => {
+  test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async (ctx) => {
+    if (!have(ctx, 'python3', 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const id = runc.id();
     const bundle = runc.bundle((c) => {
@@ -159,7 +214,8 @@ describe('fdpass recvtty', () => {
     }
   });
 
-  test('null mode drains detached containers so they never block, and stops on SIGTERM', async () => {
+  test('null mode drains detached containers so they never block, and stops on SIGTERM', async (ctx) => {
+    if (!have(ctx, 'runc', 'busybox-static', 'root')) return;
     const t = tempDir();
     const ids = [runc.id(), runc.id()];
     // 200 KiB of output: far more than a pty buffers, so the container only
@@ -194,6 +250,40 @@ describe('fdpass recvtty', () => {
       assert.equal(existsSync(sock), false);
     } finally {
       for (const id of ids) runc.remove(id);
+      t.cleanup();
+    }
+  });
+
+  test("the container's terminal takes our size at start and follows SIGWINCH", async (ctx) => {
+    if (!have(ctx, 'python3', 'runc', 'busybox-static', 'root')) return;
+    const t = tempDir();
+    const id = runc.id();
+    const bundle = runc.bundle((c) => {
+      c.process.terminal = true;
+      c.process.args = ['/bin/sh', '-c', 'while read x; do stty size; done'];
+    });
+    try {
+      const sock = t.path('tty.sock');
+      const pidFile = t.path('size.pid');
+      const host = spawn('python3', ['-c', sizeHost, process.execPath, cli, 'recvtty', '--pid-file', pidFile, sock], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const hosted = finished(host);
+      await listening(pidFile);
+      await runc.run(['run', '-d', '--console-socket', sock, id], bundle);
+      const result = await hosted;
+      assert.equal(result.code, 0, result.stderr);
+      const report = JSON.parse(result.stdout) as { rc: number; sizes: string[]; out: string };
+      assert.equal(report.rc, 0, report.out);
+      // Input reaches the container only after the first resize: its first answer is our size.
+      assert.equal(report.sizes[0], '30 100', report.out);
+      assert.equal(report.sizes.at(-1), '50 120', report.out);
+      assert.ok(
+        report.sizes.every((s) => s === '30 100' || s === '50 120'),
+        report.out,
+      );
+    } finally {
+      runc.remove(id);
       t.cleanup();
     }
   });

@@ -10,6 +10,7 @@ import { FdServer, type FdSocket } from 'fdpass';
 import { noLeak, repoRoot, tempDir } from '../helpers.js';
 import { exited } from '../lines.js';
 import { startLoad } from './load.js';
+import { needs } from '../tools.js';
 
 const fixture = join(repoRoot, 'build-test', 'test', 'handoff', 'fixtures', 'generation.js');
 
@@ -173,7 +174,7 @@ describe('handoff between processes', () => {
     }
   });
 
-  test('a peer of another uid is refused (SO_PEERCRED), and the old one serves on', async () => {
+  test('a peer of another uid is refused (SO_PEERCRED), and the old one serves on', needs('root'), async () => {
     const t = tempDir();
     chmodSync(t.dir, 0o755);
     const control = t.path('handoff.sock');

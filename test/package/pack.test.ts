@@ -7,6 +7,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { repoRoot, tempDir } from '../helpers.js';
+import { needs } from '../tools.js';
 
 const tscBin = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -42,7 +43,8 @@ a.sendFd('the-file', fd).then(async () => {
 });
 `;
 
-describe('npm pack', () => {
+// `npm pack` builds the prebuilt addon (prepack): node-gyp needs python3.
+describe('npm pack', needs('python3'), () => {
   const tmp = tempDir('fdpass-pack-');
   const project = tmp.path('consumer');
   let tarball = '';
@@ -109,7 +111,7 @@ describe('npm pack', () => {
     [
       'CommonJS (require)',
       'cjs.cjs',
-      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff']) require(sub);",
+      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff', 'fdpass/pidfd', 'fdpass/cluster']) require(sub);",
     ],
   ] as const) {
     it(`runs a round trip from ${kind} with the prebuilt addon`, () => {

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """A D-Bus client not written in JavaScript (libdbus through python3-dbus) for
 the fdpass/usocket tests: passes an open file to ReadFile(h), takes the fd
 that Inhibit(s) returns, writes to it and closes it. Prints a JSON summary.

@@ -4,6 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
+import { which } from '../tools.js';
 
 export type OciConfig = {
   process: { terminal: boolean; args: string[]; [k: string]: unknown };
@@ -13,7 +14,7 @@ export type OciConfig = {
   [k: string]: unknown;
 };
 
-const APPLETS = ['sh', 'echo', 'cat', 'sleep', 'mkdir', 'ls', 'true'];
+const APPLETS = ['sh', 'echo', 'cat', 'sleep', 'mkdir', 'ls', 'true', 'stty'];
 let counter = 0;
 
 export interface Runc {
@@ -28,23 +29,35 @@ export interface Runc {
   cleanup(): void;
 }
 
+/**
+ * Nothing is created until the first bundle, so that a test file whose runc
+ * tests are skipped (no runc, busybox-static or root) loads without them.
+ */
 export function makeRunc(): Runc {
-  const tmp = tempDir('fdpass-runc-');
-  const stateRoot = join(tmp.dir, 'state');
-  const rootfs = join(tmp.dir, 'rootfs');
-  mkdirSync(join(rootfs, 'bin'), { recursive: true });
-  mkdirSync(join(rootfs, 'tmp'));
-  copyFileSync('/bin/busybox', join(rootfs, 'bin', 'busybox'));
-  for (const a of APPLETS) symlinkSync('busybox', join(rootfs, 'bin', a));
+  let tmp: ReturnType<typeof tempDir> | null = null;
+  const stateRoot = (): string => join(setup().dir, 'state');
+  const rootfs = (): string => join(setup().dir, 'rootfs');
+  function setup(): ReturnType<typeof tempDir> {
+    if (tmp !== null) return tmp;
+    const busybox = which('busybox');
+    if (busybox === null) throw new Error('busybox not found on PATH (apt-get install busybox-static)');
+    tmp = tempDir('fdpass-runc-');
+    const root = join(tmp.dir, 'rootfs');
+    mkdirSync(join(root, 'bin'), { recursive: true });
+    mkdirSync(join(root, 'tmp'));
+    copyFileSync(busybox, join(root, 'bin', 'busybox'));
+    for (const a of APPLETS) symlinkSync('busybox', join(root, 'bin', a));
+    return tmp;
+  }
   let bundles = 0;
   return {
     bundle(edit) {
-      const dir = join(tmp.dir, `bundle${bundles++}`);
+      const dir = join(setup().dir, `bundle${bundles++}`);
       mkdirSync(dir);
       const r = spawnSync('runc', ['spec'], { cwd: dir, encoding: 'utf8' });
       if (r.status !== 0) throw new Error(`runc spec failed: ${r.stderr}`);
       const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as OciConfig;
-      config.root = { path: rootfs, readonly: true };
+      config.root = { path: rootfs(), readonly: true };
       edit(config);
       writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 1));
       return dir;
@@ -54,7 +67,7 @@ export function makeRunc(): Runc {
       // Resolve on exit, not on close: a detached container without a
       // terminal inherits runc's stdio and may hold it open for long.
       return new Promise((resolve, reject) => {
-        const p = spawn('runc', ['--root', stateRoot, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+        const p = spawn('runc', ['--root', stateRoot(), ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         p.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -71,11 +84,13 @@ export function makeRunc(): Runc {
       });
     },
     remove(id) {
-      spawnSync('runc', ['--root', stateRoot, 'kill', id, 'KILL'], { timeout: 10_000 });
-      spawnSync('runc', ['--root', stateRoot, 'delete', '-f', id], { timeout: 10_000 });
+      if (tmp === null) return;
+      spawnSync('runc', ['--root', stateRoot(), 'kill', id, 'KILL'], { timeout: 10_000 });
+      spawnSync('runc', ['--root', stateRoot(), 'delete', '-f', id], { timeout: 10_000 });
     },
     cleanup() {
-      tmp.cleanup();
+      tmp?.cleanup();
+      tmp = null;
     },
   };
 }

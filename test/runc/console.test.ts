@@ -6,6 +6,7 @@ import { listenConsoleSocket, sendConsole, PtyStream, type ReceivedConsole } fro
 import { fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
 import { makeRunc } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';
+import { needs } from '../tools.js';
 
 const runc = makeRunc();
 after(() => runc.cleanup());
@@ -40,7 +41,7 @@ function collect(pty: PtyStream): { waitFor: (re: RegExp) => Promise<string>; en
   };
 }
 
-describe('listenConsoleSocket with the real runc', () => {
+describe('listenConsoleSocket with the real runc', needs('runc', 'busybox-static', 'root'), () => {
   test('runc run -d --console-socket: a working pty master (read output, write input)', async () => {
     const t = tempDir();
     const id = runc.id();
@@ -77,8 +78,72 @@ describe('listenConsoleSocket with the real runc', () => {
   });
 });
 
+describe('PtyStream window size', () => {
+  test(
+    'runc create, resize the console, runc start: the container sees the size it was given',
+    needs('runc', 'busybox-static', 'root'),
+    async () => {
+      const t = tempDir();
+      const id = runc.id();
+      const bundle = runc.bundle((c) => {
+        c.process.terminal = true;
+        c.process.args = ['/bin/sh', '-c', 'stty size'];
+      });
+      try {
+        await noLeak(async () => {
+          const listener = await listenConsoleSocket(t.path('console.sock'));
+          const creating = runc.run(['create', '--console-socket', listener.path, id], bundle);
+          const c = (await listener.next()) as ReceivedConsole;
+          await creating;
+          await listener.close();
+          const pty = new PtyStream(c.fd);
+          const output = collect(pty);
+          // A runc console starts at 0x0 (busybox stty fails on that).
+          assert.deepEqual(pty.getWindowSize(), { cols: 0, rows: 0 });
+          pty.resize(100, 40);
+          assert.deepEqual(pty.getWindowSize(), { cols: 100, rows: 40 });
+          await runc.run(['start', id]);
+          assert.equal(await output.ended, '40 100\r\n');
+          pty.destroy();
+          await new Promise((r) => pty.once('close', r));
+          assert.throws(() => pty.resize(1, 1), { code: 'ERR_FDPASS_CLOSED' });
+          assert.throws(() => pty.getWindowSize(), { code: 'ERR_FDPASS_CLOSED' });
+        });
+      } finally {
+        runc.remove(id);
+        t.cleanup();
+      }
+    },
+  );
+
+  test('resize: arguments checked before the ioctl; ENOTTY on an fd that is no terminal', async () => {
+    await noLeak(async () => {
+      const master = openSync('/dev/ptmx', constants.O_RDWR | constants.O_NOCTTY);
+      const pty = new PtyStream(master);
+      for (const [cols, rows] of [
+        [-1, 1],
+        [1, 65536],
+        [1.5, 2],
+      ] as const) {
+        assert.throws(() => pty.resize(cols, rows), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      }
+      assert.throws(() => pty.resize('80' as unknown as number, 24), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      pty.resize(65535, 0);
+      assert.deepEqual(pty.getWindowSize(), { cols: 65535, rows: 0 });
+      pty.destroy();
+      const [a, b] = FdSocket.pair();
+      await b.close();
+      const file = new PtyStream(a.release());
+      assert.throws(() => file.resize(80, 24), { code: 'ENOTTY', syscall: 'ioctl' });
+      assert.throws(() => file.getWindowSize(), { code: 'ENOTTY' });
+      file.destroy();
+      await new Promise((r) => file.once('close', r));
+    });
+  });
+});
+
 describe('console listener against bad peers', () => {
-  test('no fd, two fds, early close, silence: coded errors, fds closed, and the listener keeps serving', async () => {
+  test('no fd, two fds, early close, silence: coded errors, fds closed, and the listener keeps serving', needs('python3'), async () => {
     const t = tempDir();
     try {
       await noLeak(async () => {

@@ -5,6 +5,7 @@ import { FdSocket, type FdPassError } from 'fdpass';
 import { listenPidfdSocket, sendPidfd, type ReceivedPidfd } from 'fdpass/runc';
 import { fdTarget, noLeak, tempDir } from '../helpers.js';
 import { errors, pythonPeer } from './peers.js';
+import { needs } from '../tools.js';
 
 /** The pid a pidfd refers to, from /proc/self/fdinfo. */
 function pidOf(pidfd: number): number {
@@ -24,7 +25,7 @@ s.close()
 child.kill()
 child.wait()`;
 
-describe('listenPidfdSocket', () => {
+describe('listenPidfdSocket', needs('python3'), () => {
   test('a real pidfd from python3 (pidfd_open on a child), then re-sent with sendPidfd', async () => {
     const t = tempDir();
     try {

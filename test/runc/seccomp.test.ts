@@ -6,6 +6,7 @@ import { listenSeccompAgent, sendContainerProcessState, type ContainerProcessSta
 import { fdTarget, noLeak, tempDir } from '../helpers.js';
 import { makeRunc } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';
+import { have, needs } from '../tools.js';
 
 const runc = makeRunc();
 after(() => runc.cleanup());
@@ -21,7 +22,7 @@ function sampleState(extra: Partial<ContainerProcessState> = {}): ContainerProce
   };
 }
 
-describe('listenSeccompAgent with the real runc', () => {
+describe('listenSeccompAgent with the real runc', needs('runc', 'busybox-static', 'root'), () => {
   test('linux.seccomp.listenerPath: the full state (> 4096 bytes), metadata, and a seccomp notify fd', async () => {
     const t = tempDir();
     const id = runc.id();
@@ -72,7 +73,8 @@ describe('listenSeccompAgent with the real runc', () => {
 });
 
 describe('seccomp agent against bad peers', () => {
-  test('garbage JSON, wrong fd counts, fds without state, early close, oversize, silence: coded errors, nothing leaked, still serving', async () => {
+  test('garbage JSON, wrong fd counts, fds without state, early close, oversize, silence: coded errors, nothing leaked, still serving', async (ctx) => {
+    if (!have(ctx, 'python3')) return;
     const t = tempDir();
     try {
       await noLeak(async () => {

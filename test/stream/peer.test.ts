@@ -10,6 +10,7 @@ import { FdServer } from 'fdpass';
 import { FdStream } from 'fdpass/stream';
 import { noLeak, python, repoRoot, tempDir } from '../helpers.js';
 import { isCloexec, readWhenReady, runChild } from './util.js';
+import { needs } from '../tools.js';
 
 const writer = join(repoRoot, 'test', 'peers', 'stream_writer.py');
 const COUNT = 150;
@@ -39,7 +40,7 @@ async function withPeer(seed: number, read: (stream: FdStream) => Promise<void>)
   return JSON.parse(result.stdout) as { records: number; fds: number; bytes: number };
 }
 
-describe('FdStream with a Python peer writing uneven chunks', () => {
+describe('FdStream with a Python peer writing uneven chunks', needs('python3'), () => {
   test('paused mode: read(8) for the header, read(size, null) for the body, each with its own fds', () =>
     noLeak(async () => {
       let fdsSeen = 0;

@@ -9,6 +9,7 @@ import { listenFds, notify, notifyBarrier, storeFds, removeStoredFds, NOTIFY_MAX
 import { delay, noLeak, repoRoot, tempDir } from '../helpers.js';
 import { JsonLines, exited, type Json } from '../lines.js';
 import { startReceiver } from './receiver.js';
+import { have, needs } from '../tools.js';
 
 const fixture = join(repoRoot, 'build-test', 'test', 'systemd', 'fixtures', 'activated.js');
 
@@ -28,7 +29,7 @@ function get(socketPath: string): Promise<Json> {
 /** Start systemd-socket-activate with -l for each path; resolves once all listen. */
 async function activate(paths: string[], extra: string[]): Promise<{ stop: () => Promise<void> }> {
   const args = [...paths.flatMap((p) => ['-l', p]), ...extra, process.execPath, fixture];
-  const child = spawn('/usr/bin/systemd-socket-activate', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('systemd-socket-activate', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = new JsonLines(child);
   // It logs "Listening on PATH as FD." on stderr once each socket listens.
   const deadline = Date.now() + 20_000;
@@ -44,7 +45,7 @@ async function activate(paths: string[], extra: string[]): Promise<{ stop: () =>
   };
 }
 
-describe('listenFds with systemd-socket-activate', () => {
+describe('listenFds with systemd-socket-activate', needs('systemd-socket-activate'), () => {
   test('several listeners with --fdname: names, order, close-on-exec, HTTP on each fd', async () => {
     const t = tempDir();
     const a = t.path('a.sock');
@@ -184,7 +185,8 @@ describe('notify', () => {
     }));
 
   for (const kind of ['path', 'abstract'] as const) {
-    test(`state and fds reach a systemd-style receiver (${kind} address)`, async () => {
+    test(`state and fds reach a systemd-style receiver (${kind} address)`, async (ctx) => {
+      if (!have(ctx, 'python3')) return;
       const t = tempDir();
       const address = kind === 'path' ? t.path('notify.sock') : `@fdpass-test-notify-${process.pid}-${Date.now()}`;
       const rx = await startReceiver(address);
@@ -297,7 +299,8 @@ describe('notify', () => {
       t.cleanup();
     }));
 
-  test('notifyBarrier resolves only once the receiver has processed and closed the fd', async () => {
+  test('notifyBarrier resolves only once the receiver has processed and closed the fd', async (ctx) => {
+    if (!have(ctx, 'python3')) return;
     const t = tempDir();
     const rx = await startReceiver(t.path('barrier.sock'));
     try {
@@ -326,7 +329,8 @@ describe('notify', () => {
     }
   });
 
-  test('notifyBarrier ignores what a manager writes into the barrier fd (its fds closed) and waits for the close', async () => {
+  test('notifyBarrier ignores what a manager writes into the barrier fd (its fds closed) and waits for the close', async (ctx) => {
+    if (!have(ctx, 'python3')) return;
     const t = tempDir();
     const rx = await startReceiver(t.path('scribble.sock'));
     try {
@@ -344,7 +348,8 @@ describe('notify', () => {
     }
   });
 
-  test('notifyBarrier times out with ETIMEDOUT when the receiver never closes the fd', async () => {
+  test('notifyBarrier times out with ETIMEDOUT when the receiver never closes the fd', async (ctx) => {
+    if (!have(ctx, 'python3')) return;
     const t = tempDir();
     const rx = await startReceiver(t.path('stuck.sock'));
     try {

@@ -1,0 +1,252 @@
+// The worker side of fdpass/cluster: serve(server) makes a net.Server (an
+// http, https or tls server too) take the connections the primary hands over,
+// as if it had accepted them itself.
+import { Server, Socket } from 'node:net';
+import { FdPassError, ErrorCodes, invalidArgType } from '../errors.js';
+import { closeFds } from '../fds.js';
+import { FdSocket } from '../socket.js';
+import type { ReceivedMessage } from '../socket.js';
+import { CLOSED, ENV_NAME, FDS, LISTENING, ListeningReply, SERVE, decodeJson, encodeAck, encodeJson } from './protocol.js';
+
+export interface ServeOptions {
+  /** The primary's listener to take connections from; default 'default'. */
+  name?: string;
+}
+
+// The parts of net.Server that its own accept path uses (lib/net.js
+// onconnection) and that node:cluster's workers set the same way.
+interface ServerInternals {
+  _handle: FakeHandle | null;
+  _connections: number;
+  _connectionKey?: string;
+  _pipeName?: string;
+  allowHalfOpen?: boolean;
+  pauseOnConnect?: boolean;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  maxConnections?: number;
+}
+
+interface SocketInternals {
+  server?: Server;
+  _server?: Server;
+}
+
+interface FakeHandle {
+  close(callback?: () => void): void;
+  ref(): void;
+  unref(): void;
+  getsockname?: (out: Record<string, unknown>) => number;
+}
+
+interface Served {
+  server: Server;
+  index: number;
+  open: boolean;
+}
+
+class Channel {
+  readonly socket: FdSocket;
+  readonly servers = new Map<number, Served>();
+  readonly waiting: { name: string; server: Server }[] = [];
+  active = 0;
+  /** The primary schedules by load: report each change at once (once per loop turn), not every 10 ms. */
+  eager = false;
+  #report: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  readonly #sendReport = (): void => {
+    this.#report = null;
+    if (!this.socket.closed) void this.socket.send(encodeAck(0, this.active, [])).catch(() => {});
+  };
+  readonly #onSocketClose = (): void => {
+    this.active--;
+    this.#report ??= this.eager ? setImmediate(this.#sendReport) : setTimeout(this.#sendReport, 10).unref();
+  };
+  #cancelReport(): void {
+    if (this.#report === null) return;
+    if (this.eager) clearImmediate(this.#report as NodeJS.Immediate);
+    else clearTimeout(this.#report as NodeJS.Timeout);
+    this.#report = null;
+  }
+
+  constructor(socket: FdSocket) {
+    this.socket = socket;
+    socket.on('message', (m) => this.#onMessage(m));
+    socket.on('error', () => this.#lost());
+    socket.on('end', () => this.#lost());
+  }
+
+  #onMessage(m: ReceivedMessage): void {
+    if (m.data.length === 0) return closeFds(m.fds);
+    if (m.data[0] === FDS) return this.#onFds(m.data, m.fds);
+    closeFds(m.fds);
+    if (m.data[0] === LISTENING) this.#onListening(decodeJson<ListeningReply>(m.data));
+  }
+
+  #onFds(data: Buffer, fds: number[]): void {
+    // Decide and acknowledge before any of them is read: a connection the
+    // primary gets back (refused, or this process dies before the ack) was
+    // never touched here.
+    const refused: number[] = [];
+    const targets: (Served | undefined)[] = [];
+    for (let i = 0; i < fds.length; i++) {
+      const s = this.servers.get(data[1 + i] ?? -1);
+      if (s?.open) targets.push(s);
+      else {
+        targets.push(undefined);
+        refused.push(i);
+      }
+    }
+    this.active += fds.length - refused.length;
+    void this.socket.send(encodeAck(fds.length, this.active, refused)).catch(() => {});
+    for (let i = 0; i < fds.length; i++) {
+      const s = targets[i];
+      if (s) this.#connection(s.server, fds[i]!);
+      else closeFds([fds[i]!]);
+    }
+  }
+
+  // What net.Server does with a connection it accepted (lib/net.js onconnection).
+  #connection(server: Server, fd: number): void {
+    const srv = server as unknown as ServerInternals;
+    let socket: Socket;
+    try {
+      if (srv.maxConnections != null && srv._connections >= srv.maxConnections) throw new Error('over maxConnections');
+      socket = new Socket({
+        fd,
+        readable: true,
+        writable: true,
+        allowHalfOpen: srv.allowHalfOpen === true,
+        pauseOnCreate: srv.pauseOnConnect === true,
+      } as ConstructorParameters<typeof Socket>[0]);
+    } catch {
+      closeFds([fd]);
+      this.active--;
+      return;
+    }
+    if (srv.noDelay) socket.setNoDelay(true);
+    if (srv.keepAlive) socket.setKeepAlive(true, (srv.keepAliveInitialDelay ?? 0) * 1000);
+    srv._connections++;
+    (socket as unknown as SocketInternals).server = server;
+    (socket as unknown as SocketInternals)._server = server;
+    socket.once('close', this.#onSocketClose);
+    server.emit('connection', socket);
+  }
+
+  #onListening(reply: ListeningReply): void {
+    const at = this.waiting.findIndex((w) => w.name === reply.name);
+    if (at < 0) return;
+    const { server } = this.waiting.splice(at, 1)[0]!;
+    if (reply.error !== undefined || reply.index === undefined) {
+      server.emit('error', new FdPassError(ErrorCodes.BAD_ENV, `fdpass/cluster: ${reply.error ?? 'bad answer from the primary'}`));
+      this.#maybeClose();
+      return;
+    }
+    if (reply.eager) this.eager = true;
+    const served: Served = { server, index: reply.index, open: true };
+    this.servers.set(reply.index, served);
+    const srv = server as unknown as ServerInternals;
+    const address = reply.address ?? null;
+    const handle: FakeHandle = {
+      close: (callback) => {
+        this.#unserve(served);
+        if (callback) process.nextTick(callback);
+      },
+      ref: () => {},
+      unref: () => {},
+    };
+    if (address !== null && typeof address === 'object') {
+      handle.getsockname = (out) => {
+        Object.assign(out, address);
+        return 0;
+      };
+      srv._connectionKey = `${address.family === 'IPv6' ? 6 : 4}:${address.address}:${address.port}`;
+    } else {
+      srv._pipeName = address ?? `fdpass-cluster:${reply.name}`;
+      srv._connectionKey = `-1:${srv._pipeName}:-1`;
+    }
+    srv._handle = handle;
+    server.emit('listening');
+  }
+
+  #unserve(s: Served): void {
+    if (!s.open) return;
+    s.open = false;
+    this.servers.delete(s.index);
+    if (!this.#maybeClose() && !this.socket.closed) void this.socket.send(encodeJson(CLOSED, { index: s.index })).catch(() => {});
+  }
+
+  /** With no server left, the channel goes: the primary re-sends what is in flight. */
+  #maybeClose(): boolean {
+    if (this.servers.size > 0 || this.waiting.length > 0) return false;
+    if (channel === this) channel = null;
+    this.#cancelReport();
+    void this.socket.close();
+    return true;
+  }
+
+  /** The primary went away: close every server (they drain), as node:cluster does on disconnect. */
+  #lost(): void {
+    if (channel === this) channel = null;
+    for (const w of this.waiting.splice(0)) {
+      w.server.emit('error', new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the primary closed the channel'));
+    }
+    for (const s of [...this.servers.values()]) s.server.close();
+    this.#cancelReport();
+    void this.socket.close();
+  }
+}
+
+let channel: Channel | null = null;
+let connecting: Promise<Channel> | null = null;
+
+function getChannel(address: string): Promise<Channel> {
+  if (channel && !channel.socket.closed) return Promise.resolve(channel);
+  connecting ??= FdSocket.connect({ abstract: address, type: 'seqpacket' }).then(
+    (socket) => {
+      connecting = null;
+      return (channel = new Channel(socket));
+    },
+    (err: unknown) => {
+      connecting = null;
+      throw err;
+    },
+  );
+  return connecting;
+}
+
+/** True in a process started by an fdpass/cluster primary (FDPASS_CLUSTER is set). */
+export function isClusterWorker(): boolean {
+  return typeof process.env[ENV_NAME] === 'string' && process.env[ENV_NAME] !== '';
+}
+
+/**
+ * Make `server` take the connections the primary accepts on its listener
+ * `name`, instead of calling server.listen(). The server emits 'listening'
+ * once the primary answered (then server.address() is the primary's
+ * address), 'connection' for each connection as if it had accepted it, and
+ * 'error' if the primary is unreachable or has no such listener.
+ * server.close() stops the flow; what was in flight goes to other workers.
+ */
+export function serve<T extends Server>(server: T, options: ServeOptions = {}): T {
+  if (!(server instanceof Server)) throw invalidArgType('server', 'an instance of net.Server', server);
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  const name = options.name ?? 'default';
+  if (typeof name !== 'string' || name === '') throw invalidArgType('options.name', 'a non-empty string', name);
+  if (server.listening) throw new FdPassError('ERR_SERVER_ALREADY_LISTEN', 'Listen method has been called more than once without closing.');
+  const address = process.env[ENV_NAME];
+  if (!address) {
+    throw new FdPassError(
+      ErrorCodes.BAD_ENV,
+      `fdpass/cluster: ${ENV_NAME} is not set; start this process from a primary (ClusterPrimary.start)`,
+    );
+  }
+  getChannel(address).then(
+    (ch) => {
+      ch.waiting.push({ name, server });
+      ch.socket.send(encodeJson(SERVE, { name })).catch((err: unknown) => server.emit('error', err as Error));
+    },
+    (err: unknown) => server.emit('error', err as Error),
+  );
+  return server;
+}

@@ -1,0 +1,206 @@
+// Tests whose real peer or privilege may be missing: `needs('runc', 'root')`
+// as the options of a test or describe skips it, with the reason and the
+// apt-get line, when something is missing, and scripts/test.mjs ends the run
+// with one summary of what was skipped. Under CI=true a missing tool is a
+// failure, never a skip: CI has every tool, so a skip there hides a broken CI.
+//
+// Detection is instant (a PATH lookup, a uid, an ELF header), never a spawn
+// that times out. Usage:
+//
+//   describe('with the real runc', needs('runc', 'busybox-static', 'root'), () => { ... });
+//   test('a python3 peer', { ...needs('python3'), timeout: 30_000 }, async () => { ... });
+//   test('inside', (t) => { if (!have(t, 'python3')) return; ... });
+import { accessSync, appendFileSync, closeSync, constants, openSync, readSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { delimiter, join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+
+/** What a test may need that a fresh machine (Node, a C compiler, make) may not have. */
+export type Need =
+  | 'python3'
+  | 'python3-dbus'
+  | 'runc'
+  | 'busybox-static'
+  | 'systemd-socket-activate'
+  | 'dbus-daemon'
+  | 'setpriv'
+  | 'prlimit'
+  | 'clang-format'
+  | 'mmdebstrap'
+  | 'nsenter'
+  | 'openssl'
+  | 'root';
+
+interface Tool {
+  /** The Debian/Ubuntu package that provides it; none for privileges. */
+  pkg?: string;
+  /** Why it is missing, or null when present. */
+  missing(): string | null;
+}
+
+/** Every executable file called `name` on PATH, in PATH order. */
+export function whichAll(name: string): string[] {
+  const out: string[] = [];
+  for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+    if (dir === '') continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      out.push(p);
+    } catch {
+      // not here
+    }
+  }
+  return out;
+}
+
+/** The file `name` resolves to on PATH, or null. */
+export function which(name: string): string | null {
+  return whichAll(name)[0] ?? null;
+}
+
+let dbusPython: string | null | undefined;
+
+/**
+ * The first python3 on PATH that can import dbus (python3-dbus is built for
+ * the distribution's python3, which a pyenv or venv python3 may shadow).
+ */
+export function pythonWithDbus(): string | null {
+  if (dbusPython === undefined) {
+    dbusPython =
+      whichAll('python3').find((p) => spawnSync(p, ['-c', 'import dbus'], { stdio: 'ignore', timeout: 10_000 }).status === 0) ?? null;
+  }
+  return dbusPython;
+}
+
+function onPath(name: string): () => string | null {
+  return () => (which(name) === null ? `${name} not found on PATH` : null);
+}
+
+/** True when the ELF file at path has no program interpreter (statically linked). */
+function isStatic(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const h = Buffer.alloc(64);
+    readSync(fd, h, 0, 64, 0);
+    if (h.readUInt32BE(0) !== 0x7f454c46 || h[4] !== 2 || h[5] !== 1) return false; // ELF64 little-endian only
+    const phoff = Number(h.readBigUInt64LE(32));
+    const phentsize = h.readUInt16LE(54);
+    const phnum = h.readUInt16LE(56);
+    const ph = Buffer.alloc(phentsize * phnum);
+    readSync(fd, ph, 0, ph.length, phoff);
+    for (let i = 0; i < phnum; i++) if (ph.readUInt32LE(i * phentsize) === 3 /* PT_INTERP */) return false;
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const TOOLS: Record<Need, Tool> = {
+  python3: { pkg: 'python3', missing: onPath('python3') },
+  'python3-dbus': {
+    pkg: 'python3-dbus',
+    missing: () => {
+      if (which('python3') === null) return 'python3 not found on PATH';
+      return pythonWithDbus() === null ? 'no python3 on PATH can import dbus' : null;
+    },
+  },
+  runc: { pkg: 'runc', missing: onPath('runc') },
+  'busybox-static': {
+    pkg: 'busybox-static',
+    missing: () => {
+      const p = which('busybox');
+      if (p === null) return 'busybox not found on PATH';
+      return isStatic(p) ? null : `${p} is dynamically linked (a container's rootfs needs busybox-static)`;
+    },
+  },
+  'systemd-socket-activate': { pkg: 'systemd', missing: onPath('systemd-socket-activate') },
+  'dbus-daemon': { pkg: 'dbus-daemon', missing: onPath('dbus-daemon') },
+  setpriv: { pkg: 'util-linux', missing: onPath('setpriv') },
+  mmdebstrap: { pkg: 'mmdebstrap', missing: onPath('mmdebstrap') },
+  // test/systemd/container.ts: nsenter, unshare and flock, all util-linux.
+  nsenter: { pkg: 'util-linux', missing: () => ['nsenter', 'unshare', 'flock'].map((t) => onPath(t)()).find((m) => m !== null) ?? null },
+  prlimit: { pkg: 'util-linux', missing: onPath('prlimit') },
+  'clang-format': { pkg: 'clang-format', missing: onPath('clang-format') },
+  openssl: { pkg: 'openssl', missing: onPath('openssl') },
+  root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
+};
+
+const cache = new Map<Need, string | null>();
+
+/** Why `need` is missing, or null when it is there (cached per process). */
+export function missing(need: Need): string | null {
+  if (!cache.has(need)) cache.set(need, TOOLS[need].missing());
+  return cache.get(need)!;
+}
+
+/** The apt-get line that installs the packages behind these needs (null when none is a package). */
+export function aptLine(needs: readonly Need[]): string | null {
+  const pkgs = [...new Set(needs.map((n) => TOOLS[n].pkg).filter((p): p is string => p !== undefined))];
+  return pkgs.length === 0 ? null : `apt-get install -y ${pkgs.join(' ')}`;
+}
+
+export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+
+/**
+ * Record a skip for scripts/test.mjs's summary (it sets FDPASS_SKIP_LOG).
+ * One JSON line per reason: the reason is how the summary joins it to the
+ * skipped tests the reporter saw.
+ */
+function record(reason: string, absent: Need[]): void {
+  const log = process.env.FDPASS_SKIP_LOG;
+  if (log === undefined || log === '') return;
+  const entry = { reason, needs: absent.map((n) => ({ need: n, pkg: TOOLS[n].pkg ?? null, why: missing(n) })) };
+  appendFileSync(log, JSON.stringify(entry) + '\n');
+}
+
+/** The skip reason for these needs, or null when all are there. */
+export function reasonFor(needs: readonly Need[]): string | null {
+  const absent = needs.filter((n) => missing(n) !== null);
+  if (absent.length === 0) return null;
+  const why = absent.map((n) => `${n} (${missing(n)})`).join(', ');
+  const apt = aptLine(absent);
+  const how = [apt, absent.includes('root') ? 'run as root' : null].filter((s) => s !== null).join('; ');
+  return `needs ${why}: ${how}`;
+}
+
+function absentOf(list: readonly Need[]): Need[] {
+  return list.filter((n) => missing(n) !== null);
+}
+
+function ciFailure(reason: string): Error {
+  return new Error(`CI=true, so a missing tool fails instead of skipping: ${reason}`);
+}
+
+/**
+ * Test options that skip the test or suite when a need is missing. Under
+ * CI=true it still skips (so nothing waits on a missing peer) but registers
+ * a failing test named after what is missing, so the run fails.
+ */
+export function needs(...list: Need[]): { skip?: string } {
+  const reason = reasonFor(list);
+  if (reason === null) return {};
+  if (inCI) {
+    test(`CI=true: missing ${absentOf(list).join(', ')}`, () => {
+      throw ciFailure(reason);
+    });
+    const skip = `CI=true, FAILED: ${reason}`;
+    record(skip, absentOf(list));
+    return { skip };
+  }
+  record(reason, absentOf(list));
+  return { skip: reason };
+}
+
+/**
+ * Inside a running test: true when every need is there; otherwise skips the
+ * test (t.skip) and returns false, or under CI=true throws.
+ */
+export function have(t: TestContext, ...list: Need[]): boolean {
+  const reason = reasonFor(list);
+  if (reason === null) return true;
+  record(reason, absentOf(list));
+  if (inCI) throw ciFailure(reason);
+  t.skip(reason);
+  return false;
+}
