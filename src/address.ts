@@ -1,5 +1,5 @@
 // Socket addresses: a path (sun_path, 107 bytes) or an abstract name.
-import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import { ErrorCodes, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { native } from './native.js';
 
 export type SocketType = 'stream' | 'seqpacket' | 'dgram';
@@ -49,7 +49,7 @@ export function encodeAddress(options: AddressOptions): ResolvedAddress {
     if (path.includes('\0')) throw invalidArgValue('path', 'must not contain NUL bytes', path);
     const bytes = Buffer.from(path, 'utf8');
     if (bytes.length > SUN_PATH_MAX) {
-      throw outOfRange('path', `at most ${SUN_PATH_MAX} bytes (sun_path)`, `${bytes.length} bytes`, 'ERR_FDPASS_PATH_TOO_LONG');
+      throw outOfRange('path', `at most ${SUN_PATH_MAX} bytes (sun_path)`, `${bytes.length} bytes`, ErrorCodes.PATH_TOO_LONG);
     }
     return { bytes, display: path, path };
   }
@@ -59,7 +59,7 @@ export function encodeAddress(options: AddressOptions): ResolvedAddress {
     if (abstract.includes('\0')) throw invalidArgValue('abstract', 'must not contain NUL bytes', abstract);
     const name = Buffer.from(abstract, 'utf8');
     if (name.length > SUN_PATH_MAX) {
-      throw outOfRange('abstract', `at most ${SUN_PATH_MAX} bytes`, `${name.length} bytes`, 'ERR_FDPASS_PATH_TOO_LONG');
+      throw outOfRange('abstract', `at most ${SUN_PATH_MAX} bytes`, `${name.length} bytes`, ErrorCodes.PATH_TOO_LONG);
     }
     const bytes = new Uint8Array(name.length + 1);
     bytes.set(name, 1);

@@ -96,7 +96,7 @@ export async function serverFromFd<S extends Server = Server>(fd: number, server
 }
 
 /** Options of readStreamFromFd and writeStreamFromFd. */
-export interface FdStreamOptions {
+export interface StreamFromFdOptions {
   /** Bytes buffered before backpressure (the streams' highWaterMark). */
   highWaterMark?: number;
   /** Decode read data as this encoding (readable side only). */
@@ -113,7 +113,7 @@ function isStreamLike(st: Stats): boolean {
  * blocking a thread). Takes ownership: the stream closes the fd when it ends
  * or is destroyed. For a pty master use `PtyStream` from `fdpass/runc`.
  */
-export function readStreamFromFd(fd: number, options?: FdStreamOptions): Readable {
+export function readStreamFromFd(fd: number, options?: StreamFromFdOptions): Readable {
   checkFdNumber(fd);
   const st = statFd(fd);
   return owning(fd, () => {
@@ -131,7 +131,7 @@ export function readStreamFromFd(fd: number, options?: FdStreamOptions): Readabl
  * write-only `net.Socket` for a pipe or a socket. Takes ownership: the stream
  * closes the fd when it finishes or is destroyed.
  */
-export function writeStreamFromFd(fd: number, options?: Omit<FdStreamOptions, 'encoding'>): Writable {
+export function writeStreamFromFd(fd: number, options?: Omit<StreamFromFdOptions, 'encoding'>): Writable {
   checkFdNumber(fd);
   const st = statFd(fd);
   return owning(fd, () => {

@@ -13,6 +13,12 @@ export class WaitQueue<W extends Waiter> {
   #items: W[] = [];
   #cleanups: ((() => void) | null)[] = [];
   #head = 0;
+  readonly #onAbort: (() => void) | undefined;
+
+  /** `onAbort` runs after an abort took a waiter out (the owner may stop waiting itself). */
+  constructor(onAbort?: () => void) {
+    this.#onAbort = onAbort;
+  }
 
   /** Waiters in the queue. */
   get length(): number {
@@ -35,6 +41,7 @@ export class WaitQueue<W extends Waiter> {
         if (i < 0) return;
         this.#items.splice(i, 1);
         this.#cleanups.splice(i, 1);
+        this.#onAbort?.();
         w.reject(abortError(signal));
       };
       signal.addEventListener('abort', onAbort, { once: true });
@@ -65,6 +72,17 @@ export class WaitQueue<W extends Waiter> {
     }
     cleanup?.();
     return w;
+  }
+
+  /** Take `w` out, if it is still queued (its signal no longer applies); the caller settles it. */
+  remove(w: W): boolean {
+    const i = this.#items.indexOf(w, this.#head);
+    if (i < 0) return false;
+    const cleanup = this.#cleanups[i];
+    this.#items.splice(i, 1);
+    this.#cleanups.splice(i, 1);
+    cleanup?.();
+    return true;
   }
 
   /** Take every waiter out, in order, handing each to `settle`. */

@@ -36,6 +36,7 @@ export interface RuncListenerEvents {
 }
 
 /**
+ * @internal
  * Reads one message from a connection into a value whose fds are still in
  * the library's care (they are closed with the listener unless handed out);
  * throws a coded error otherwise, having closed every fd that arrived.
@@ -47,7 +48,7 @@ interface Waiter<T> {
   reject: (err: Error) => void;
 }
 
-/** How src/runc's protocol modules make a RuncListener. */
+/** @internal How src/runc's protocol modules make a RuncListener. */
 export let listenRunc: <T>(path: string, options: RuncListenOptions | undefined, read: ReadMessage<T>) => Promise<RuncListener<T>>;
 
 const DEFAULT_TIMEOUT = 10_000;
