@@ -91,8 +91,11 @@ static napi_value fdp_seccomp_recv(napi_env env, napi_callback_info info) {
     return fdp_number(env, -errno);
   if (p.revents & POLLNVAL)
     return fdp_number(env, -EBADF);
+  // Hung up: whatever is still listed can no longer be answered.
+  if (p.revents & POLLHUP)
+    return fdp_number(env, FDP_NOTIF_HUP);
   if (!(p.revents & POLLIN))
-    return fdp_number(env, p.revents & POLLHUP ? FDP_NOTIF_HUP : -EAGAIN);
+    return fdp_number(env, -EAGAIN);
   struct fdp_notif n;
   memset(&n, 0, sizeof(n)); // RECV refuses a struct that is not zeroed
   r = ioctl_retry(fd, FDP_NOTIF_RECV, &n);

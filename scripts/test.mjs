@@ -37,7 +37,7 @@ mkdirSync(runTmp);
 chmodSync(logDir, 0o755); // tests run peers as uid 65534
 chmodSync(runTmp, 0o1777);
 const skipLog = join(logDir, 'needs.jsonl'); // written by test/tools.ts: reason -> missing tools
-const skipped = join(logDir, 'skipped.jsonl'); // written by the reporter: every skipped test
+const skipped = join(logDir, 'skipped.jsonl'); // written by the reporter: every skipped test, every Node warning
 const reporter = fileURLToPath(new URL('test-reporter.mjs', import.meta.url));
 let status;
 try {
@@ -82,7 +82,15 @@ function lines(file) {
 /** Print one summary of the skipped tests; returns the exit status. */
 function summarize(status) {
   const needsByReason = new Map(lines(skipLog).map((e) => [e.reason, e.needs]));
-  const tests = lines(skipped);
+  const events = lines(skipped);
+  const warnings = events.filter((e) => e.warning !== undefined);
+  if (warnings.length > 0) {
+    // No warning from Node in a passing run: each one is a bug (ours or a test's).
+    console.log(`\n== Node printed ${warnings.length} warning(s); a run with warnings fails:`);
+    for (const w of warnings) console.log(`    ${w.file ? relative(join(process.cwd(), 'build-test'), w.file) : '?'}: ${w.warning}`);
+    if (status === 0) status = 1;
+  }
+  const tests = events.filter((e) => e.warning === undefined);
   if (tests.length === 0) return status;
   const perNeed = new Map(); // need -> { why, pkg, count }
   const pkgs = new Set();

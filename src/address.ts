@@ -37,6 +37,11 @@ export interface ResolvedAddress {
   abstract?: string;
 }
 
+/** What a too-long name was: its length in bytes and its start. */
+function tooLong(name: string, bytes: number): string {
+  return `${bytes} bytes (${JSON.stringify(name.length > 40 ? `${name.slice(0, 37)}...` : name)})`;
+}
+
 /** Encode a path or an abstract name for the addon, checking its length. */
 export function encodeAddress(options: AddressOptions): ResolvedAddress {
   const { path, abstract } = options;
@@ -49,7 +54,7 @@ export function encodeAddress(options: AddressOptions): ResolvedAddress {
     if (path.includes('\0')) throw invalidArgValue('path', 'must not contain NUL bytes', path);
     const bytes = Buffer.from(path, 'utf8');
     if (bytes.length > SUN_PATH_MAX) {
-      throw outOfRange('path', `at most ${SUN_PATH_MAX} bytes (sun_path)`, `${bytes.length} bytes`, ErrorCodes.PATH_TOO_LONG);
+      throw outOfRange('path', `at most ${SUN_PATH_MAX} bytes (sun_path)`, path, ErrorCodes.PATH_TOO_LONG, tooLong(path, bytes.length));
     }
     return { bytes, display: path, path };
   }
@@ -59,7 +64,7 @@ export function encodeAddress(options: AddressOptions): ResolvedAddress {
     if (abstract.includes('\0')) throw invalidArgValue('abstract', 'must not contain NUL bytes', abstract);
     const name = Buffer.from(abstract, 'utf8');
     if (name.length > SUN_PATH_MAX) {
-      throw outOfRange('abstract', `at most ${SUN_PATH_MAX} bytes`, `${name.length} bytes`, ErrorCodes.PATH_TOO_LONG);
+      throw outOfRange('abstract', `at most ${SUN_PATH_MAX} bytes`, abstract, ErrorCodes.PATH_TOO_LONG, tooLong(abstract, name.length));
     }
     const bytes = new Uint8Array(name.length + 1);
     bytes.set(name, 1);

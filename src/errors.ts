@@ -38,7 +38,7 @@ export const ErrorCodes = {
   BUSY: 'ERR_FDPASS_BUSY',
   /** The socket is of the wrong kind for this call (not AF_UNIX, a listener...). */
   BAD_SOCKET: 'ERR_FDPASS_BAD_SOCKET',
-  /** The fd is not of the kind the call needs (not a pidfd); it was left open, with the caller. */
+  /** The fd is not of the kind the call needs (not a pidfd, not a seccomp notify fd); it was left open, with the caller. */
   BAD_FD: 'ERR_FDPASS_BAD_FD',
   /** A path or abstract name longer than sun_path allows (107 bytes); thrown as a RangeError before any syscall. */
   PATH_TOO_LONG: 'ERR_FDPASS_PATH_TOO_LONG',
@@ -110,7 +110,6 @@ export function systemError(errno: number, syscall: string, path?: string): FdPa
   });
 }
 
-
 export function closedError(what = 'socket'): FdPassError {
   return new FdPassError(ErrorCodes.CLOSED, `the ${what} is closed`);
 }
@@ -144,9 +143,10 @@ export function invalidArgValue(name: string, reason: string, actual: unknown): 
   return err;
 }
 
-export function outOfRange(name: string, range: string, actual: unknown, code = 'ERR_OUT_OF_RANGE'): Coded<RangeError> {
+/** `received` replaces the description of `actual` when a measure says more (a length in bytes). */
+export function outOfRange(name: string, range: string, actual: unknown, code = 'ERR_OUT_OF_RANGE', received?: string): Coded<RangeError> {
   const err = new RangeError(
-    `The value of "${name}" is out of range. It must be ${range}. Received ${describe(actual)}`,
+    `The value of "${name}" is out of range. It must be ${range}. Received ${received ?? describe(actual)}`,
   ) as Coded<RangeError>;
   err.code = code;
   return err;

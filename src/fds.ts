@@ -1,7 +1,7 @@
 // FdLike: what users hand over when they send an fd, and the checks on fds.
 import type { Server, Socket } from 'node:net';
 import { constants } from 'node:os';
-import { Socket as DgramSocket } from 'node:dgram';
+import { Socket as DgramSocketClass, type Socket as DgramSocket } from 'node:dgram';
 import { FdPassError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { native } from './native.js';
 
@@ -26,27 +26,23 @@ interface WithHandle {
   _handle?: { fd?: unknown } | null;
 }
 
-function handleFd(obj: object): number | undefined {
-  if (obj instanceof DgramSocket) return dgramFd(obj);
-  const h = (obj as WithHandle)._handle;
-  if (h && typeof h.fd === 'number') return h.fd;
+function dgramFd(obj: object): number | undefined {
+  // A dgram.Socket keeps its handle in a symbol-keyed state object; its
+  // `_handle` is a deprecated getter (DEP0112), so it is never read.
+  for (const sym of Object.getOwnPropertySymbols(obj)) {
+    const state = (obj as Record<symbol, unknown>)[sym] as { handle?: { fd?: unknown } } | undefined;
+    if (state && typeof state === 'object' && state.handle && typeof state.handle.fd === 'number') {
+      return state.handle.fd;
+    }
+  }
   return undefined;
 }
 
-/**
- * dgram.Socket has no public fd, and reading its `_handle` warns (DEP0112):
- * its handle sits in its state object, behind Node's `kStateSymbol`
- * ('state symbol'), which is looked for first.
- */
-function dgramFd(sock: DgramSocket): number | undefined {
-  const symbols = Object.getOwnPropertySymbols(sock).sort(
-    (a, b) => Number(b.description === 'state symbol') - Number(a.description === 'state symbol'),
-  );
-  for (const sym of symbols) {
-    const state = (sock as unknown as Record<symbol, unknown>)[sym] as { handle?: { fd?: unknown } } | undefined;
-    if (state && typeof state === 'object' && state.handle && typeof state.handle.fd === 'number') return state.handle.fd;
-  }
-  return undefined;
+function handleFd(obj: object): number | undefined {
+  if (obj instanceof DgramSocketClass) return dgramFd(obj);
+  const h = (obj as WithHandle)._handle;
+  if (h && typeof h.fd === 'number') return h.fd;
+  return dgramFd(obj);
 }
 
 /** An fd number: an integer in 0..2^31-1. */

@@ -93,8 +93,18 @@ describe('misuse', () => {
 
   test('paths: too long, missing folder, NUL bytes, empty', async () => {
     const t = tempDir();
-    assert.throws(() => FdServer.listen('/tmp/' + 'p'.repeat(103)), { name: 'RangeError', code: 'ERR_FDPASS_PATH_TOO_LONG' });
-    assert.throws(() => FdSocket.connect({ abstract: 'a'.repeat(108) }), { code: 'ERR_FDPASS_PATH_TOO_LONG' });
+    assert.throws(() => FdServer.listen('/tmp/' + 'p'.repeat(103)), {
+      name: 'RangeError',
+      code: 'ERR_FDPASS_PATH_TOO_LONG',
+      message:
+        'The value of "path" is out of range. It must be at most 107 bytes (sun_path). Received 108 bytes ("/tmp/pppppppppppppppppppppppppppppppp...")',
+    });
+    // Bytes, not characters: 54 two-byte characters are 108 bytes.
+    assert.throws(() => FdSocket.connect('/' + 'é'.repeat(54)), { code: 'ERR_FDPASS_PATH_TOO_LONG', message: /Received 109 bytes/ });
+    assert.throws(() => FdSocket.connect({ abstract: 'a'.repeat(108) }), {
+      code: 'ERR_FDPASS_PATH_TOO_LONG',
+      message: /Received 108 bytes/,
+    });
     // 107 bytes is the most a path may have.
     const long = t.dir + '/' + 'q'.repeat(107 - t.dir.length - 1);
     const server = await FdServer.listen(long);

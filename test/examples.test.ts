@@ -37,6 +37,11 @@ describe('README examples', () => {
     ['seccomp-agent', 'container demo-container (creating), metadata example\nseccompFd -> /dev/null\n', []],
     ['socket-activation', 'served by pid N on "web"\n', ['systemd-socket-activate']],
     [
+      'seccomp-runc',
+      'agent: refused mkdir /tmp/new\nagent: served /magic\ncontainer: mkdir refused\ncontainer: hello from the agent\n',
+      ['runc', 'busybox-static', 'root'],
+    ],
+    [
       'pidfd',
       'peer pid is the one SO_PEERCRED reports\nits fd 7 reads: a line the worker keeps open on its fd 7\nthe worker exited\n',
       ['python3', 'root'],

@@ -65,6 +65,17 @@ function cleanupAtExit(): void {
 
 cleanupAtExit();
 
+// No warning from Node in a passing run (DEP0112, "closed but not opened in
+// unmanaged mode", ...): a warning in a test file fails that file.
+// scripts/test.mjs also fails the run on warnings its files print, workers'
+// included.
+if (isMainThread) {
+  process.on('warning', (w) => {
+    process.exitCode = 1;
+    console.error(`test/helpers.ts: Node printed a warning, so this test file fails: ${w.name}: ${w.message}`);
+  });
+}
+
 /** A fresh folder in tmpdir(); removed by cleanup(), or at the latest when this process exits. */
 export function tempDir(prefix = 'fdpass-test-'): { dir: string; path: (name: string) => string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), prefix));

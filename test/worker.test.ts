@@ -33,18 +33,19 @@ function copies(targets: string[]): number[] {
 
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { readFileSync, closeSync } = require('node:fs');
-import('fdpass').then(async ({ FdSocket }) => {
+const { readFileSync } = require('node:fs');
+// closeFds, not fs.closeSync: Node warns when a worker closes with fs an fd it did not open with fs.
+import('fdpass').then(async ({ FdSocket, closeFds }) => {
   const sock = await FdSocket.connect(workerData.path);
   // Wait until all messages are in the kernel queue, so that one recv reads a batch.
   await new Promise((res) => parentPort.once('message', res));
   // Receive one message and use its fd; leave the rest undelivered.
   const m = await sock.recv();
   parentPort.postMessage({ first: readFileSync(m.fds[0], 'utf8') });
-  m.fds.forEach((f) => closeSync(f));
+  closeFds(m.fds);
   if (workerData.mode === 'exit') {
     // Ask for one more so that a batch is buffered, then end the worker.
-    await sock.recv().then((x) => x && x.fds.forEach(closeSync));
+    await sock.recv().then((x) => x && closeFds(x.fds));
     parentPort.postMessage({ second: true });
     process.exit(0);
   }
@@ -150,14 +151,13 @@ describe('protocol modules in a worker terminated mid-transfer', () => {
     const server = await FdServer.listen(t.path('s'));
     const code = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { closeSync } = require('node:fs');
-import('fdpass/stream').then(({ FdStream }) => {
+Promise.all([import('fdpass'), import('fdpass/stream')]).then(([{ closeFds }, { FdStream }]) => {
   const s = FdStream.connect(workerData.path);
   let n = 0;
   const onReadable = () => {
     let m;
     while (n < 20 && (m = s.read(8, null)) !== null) {
-      m.fds.forEach((fd) => closeSync(fd));
+      closeFds(m.fds);
       n++;
     }
     if (n === 20) {
@@ -197,13 +197,12 @@ import('fdpass/stream').then(({ FdStream }) => {
     writeFileSync(marker, 'm');
     const code = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { closeSync } = require('node:fs');
-import('fdpass/runc').then(async ({ listenConsoleSocket }) => {
+Promise.all([import('fdpass'), import('fdpass/runc')]).then(async ([{ closeFds }, { listenConsoleSocket }]) => {
   const listener = await listenConsoleSocket(workerData.path);
   parentPort.postMessage({ listening: true });
   let n = 0;
   for await (const c of listener) {
-    closeSync(c.fd);
+    closeFds([c.fd]);
     if (++n === 10) break; // the next values wait in the listener, nobody takes them
   }
   parentPort.postMessage({ taken: n });
@@ -303,15 +302,14 @@ test("a handoff in a worker takes over: it serves on the inherited listener, and
   const drained = new Promise((res) => predecessor.once('drained', res));
   const code = `
 const { parentPort, workerData } = require('node:worker_threads');
-const { closeSync } = require('node:fs');
 const net = require('node:net');
-import('fdpass/handoff').then(async ({ Handoff }) => {
+Promise.all([import('fdpass'), import('fdpass/handoff')]).then(async ([{ closeFds }, { Handoff }]) => {
   const handoff = await Handoff.start({ path: workerData.path, exit: false });
   const inherited = handoff.inherited;
   const server = net.createServer((s) => s.end('worker'));
   const listened = await handoff.listen(server, 'tcp');
-  const extra = handoff.take('extra'); // the user's now: the user closes it, as any fd
-  closeSync(extra);
+  const extra = handoff.take('extra'); // the user's now: the user closes it (in a worker: closeFds)
+  closeFds([extra]);
   parentPort.postMessage({ inherited, listened, extra, port: server.address().port });
   await new Promise((res) => parentPort.once('message', res));
   await handoff.ready();

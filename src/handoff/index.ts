@@ -117,7 +117,9 @@ export class Handoff extends EventEmitter<HandoffEvents> {
    * nobody there (no file, or a stale one), this is a first start and
    * nothing is inherited. Rejects with ERR_FDPASS_HANDOFF_REFUSED (the peer
    * refused us, or runs as a user `allow` refuses), ERR_FDPASS_HANDOFF_BUSY,
-   * ERR_FDPASS_PROTOCOL or ERR_FDPASS_HANDOFF_ABORTED (timeout).
+   * ERR_FDPASS_PROTOCOL or ERR_FDPASS_HANDOFF_ABORTED (timeout). A first
+   * start whose folder for `path` is missing or not writable rejects at once
+   * with ENOENT, ENOTDIR or EACCES naming that folder (`err.path`).
    */
   static async start(options: HandoffOptions): Promise<Handoff> {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);

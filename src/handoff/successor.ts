@@ -1,6 +1,9 @@
 // The new generation's side: connect to the running one, take its
 // listeners, and later tell it we are ready (it then drains and exits).
-import { ErrorCodes, abortError } from '../errors.js';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { ErrorCodes, FdPassError, abortError } from '../errors.js';
 import { Kept } from '../internal.js';
 import { FdSocket, type PeerCredentials } from '../socket.js';
 import { PROTOCOL_VERSION, handoffError, messages, receive, send } from './protocol.js';
@@ -26,7 +29,10 @@ export async function takeOver(
     sock = await FdSocket.connect({ path, type: 'seqpacket', ...(signal ? { signal } : {}) });
   } catch (err) {
     const code = (err as { code?: string }).code;
-    if (code === 'ENOENT' || code === 'ECONNREFUSED') return null;
+    if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+      checkControlFolder(path);
+      return null;
+    }
     throw err;
   }
   try {
@@ -39,6 +45,36 @@ export async function takeOver(
       throw handoffError(ErrorCodes.HANDOFF_REFUSED, `the process at ${path} closed the connection (refused by its allow?)`, err);
     }
     throw err;
+  }
+}
+
+/**
+ * A first start binds the control socket in the folder of `path` (at ready()):
+ * fail now, naming that folder, when it is missing or not writable.
+ */
+function checkControlFolder(path: string): void {
+  const dir = dirname(resolvePath(path));
+  const fail = (code: 'ENOENT' | 'ENOTDIR' | 'EACCES', why: string): never => {
+    throw new FdPassError(code, `Handoff.start: the folder ${dir} ${why} (the control socket is ${path})`, {
+      errno: -osConstants.errno[code],
+      syscall: code === 'EACCES' ? 'access' : 'stat',
+      path: dir,
+    });
+  };
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT') return fail('ENOENT', 'does not exist');
+    if (code === 'ENOTDIR') return fail('ENOTDIR', 'is not a folder');
+    throw err;
+  }
+  if (!isDir) fail('ENOTDIR', 'is not a folder');
+  try {
+    accessSync(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch {
+    fail('EACCES', 'is not writable by this process');
   }
 }
 

@@ -1,7 +1,11 @@
 // runc's seccomp notify listener (`linux.seccomp.listenerPath`): runc
-// connects, sends the OCI ContainerProcessState as JSON with the fds it names
-// (the seccomp notify fd) on its first bytes, and closes. The JSON can exceed
-// 4096 bytes (annotations), so it is read to end of file.
+// connects and sends the OCI ContainerProcessState as JSON with the fds it
+// names (the seccomp notify fd) on its first bytes. runc 1.1.5 does not close
+// the connection while the container runs, so the state is complete when its
+// JSON is, not at end of file (waiting for that deadlocks as soon as a
+// notified syscall happens during runc's start-up). The JSON can exceed 4096
+// bytes (annotations): it is read until its top-level object closes, bounded
+// by maxStateBytes.
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd, type FdLike } from '../fds.js';
 import { Kept, discardFds, recvKept } from '../internal.js';
@@ -46,6 +50,7 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
   return listenRunc<ReceivedContainerProcessState>(path, options, async (sock, peer, signal) => {
     const chunks: Buffer[] = [];
     const fds: number[] = [];
+    const end = new JsonEnd();
     let size = 0;
     try {
       for (;;) {
@@ -53,14 +58,22 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
         if (kept === null) break;
         const m = kept.value;
         for (const fd of m.fds) fds.push(fd);
+        const at = end.feed(m.data);
         size += m.data.length;
-        if (size > maxStateBytes) {
+        if (at === BAD) throw new FdPassError(ErrorCodes.BAD_MESSAGE, 'seccomp agent: the state is not a JSON object');
+        if (size > maxStateBytes && (at < 0 || size - m.data.length + at > maxStateBytes)) {
           throw new FdPassError(
             ErrorCodes.MESSAGE_TOO_LARGE,
             `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`,
           );
         }
         chunks.push(m.data);
+        if (at >= 0) {
+          if (m.data.subarray(at).some((c) => !isSpace(c))) {
+            throw new FdPassError(ErrorCodes.BAD_MESSAGE, 'seccomp agent: bytes after the state');
+          }
+          break;
+        }
       }
       return new Kept(parseState(Buffer.concat(chunks, size), fds, peer), fds);
     } catch (err) {
@@ -68,6 +81,44 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
       throw err;
     }
   });
+}
+
+const BAD = -2;
+
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+}
+
+/**
+ * Finds where a JSON object ends, chunk by chunk, without parsing it: the
+ * depth of braces and brackets outside strings. UTF-8 continuation bytes are
+ * >= 0x80, so they never look like the ASCII it counts.
+ */
+class JsonEnd {
+  #depth = 0;
+  #inString = false;
+  #escape = false;
+  #started = false;
+
+  /** The index just past the object's end in chunk, -1 if not there yet, BAD if it is no object. */
+  feed(chunk: Uint8Array): number {
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk[i]!;
+      if (this.#inString) {
+        if (this.#escape) this.#escape = false;
+        else if (c === 0x5c) this.#escape = true;
+        else if (c === 0x22) this.#inString = false;
+      } else if (!this.#started) {
+        if (c === 0x7b) {
+          this.#started = true;
+          this.#depth = 1;
+        } else if (!isSpace(c)) return BAD;
+      } else if (c === 0x22) this.#inString = true;
+      else if (c === 0x7b || c === 0x5b) this.#depth++;
+      else if ((c === 0x7d || c === 0x5d) && --this.#depth === 0) return i + 1;
+    }
+    return -1;
+  }
 }
 
 function parseState(data: Buffer, fds: number[], peer: PeerCredentials): ReceivedContainerProcessState {

@@ -260,6 +260,22 @@ describe('Handoff in one process', () => {
       t.cleanup();
     }));
 
+  test('a first start in a folder that does not exist fails at start(), naming the folder', () =>
+    noLeak(async () => {
+      const t = tempDir();
+      try {
+        const missing = t.path('no-such-folder');
+        await assert.rejects(Handoff.start({ path: join(missing, 'h.sock'), exit: false }), {
+          name: 'FdPassError',
+          code: 'ENOENT',
+          path: missing,
+          message: `Handoff.start: the folder ${missing} does not exist (the control socket is ${join(missing, 'h.sock')})`,
+        });
+      } finally {
+        t.cleanup();
+      }
+    }));
+
   test('listeners from listenFds-style fds ({ fd }) are offered too; unused inherited fds are closed at ready', () =>
     noLeak(async () => {
       const t = tempDir();

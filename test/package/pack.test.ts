@@ -111,7 +111,7 @@ describe('npm pack', needs('python3'), () => {
     [
       'CommonJS (require)',
       'cjs.cjs',
-      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff', 'fdpass/pidfd', 'fdpass/cluster']) require(sub);",
+      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff', 'fdpass/pidfd', 'fdpass/seccomp', 'fdpass/cluster']) require(sub);",
     ],
   ] as const) {
     it(`runs a round trip from ${kind} with the prebuilt addon`, () => {

@@ -1,5 +1,6 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { closeSync, openSync, fstatSync } from 'node:fs';
 import { FdSocket, type FdPassError } from 'fdpass';
 import { listenSeccompAgent, sendContainerProcessState, type ContainerProcessState, type ReceivedContainerProcessState } from 'fdpass/runc';
@@ -97,6 +98,8 @@ describe('seccomp agent against bad peers', () => {
           ['ERR_FDPASS_BAD_MESSAGE', withFds(`b'\\xff\\xfe'`, 1), []],
           ['ERR_FDPASS_EOF', 's.close()', []],
           ['ERR_FDPASS_MESSAGE_TOO_LARGE', withFds(`b'{' + b' ' * 9000`, 1), []],
+          ['ERR_FDPASS_BAD_MESSAGE', withFds('sys.argv[2].encode() + b" trailing"', 1), [good]],
+          ['ERR_FDPASS_BAD_MESSAGE', withFds(`b'[1, 2]'`, 1), []],
         ];
         for (const [code, body, args] of cases) {
           const err = await peer(body, args);
@@ -127,6 +130,42 @@ describe('seccomp agent against bad peers', () => {
       t.cleanup();
     }
   });
+
+  test(
+    'the state is complete when its JSON is: a peer that keeps the connection open, as runc 1.1.5 does, is served at once',
+    needs('python3'),
+    async () => {
+      const t = tempDir();
+      try {
+        await noLeak(async () => {
+          const agent = await listenSeccompAgent(t.path('agent.sock'), { timeout: 60_000 });
+          const state = JSON.stringify(sampleState({ metadata: '{"braces": "[in a string]}", "escaped": "\\"}' }));
+          const code = `import socket, os, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+data = sys.argv[2].encode()
+socket.send_fds(s, [data[:7]], [os.open('/dev/null', os.O_RDONLY)])
+s.sendall(data[7:])
+sys.stdin.read()`;
+          const peer = spawn('python3', ['-c', code, agent.path, state], { stdio: ['pipe', 'ignore', 'inherit'] });
+          const closed = new Promise((r) => peer.once('close', r));
+          try {
+            const got = (await agent.next()) as ReceivedContainerProcessState;
+            assert.equal(got.state.metadata, '{"braces": "[in a string]}", "escaped": "\\"}');
+            assert.equal(got.peer.pid, peer.pid);
+            assert.equal(fdTarget(got.fds.seccompFd!), '/dev/null');
+            closeSync(got.fds.seccompFd!);
+          } finally {
+            peer.kill('SIGKILL');
+            await closed;
+          }
+          await agent.close();
+        });
+      } finally {
+        t.cleanup();
+      }
+    },
+  );
 
   test('sendContainerProcessState: fds by order or by name, several names, and argument checks', async () => {
     const t = tempDir();
