@@ -85,6 +85,29 @@ function usocketProblem() {
   return null;
 }
 
+// The Go contender: runc's SendFd/RecvFd with golang.org/x/sys/unix
+// (bench/go/fdbench.go), built in GOPATH mode against Debian's
+// golang-golang-x-sys-dev, no download; reported as skipped, with the
+// install line, where Go or x/sys is missing.
+const goBin = join(root, 'build', 'bench', 'fdbench-go');
+function goProblem() {
+  const src = join(here, 'go', 'fdbench.go');
+  if (existsSync(goBin) && statSync(goBin).mtimeMs >= statSync(src).mtimeMs) return null;
+  const gopath = '/usr/share/gocode';
+  if (!existsSync(join(gopath, 'src', 'golang.org', 'x', 'sys', 'unix')))
+    return 'not built: no golang.org/x/sys in /usr/share/gocode (apt-get install golang-go golang-golang-x-sys-dev)';
+  mkdirSync(dirname(goBin), { recursive: true });
+  const r = spawnSync('go', ['build', '-o', goBin, src], {
+    encoding: 'utf8',
+    timeout: 300_000,
+    env: { ...process.env, GO111MODULE: 'off', GOPATH: gopath, GOFLAGS: '', GOPROXY: 'off' },
+  });
+  if (r.error)
+    return `not built: ${r.error.code === 'ENOENT' ? 'no go (apt-get install golang-go golang-golang-x-sys-dev)' : r.error.message}`;
+  if (r.status !== 0) return `not built: go build failed: ${r.stderr.trim().split('\n').slice(-2).join(' | ')}`;
+  return null;
+}
+
 // ---- running two processes over one socketpair -------------------------------------
 
 /**
@@ -208,6 +231,13 @@ function throughputContenders(nfds) {
       label: 'Node child_process.send(msg, handle)',
       count: sizes.childProcess,
       run: (n) => collect([spawn(node, [childProcessPeer, 'recv', n, warm(n)], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })]),
+    });
+    list.push({
+      id: 'go',
+      label: "Go x/sys/unix, runc's SendFd / RecvFd",
+      optional: true,
+      available: goProblem(),
+      run: (n) => runPair([goBin, 'recv', n, warm(n)], [goBin, 'send', n]),
     });
     list.push({
       id: 'usocket',
@@ -389,6 +419,10 @@ const versus = (id) => {
   return { fastest: fastest.ratio / other, fastestApi: fastest.label, slowest: slowest.ratio / other, slowestApi: slowest.label };
 };
 report.versus = { python: versus('python'), childProcess: versus('child-process') };
+// The seed's Go implementation (runc's RecvFd loop) against fdpass's 'message' event.
+const goRatio = ratioOf('go');
+const eventRatio = ratioOf('fdpass-event');
+report.versus.go = goRatio && eventRatio ? eventRatio / goRatio : null;
 
 if (asJson) {
   process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -411,6 +445,7 @@ if (asJson) {
   const vs = (v, digits) => (v ? `${fmt(v.fastest, digits)}x (${v.fastestApi}) to ${fmt(v.slowest, digits)}x (${v.slowestApi})` : '-');
   log(`\nfdpass vs CPython: ${vs(report.versus.python, 2)} (target >= 2x)`);
   log(`fdpass vs child_process.send: ${vs(report.versus.childProcess, 0)} (target >= 100x)`);
+  log(`fdpass 'message' event vs Go (runc's RecvFd): ${report.versus.go ? `${fmt(report.versus.go)}x` : '-'} (target >= 1.0x)`);
   const c = report.scale.connections;
   if (c)
     log(

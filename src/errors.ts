@@ -60,6 +60,8 @@ export const ErrorCodes = {
   HANDOFF_ABORTED: 'ERR_FDPASS_HANDOFF_ABORTED',
   /** Handoff: a message on the control socket that does not follow the protocol. */
   PROTOCOL: 'ERR_FDPASS_PROTOCOL',
+  /** No native addon loads here: no prebuild fits this platform and none was built from source (`npm rebuild fdpass`). */
+  NO_ADDON: 'ERR_FDPASS_NO_ADDON',
   /** An unexpected failure inside fdpass that carried no code of its own (a bug: please report it). */
   INTERNAL: 'ERR_FDPASS_INTERNAL',
 } as const;

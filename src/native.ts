@@ -4,6 +4,8 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ErrorCodes, FdPassError } from './errors.js';
+import { prebuildName } from './platform.js';
 
 /** Opaque handle of a libuv poll watcher that owns one fd (see io/uv.ts). */
 export interface Watcher {
@@ -102,22 +104,36 @@ export interface NativeBinding {
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 
+/**
+ * The addon: FDPASS_NATIVE if set, else one built from source in this
+ * package (build/Release), else the prebuild for this OS, CPU and C library
+ * (prebuilds/linux-x64, linux-arm64-musl, ...). A candidate that exists but
+ * does not load (another libc, too old a glibc) is passed over; when none
+ * loads, the error says what was tried and why each failed.
+ */
 function load(): NativeBinding {
   const require = createRequire(import.meta.url);
-  const candidates = [
-    process.env.FDPASS_NATIVE,
-    join(root, 'build', 'Release', 'fdpass.node'),
-    join(root, 'prebuilds', `${process.platform}-${process.arch}`, 'fdpass.node'),
-  ];
+  const prebuild = prebuildName();
+  const override = process.env.FDPASS_NATIVE;
+  const candidates = override
+    ? [override]
+    : [join(root, 'build', 'Release', 'fdpass.node'), join(root, 'prebuilds', prebuild, 'fdpass.node')];
   const tried: string[] = [];
   for (const file of candidates) {
-    if (!file) continue;
-    tried.push(file);
-    if (existsSync(file)) return require(file) as NativeBinding;
+    if (!existsSync(file)) {
+      tried.push(`${file} (missing)`);
+      continue;
+    }
+    try {
+      return require(file) as NativeBinding;
+    } catch (err) {
+      tried.push(`${file} (${(err as Error).message.split('\n')[0]})`);
+    }
   }
-  throw new Error(
-    `fdpass: no native addon for ${process.platform}-${process.arch}; looked in ${tried.join(', ')}. ` +
-      'Run "npm rebuild fdpass" with a C compiler installed.',
+  throw new FdPassError(
+    ErrorCodes.NO_ADDON,
+    `fdpass: no native addon loads on ${prebuild}; tried ${tried.join(', ')}. ` +
+      'Build one with "npm rebuild fdpass" (needs python3, make and a C compiler).',
   );
 }
 

