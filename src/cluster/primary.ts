@@ -52,7 +52,7 @@ export interface ClusterWorkerInfo {
 /** A worker whose channel closed (it exited, or closed every server). */
 export interface ClusterWorkerExit {
   pid: number;
-  /** Connections it held when it last reported (lost if it died). */
+  /** Connections it held as of its last acknowledgement or report (lost if it died). */
   inFlight: number;
   /** Connections it never acknowledged, given to other workers. */
   redispatched: number;
@@ -356,19 +356,27 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   #onListenerPoll(l: Listener): void {
     if (this.#closed) return;
     // Any event (POLLIN; POLLERR stopped the watching, and accept4 tells why)
-    // means: accept if some worker has room.
-    let batches = 0;
-    for (;;) {
-      const room = this.#room(l);
-      if (room === 0 || l.pending.length > 0) return this.#setPolling(l, false);
-      if (batches++ >= ACCEPT_BATCHES_PER_WAKE) return this.#setPolling(l, true);
+    // means: accept if some worker has room. Up to a few batches per wake,
+    // then one message per worker for all of them.
+    if (l.pending.length > 0) this.#dispatch(l);
+    let room = l.pending.length > 0 ? 0 : this.#room(l);
+    let interest = false;
+    for (let batch = 0; room > 0; batch++) {
+      if (batch >= ACCEPT_BATCHES_PER_WAKE) {
+        interest = true; // more next turn
+        break;
+      }
       const n = native.acceptBatch(l.fd, room >= ACCEPT_BATCH ? acceptBuf : acceptBuf.subarray(0, room));
-      if (n === native.EAGAIN) return this.#setPolling(l, true);
+      if (n === native.EAGAIN) {
+        interest = true;
+        break;
+      }
       if (n < 0) {
         if (-n === ECONNABORTED || -n === EPROTO) continue;
         // Out of fds (EMFILE, ENFILE...): the listener stays readable, so
         // stop polling for a while instead of spinning.
         this.emit('error', systemError(n, 'accept4'));
+        if (l.pending.length > 0) this.#dispatch(l);
         this.#setPolling(l, false);
         l.backoff = setTimeout(() => {
           l.backoff = null;
@@ -377,8 +385,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
         return;
       }
       for (let i = 0; i < n; i++) l.pending.push(acceptBuf[i]!);
-      this.#dispatch(l);
+      room -= n;
     }
+    if (l.pending.length > 0) this.#dispatch(l);
+    // No room left (or fds still waiting): an acknowledgement or a new worker kicks us.
+    this.#setPolling(l, interest && l.pending.length === 0 && room > 0);
   }
 
   #setPolling(l: Listener, on: boolean): void {

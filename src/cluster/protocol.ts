@@ -11,7 +11,8 @@
 //                                primary keeps and re-sends those); `load` is
 //                                the worker's open connections; count 0 is a
 //                                load report (after closes: at once if the
-//                                'L' answer said eager, else within 10 ms)
+//                                'L' answer said eager, else within 100 ms).
+//                                One 'A' covers every 'F' of a loop turn.
 // primary -> worker
 //   'L' JSON {name, index, address, eager} | {name, error}
 //                                answer to 'S'

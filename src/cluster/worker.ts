@@ -50,22 +50,43 @@ class Channel {
   readonly socket: FdSocket;
   readonly servers = new Map<number, Served>();
   readonly waiting: { name: string; server: Server }[] = [];
-  active = 0;
-  /** The primary schedules by load: report each change at once (once per loop turn), not every 10 ms. */
+  // Every server that took connections here, closed ones too while they drain.
+  readonly #all = new Set<ServerInternals>();
+  /** The primary schedules by load: report each close (once per loop turn); else the load goes with acknowledgements only. */
   eager = false;
-  #report: NodeJS.Timeout | NodeJS.Immediate | null = null;
+  #report: NodeJS.Immediate | null = null;
+  // Fds received in this turn of the loop, acknowledged together.
+  #ackCount = 0;
+  #ackRefused: number[] = [];
+  #ackQueued = false;
   readonly #sendReport = (): void => {
     this.#report = null;
-    if (!this.socket.closed) void this.socket.send(encodeAck(0, this.active, [])).catch(() => {});
+    if (!this.socket.closed) void this.socket.send(encodeAck(0, this.#load(), [])).catch(() => {});
   };
   readonly #onSocketClose = (): void => {
-    this.active--;
-    this.#report ??= this.eager ? setImmediate(this.#sendReport) : setTimeout(this.#sendReport, 10).unref();
+    this.#report ??= setImmediate(this.#sendReport);
+  };
+  /** Open connections: what net counts for each server (it decrements as sockets close). */
+  #load(): number {
+    let n = 0;
+    for (const s of this.#all) n += s._connections;
+    return n;
+  }
+  // One acknowledgement for every fd message delivered in this turn; it runs
+  // as a microtask, before the loop polls any of the new sockets, so no byte
+  // of a connection is read before the primary knows the worker has it.
+  readonly #flushAck = (): void => {
+    this.#ackQueued = false;
+    const count = this.#ackCount;
+    const refused = this.#ackRefused;
+    this.#ackCount = 0;
+    this.#ackRefused = [];
+    this.#cancelReport(); // the acknowledgement carries the load
+    if (!this.socket.closed) void this.socket.send(encodeAck(count, this.#load(), refused)).catch(() => {});
   };
   #cancelReport(): void {
     if (this.#report === null) return;
-    if (this.eager) clearImmediate(this.#report as NodeJS.Immediate);
-    else clearTimeout(this.#report as NodeJS.Timeout);
+    clearImmediate(this.#report);
     this.#report = null;
   }
 
@@ -84,24 +105,22 @@ class Channel {
   }
 
   #onFds(data: Buffer, fds: number[]): void {
-    // Decide and acknowledge before any of them is read: a connection the
-    // primary gets back (refused, or this process dies before the ack) was
-    // never touched here.
-    const refused: number[] = [];
-    const targets: (Served | undefined)[] = [];
+    // Decide now, acknowledge at the end of this turn (#flushAck), before
+    // any of them is read: a connection the primary gets back (refused, or
+    // this process died before the ack) was never touched here.
+    const base = this.#ackCount;
     for (let i = 0; i < fds.length; i++) {
       const s = this.servers.get(data[1 + i] ?? -1);
-      if (s?.open) targets.push(s);
-      else {
-        targets.push(undefined);
-        refused.push(i);
-      }
+      if (!s?.open) this.#ackRefused.push(base + i);
     }
-    this.active += fds.length - refused.length;
-    void this.socket.send(encodeAck(fds.length, this.active, refused)).catch(() => {});
+    this.#ackCount += fds.length;
+    if (!this.#ackQueued) {
+      this.#ackQueued = true;
+      queueMicrotask(this.#flushAck);
+    }
     for (let i = 0; i < fds.length; i++) {
-      const s = targets[i];
-      if (s) this.#connection(s.server, fds[i]!);
+      const s = this.servers.get(data[1 + i] ?? -1);
+      if (s?.open) this.#connection(s.server, fds[i]!);
       else closeFds([fds[i]!]);
     }
   }
@@ -121,7 +140,6 @@ class Channel {
       } as ConstructorParameters<typeof Socket>[0]);
     } catch {
       closeFds([fd]);
-      this.active--;
       return;
     }
     if (srv.noDelay) socket.setNoDelay(true);
@@ -129,7 +147,7 @@ class Channel {
     srv._connections++;
     (socket as unknown as SocketInternals).server = server;
     (socket as unknown as SocketInternals)._server = server;
-    socket.once('close', this.#onSocketClose);
+    if (this.eager) socket.once('close', this.#onSocketClose);
     server.emit('connection', socket);
   }
 
@@ -146,6 +164,7 @@ class Channel {
     const served: Served = { server, index: reply.index, open: true };
     this.servers.set(reply.index, served);
     const srv = server as unknown as ServerInternals;
+    this.#all.add(srv);
     const address = reply.address ?? null;
     const handle: FakeHandle = {
       close: (callback) => {

@@ -2,12 +2,13 @@
 // processes running test/fixtures/cluster-worker.ts, real http/https clients.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, fork, spawnSync } from 'node:child_process';
+import { ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
+import { FdServer } from 'fdpass';
 import { ClusterPrimary, serve } from 'fdpass/cluster';
 import type { ClusterWorkerExit } from 'fdpass/cluster';
 import { noLeak, repoRoot, tempDir } from '../helpers.js';
@@ -98,6 +99,15 @@ describe('fdpass/cluster', () => {
         await until(() => listening.length === 2, 'two workers listening');
         for (const m of listening) assert.deepEqual(m.address, address, "a worker's server.address() is the primary's");
 
+        const workerFds = async (): Promise<number[]> =>
+          Promise.all(
+            Object.values(cluster.workers ?? {}).map((w) => {
+              const got = message(w!, (m) => typeof m.fds === 'number');
+              w!.send('fds');
+              return got.then((m) => m.fds as number);
+            }),
+          );
+        const fdsBefore = await workerFds();
         const pids = new Map<number, number>();
         for (let i = 0; i < 20; i++) {
           const r = await info({ port: address.port, host: '127.0.0.1' });
@@ -117,6 +127,13 @@ describe('fdpass/cluster', () => {
         }
         agent.destroy();
         assert.equal(seen.size, 1, 'one keep-alive connection, one worker');
+        let fdsAfter: number[] = [];
+        for (let i = 0; i < 200; i++) {
+          fdsAfter = await workerFds();
+          if (fdsAfter.join() === fdsBefore.join()) break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        assert.deepEqual(fdsAfter, fdsBefore, 'the workers closed every handed-over connection');
         assert.equal(primary.workers.length, 2);
         assert.equal(
           primary.workers.reduce((a, w) => a + w.connections, 0),
@@ -259,6 +276,50 @@ describe('fdpass/cluster', () => {
       await primary.close();
       for (const c of started) c.kill('SIGKILL');
       await Promise.all(started.map(exited));
+    }
+  });
+
+  it('{ fd }: a listening socket received from a CPython peer (socket.send_fds)', needs('python3'), async () => {
+    const t = tempDir();
+    try {
+      await noLeak(async () => {
+        const server = await FdServer.listen(t.path('give.sock'));
+        const py = spawn(
+          'python3',
+          [
+            '-c',
+            [
+              'import socket, sys',
+              'l = socket.socket(socket.AF_INET, socket.SOCK_STREAM)',
+              "l.bind(('127.0.0.1', 0)); l.listen(16)",
+              's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])',
+              "socket.send_fds(s, [b'listener'], [l.fileno()])",
+            ].join('\n'),
+            t.path('give.sock'),
+          ],
+          { stdio: 'inherit' },
+        );
+        children.add(py);
+        const conn = await server.accept();
+        const { fd } = await conn.recvFd();
+        await Promise.all([conn.close(), server.close(), exited(py)]);
+        const primary = await ClusterPrimary.start({ listen: { fd }, setEnv: false });
+        const w = startChild(primary.env, ['http']);
+        try {
+          const address = primary.address() as { address: string; port: number };
+          assert.equal(address.address, '127.0.0.1');
+          await message(w, (m) => m.listening === 'default');
+          const got = await info({ port: address.port, host: '127.0.0.1' });
+          assert.equal(got.pid, w.pid);
+          assert.deepEqual(got.address, address);
+        } finally {
+          await primary.close(); // closes the adopted fd
+          w.kill('SIGKILL');
+          await exited(w);
+        }
+      });
+    } finally {
+      t.cleanup();
     }
   });
 
