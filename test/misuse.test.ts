@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FdSocket, readStreamFromFd, serverFromFd, socketFromFd, writeStreamFromFd } from 'fdpass';
 import { listenConsoleSocket, listenPidfdSocket, listenSeccompAgent, sendConsole, sendContainerProcessState, sendPidfd } from 'fdpass/runc';
-import { listenFds, notify, notifyBarrier, removeStoredFds, storeFds } from 'fdpass/systemd';
+import net from 'node:net';
+import { listenFds, listenStored, notify, notifyBarrier, removeStoredFds, storeFds } from 'fdpass/systemd';
 import { Handoff } from 'fdpass/handoff';
 import { FdStream } from 'fdpass/stream';
 import { USocket } from 'fdpass/usocket';
@@ -48,6 +49,11 @@ test('every public function refuses bad arguments with a coded TypeError/RangeEr
       ['removeStoredFds(name null)', () => removeStoredFds(null as never)],
       ['notifyBarrier(timeout -1)', () => notifyBarrier({ timeout: -1 })],
       ['listenFds(options 1)', () => listenFds(1 as never)],
+      ['listenStored(null)', () => listenStored(null as never, 'http', 0)],
+      ['listenStored(name "a:b")', () => listenStored(new net.Server(), 'a:b', 0)],
+      ['listenStored(no fallback, nothing passed)', () => listenStored(new net.Server(), 'http')],
+      ['listenStored(drainTimeout -1)', () => listenStored(new net.Server(), 'http', 0, { drainTimeout: -1 })],
+      ['listenStored([])', () => listenStored([])],
       ['Handoff.start(null)', () => Handoff.start(null as never)],
       ['Handoff.start(path 1)', () => Handoff.start({ path: 1 as never })],
       ['Handoff.start(timeout -5)', () => Handoff.start({ path: sock, timeout: -5 })],

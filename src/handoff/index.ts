@@ -20,13 +20,16 @@ import { ErrorCodes, checkSignal, abortError, invalidArgType, invalidArgValue, o
 import type { Kept } from '../internal.js';
 import { FdServer, sameUid } from '../server.js';
 import type { FdSocket, PeerCredentials } from '../socket.js';
-import { drainAll, running, track, listenOn, unlinkQuietly, type Entry, type ListenFallback } from './drain.js';
+import { Drainer, listenOn, unlinkQuietly, type DrainResult, type ServerListen } from './drain.js';
 import { offerTo, refuseBusy } from './predecessor.js';
 import { PROTOCOL_VERSION, handoffError } from './protocol.js';
 import { announceReady, takeOver } from './successor.js';
 
 export { PROTOCOL_VERSION };
-export type { ListenFallback };
+export type { DrainResult } from './drain.js';
+
+/** What listen() falls back to when no predecessor handed over a listener of that name. */
+export type ListenFallback = ServerListen;
 
 export interface HandoffOptions {
   /** Path of the control socket, e.g. /run/myapp/handoff.sock. */
@@ -43,11 +46,6 @@ export interface HandoffOptions {
   exit?: boolean;
   /** Gives up waiting for the predecessor's offer (start() rejects with an AbortError). */
   signal?: AbortSignal;
-}
-
-export interface DrainResult {
-  /** Connections destroyed at the deadline (0 when everything finished in time). */
-  forced: number;
 }
 
 export interface HandoffEvents {
@@ -91,7 +89,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   #state: State = 'starting';
   #received: Map<string, Kept<number>>;
   #upstream: FdSocket | null;
-  #entries: Entry[] = [];
+  readonly #servers = new Drainer(() => this.#state === 'draining' || this.#state === 'drained');
   #control: FdServer | null = null;
   #controlIno: number | null = null;
   #drainPromise: Promise<DrainResult> | null = null;
@@ -204,13 +202,13 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     if (server === null || typeof server !== 'object' || typeof server.listen !== 'function') {
       throw invalidArgType('server', 'a net.Server (or http.Server)', server);
     }
-    if (this.#entries.some((e) => e.name === name)) throw invalidArgValue('name', 'is already in use', name);
+    if (this.#servers.has(name)) throw invalidArgValue('name', 'is already in use', name);
     if (this.#state !== 'starting' && this.#state !== 'serving')
       throw handoffError(ErrorCodes.CLOSED, `cannot add a server while ${this.#state}`);
   }
 
   #register(server: Server, name: string): void {
-    this.#entries.push(track(server, name, () => this.#state === 'draining' || this.#state === 'drained'));
+    this.#servers.add(server, name);
   }
 
   #discardReceived(): void {
@@ -285,7 +283,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     const peer = sock.peer;
     let result;
     try {
-      result = await offerTo(sock, this.#entries, this.#timeout, () => {
+      result = await offerTo(sock, this.#servers, this.#timeout, () => {
         this.#state = 'draining';
       });
     } finally {
@@ -337,10 +335,8 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       this.#upstream = null;
     }
     this.#discardReceived();
-    this.emit('draining', running(this.#entries));
-    const forced = await drainAll(this.#entries, this.#drainTimeout);
+    const result = await this.#servers.drain(this.#drainTimeout, (state) => this.emit('draining', state));
     this.#state = 'drained';
-    const result = { forced };
     this.emit('drained', result);
     return result;
   }

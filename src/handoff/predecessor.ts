@@ -2,7 +2,7 @@
 // socket; offer it our listeners and wait for its "ready".
 import { toFd } from '../fds.js';
 import type { FdSocket } from '../socket.js';
-import type { Entry } from './drain.js';
+import type { Drainer } from './drain.js';
 import { messages, receive, send } from './protocol.js';
 
 /** How an offer ended: taken (the successor is ready), or why not. */
@@ -12,17 +12,17 @@ export interface OfferResult {
 }
 
 /**
- * Offer the listening servers of `entries` to the successor on `sock`. Once
+ * Offer the listening servers of `servers` to the successor on `sock`. Once
  * it says "ready", `onReady` runs and the successor is told we drain. Fds a
  * successor sends are closed: it has no business sending any.
  */
-export async function offerTo(sock: FdSocket, entries: readonly Entry[], timeout: number, onReady: () => void): Promise<OfferResult> {
+export async function offerTo(sock: FdSocket, servers: Drainer, timeout: number, onReady: () => void): Promise<OfferResult> {
   let reason = 'closed the connection before it was ready';
   try {
     const first = await receive(sock, timeout);
     first?.fds.discard();
     if (!first || first.message?.op !== 'take') return { took: false, reason: first ? 'sent no take request' : reason };
-    const live = entries.filter((e) => e.server.listening);
+    const live = servers.listening();
     await send(
       sock,
       messages.offer(live.map((e) => e.name)),

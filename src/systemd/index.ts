@@ -10,6 +10,16 @@ import { ErrorCodes, FdPassError, checkSignal, invalidArgType, invalidArgValue, 
 import { FdLike, MAX_FDS, closeFds, toFdArray } from '../fds.js';
 import { native } from '../native.js';
 
+export { listenStored, StoredListeners } from './listeners.js';
+export type {
+  ListenStoredOptions,
+  StoredListenerSpec,
+  StoredListenerFallback,
+  StoredListenersEvents,
+  DrainResult,
+  DrainState,
+} from './listeners.js';
+
 /** The first fd systemd passes (SD_LISTEN_FDS_START). */
 export const LISTEN_FDS_START = 3;
 

@@ -2,7 +2,7 @@
 // (installed when missing; a failed install skips, or fails under CI=true),
 // and the link check of a prebuilt addon with readelf (binutils).
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers.js';
 import { inCI } from '../tools.js';
@@ -75,4 +75,34 @@ export function linkCheck(file: string): { machine: string; needed: string[]; ve
     .filter((s) => s.undefined && !s.weak && !/^(napi_|node_api_|uv_)/.test(s.name) && !provided.has(s.name))
     .map((s) => s.name);
   return { machine, needed, versions, unknown };
+}
+
+/**
+ * Load a musl addon with musl's own dynamic loader: a small musl program that
+ * exports a stub for each Node symbol the addon needs (napi_*, uv_*) dlopens
+ * it with RTLD_NOW, so every libc symbol must resolve in musl, and looks up
+ * its Node-API entry point. Nothing of the addon runs. Needs musl-gcc.
+ */
+export function muslDlopen(file: string, dir: string): { status: number | null; output: string } {
+  const nodeSyms = dynSyms(file)
+    .filter((s) => s.undefined && /^(napi_|node_api_|uv_)/.test(s.name))
+    .map((s) => s.name);
+  const src = [
+    '#include <dlfcn.h>',
+    '#include <stdio.h>',
+    ...nodeSyms.map((n) => `void ${n}(void) {}`),
+    'int main(int argc, char **argv) {',
+    '  (void)argc;',
+    '  void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);',
+    '  if (!h) { printf("dlopen: %s\\n", dlerror()); return 1; }',
+    '  void *entry = dlsym(h, "napi_register_module_v1");',
+    '  printf("%s\\n", entry ? "napi_register_module_v1 found" : "no napi_register_module_v1");',
+    '  return entry ? 0 : 1;',
+    '}',
+  ].join('\n');
+  writeFileSync(join(dir, 'loader.c'), src);
+  const cc = spawnSync('musl-gcc', ['-rdynamic', '-o', join(dir, 'loader'), join(dir, 'loader.c')], { encoding: 'utf8' });
+  if (cc.status !== 0) return { status: cc.status, output: `musl-gcc: ${cc.stderr}` };
+  const r = spawnSync(join(dir, 'loader'), [file], { encoding: 'utf8' });
+  return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
 }

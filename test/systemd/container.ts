@@ -16,7 +16,7 @@
 // private mount namespace with a tmpfs on /run/systemd/nspawn. Never boot
 // systemd in this machine's own mount namespace: it empties /tmp. The
 // checkout is bind-mounted read-only at /opt/fdpass and this Node at
-// /usr/local/bin/node. nspawn runs as PID 1 of a PID namespace of its own,
+// /usr/local/bin/node and /usr/bin/node. nspawn runs as PID 1 of a PID namespace of its own,
 // so that when it dies everything below it dies too (the container's systemd
 // would otherwise live on, adopted by this machine's init); and if the test
 // process dies, nspawn gets SIGKILL (setpriv --pdeathsig, unshare --kill-child).
@@ -208,6 +208,7 @@ export class Container {
       '--console=pipe',
       `--bind-ro=${repoRoot}:/opt/fdpass`,
       `--bind-ro=${process.execPath}:/usr/local/bin/node`,
+      `--bind-ro=${process.execPath}:/usr/bin/node`, // where the README's unit file has it
     ];
     const script = 'mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec "$@"';
     let nspawn: ChildProcess;
@@ -288,6 +289,29 @@ export class Container {
       'nsenter',
       ['-t', String(this.pid), '-a', '/usr/bin/env', '-i', 'PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', ...argv],
       timeoutMs,
+    );
+  }
+
+  /**
+   * Start a command inside the container with an IPC channel to it, as
+   * fork() would (NODE_CHANNEL_FD survives the clean environment).
+   */
+  spawnNode(args: string[]): ChildProcess {
+    if (this.#stopped) throw new Error('the container is stopped');
+    return spawn(
+      'nsenter',
+      [
+        '-t',
+        String(this.pid),
+        '-a',
+        '/usr/bin/env',
+        '-i',
+        'PATH=/usr/local/bin:/usr/bin:/bin',
+        'NODE_CHANNEL_FD=3',
+        '/usr/local/bin/node',
+        ...args,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } },
     );
   }
 

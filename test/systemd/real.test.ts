@@ -6,7 +6,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Container, needsContainer } from './container.js';
+import { repoRoot } from '../helpers.js';
 import type { Json } from '../lines.js';
 
 const FIXTURES = '/opt/fdpass/build-test/test/systemd/fixtures';
@@ -198,6 +201,188 @@ describe('fdpass/systemd against a real systemd 252 (systemd-nspawn)', needsCont
       assert.deepEqual(st.got, []);
       assert.deepEqual(st.stored, ['control', 'file']);
       await c.systemctl('stop', 'store.service');
+    });
+  });
+
+  describe('zero-downtime systemctl restart: listenStored()', () => {
+    const unit = (name: string, exec: string, extra = ''): string =>
+      // StartLimitIntervalSec=0: 6 starts in 10 s exceed the default start limit (5).
+      `[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=notify\nFileDescriptorStoreMax=2\n${extra}ExecStart=${NODE} ${FIXTURES}/restartable.js ${exec}\n`;
+
+    test('several listeners: taken anew, stored, and back from the store after systemctl restart', async () => {
+      await c.install({ 'multi.service': unit('multi', 'store http=/run/fdpass/m-http.sock admin=/run/fdpass/m-admin.sock') });
+      await c.systemctl('start', 'multi.service');
+      const a = await getJson(c.path('/run/fdpass/m-http.sock'));
+      const b = await getJson(c.path('/run/fdpass/m-admin.sock'));
+      assert.deepEqual([a.name, b.name, a.inherited, a.stored], ['http', 'admin', [], true]);
+      assert.equal((await c.show('multi.service', 'NFileDescriptorStore')).NFileDescriptorStore, '2');
+      await c.systemctl('restart', 'multi.service');
+      const a2 = await getJson(c.path('/run/fdpass/m-http.sock'));
+      const b2 = await getJson(c.path('/run/fdpass/m-admin.sock'));
+      assert.notEqual(a2.pid, a.pid);
+      assert.equal(b2.pid, a2.pid);
+      assert.deepEqual(a2.inherited, ['http', 'admin']);
+      // Stored again by the new process: systemd keeps one copy of a socket.
+      assert.equal((await c.show('multi.service', 'NFileDescriptorStore')).NFileDescriptorStore, '2');
+      assert.doesNotMatch(await c.journal('multi.service'), /Cannot store more fds/);
+      await c.systemctl('stop', 'multi.service');
+    });
+
+    test('a listener moves from a socket unit to the store, and outlives the socket unit', async () => {
+      const path = '/run/fdpass/mv.sock';
+      await c.install({
+        'mv.socket': `[Socket]\nListenStream=${path}\nFileDescriptorName=http\nService=mv.service\n`,
+        'mv.service': unit('mv', 'store http=', 'Sockets=mv.socket\n'),
+      });
+      await c.systemctl('start', 'mv.socket');
+      const first = await getJson(c.path(path)); // activation
+      assert.deepEqual(first.inherited, ['http']);
+      assert.equal((await c.show('mv.service', 'NFileDescriptorStore')).NFileDescriptorStore, '1');
+      // Restarted, it gets the socket unit's fd and the store's copy: one serves.
+      await c.systemctl('restart', 'mv.service');
+      const second = await getJson(c.path(path));
+      assert.notEqual(second.pid, first.pid);
+      assert.deepEqual(second.inherited, ['http']);
+      assert.equal((await c.show('mv.service', 'NFileDescriptorStore')).NFileDescriptorStore, '1');
+      // The socket unit goes away; the store keeps the listener.
+      c.writeFile('/etc/systemd/system/mv.service', unit('mv', 'store http='));
+      await c.systemctl('stop', 'mv.socket');
+      await c.exec(['rm', '/etc/systemd/system/mv.socket']);
+      await c.systemctl('daemon-reload');
+      assert.equal((await getJson(c.path(path))).pid, second.pid);
+      await c.systemctl('restart', 'mv.service');
+      const third = await getJson(c.path(path));
+      assert.notEqual(third.pid, second.pid);
+      assert.deepEqual(third.inherited, ['http']);
+      await c.systemctl('stop', 'mv.service');
+    });
+
+    test('ExecReload= starts the new process first: a handoff inside the unit, MAINPID= with NotifyAccess=all', async () => {
+      await c.install({
+        'rl.service':
+          '[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=notify\nNotifyAccess=all\nFileDescriptorStoreMax=1\n' +
+          `ExecStart=${NODE} ${FIXTURES}/reloadable.js /run/fdpass/rl.sock\nExecReload=/bin/kill -HUP $MAINPID\n`,
+      });
+      const path = c.path('/run/fdpass/rl.sock');
+      const mainPid = async (): Promise<string> => (await c.show('rl.service', 'MainPID')).MainPID!;
+      await c.systemctl('start', 'rl.service');
+      const first = await getJson(path);
+      assert.equal(first.how, 'new');
+      assert.equal(String(first.pid), await mainPid());
+      // systemctl reload returns once kill -HUP did; the new process becomes main when it says so.
+      await c.systemctl('reload', 'rl.service');
+      await until('the successor as the main process', async () => {
+        const s = await c.show('rl.service', 'MainPID', 'SubState');
+        return s.MainPID !== String(first.pid) && s.SubState === 'running' ? s : undefined;
+      });
+      const second = await getJson(path);
+      assert.equal(second.how, 'handoff');
+      assert.equal(String(second.pid), await mainPid());
+      // The predecessor drained and exited; the unit stayed up throughout.
+      await until('the predecessor gone', async () => ((await c.exec(['kill', '-0', String(first.pid)])).code !== 0 ? true : undefined));
+      assert.equal((await c.show('rl.service', 'ActiveState')).ActiveState, 'active');
+      // A restart still finds the listener in the fd store.
+      await c.systemctl('restart', 'rl.service');
+      const third = await getJson(path);
+      assert.equal(third.how, 'store');
+      assert.equal(String(third.pid), await mainPid());
+      await c.systemctl('stop', 'rl.service');
+    });
+
+    test("the README's server and unit file, as pasted: restarted, it takes its listener from the store", async () => {
+      const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+      const section = readme.slice(readme.indexOf('### Zero-downtime `systemctl restart`'));
+      const js = /```js\n([^]*?)```/.exec(section)![1]!;
+      const ini = /```ini\n([^]*?)```/.exec(section)![1]!;
+      const unitPath = /^# (\/etc\/systemd\/system\/\S+)$/m.exec(ini)![1]!;
+      const script = /^ExecStart=\/usr\/bin\/node (\S+)$/m.exec(ini)![1]!;
+      c.writeFile(script, js);
+      // 'fdpass' resolves to the checkout, as if installed next to the script.
+      await c.exec(['mkdir', '-p', join(dirname(script), 'node_modules')]);
+      await c.exec(['ln', '-s', '/opt/fdpass', join(dirname(script), 'node_modules', 'fdpass')]);
+      c.writeFile(unitPath, ini);
+      await c.systemctl('daemon-reload');
+      const unitName = unitPath.split('/').pop()!;
+      const hello = async (): Promise<string> => {
+        const r = await c.exec([NODE, '-e', 'fetch("http://127.0.0.1:8080/").then((r) => r.text()).then((t) => process.stdout.write(t))']);
+        assert.equal(r.code, 0, r.stderr);
+        return r.stdout;
+      };
+      await c.systemctl('start', unitName);
+      const pid1 = (await c.show(unitName, 'MainPID')).MainPID;
+      assert.equal(await hello(), `hello from ${pid1}\n`);
+      await c.systemctl('restart', unitName);
+      const pid2 = (await c.show(unitName, 'MainPID')).MainPID;
+      assert.notEqual(pid2, pid1);
+      assert.equal(await hello(), `hello from ${pid2}\n`);
+      const log = await c.journal(unitName);
+      assert.match(log, /listening anew[^]*took the listener from systemd/);
+      assert.equal((await c.show(unitName, 'NFileDescriptorStore')).NFileDescriptorStore, '1');
+      await c.systemctl('stop', unitName);
+    });
+
+    /** 5 restarts under the load generator of `fdpass demo`, inside the container; its summary. */
+    async function restartsUnderLoad(unitName: string): Promise<Json> {
+      await c.systemctl('start', unitName);
+      const load = c.spawnNode(['/opt/fdpass/dist/cli/main.js', 'demo', '--role=load', '--port=8080', '--concurrency=16']);
+      let stderr = '';
+      load.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const messages: Json[] = [];
+      let wake: (() => void) | null = null;
+      load.on('message', (m: Json) => {
+        messages.push(m);
+        wake?.();
+      });
+      const next = async (match: (m: Json) => boolean): Promise<Json> => {
+        for (;;) {
+          const i = messages.findIndex(match);
+          if (i >= 0) return messages.splice(i, 1)[0]!;
+          if (load.exitCode !== null) throw new Error(`the load generator exited: ${stderr}`);
+          await new Promise<void>((r) => {
+            wake = r;
+            setTimeout(r, 1000);
+          });
+        }
+      };
+      try {
+        // Each generation serves some requests before the next restart.
+        const served = (pid: string) => (m: Json) =>
+          m.event === 'progress' && Number((m.byGeneration as Record<string, number>)[pid] ?? 0) >= 50;
+        await next(served((await c.show(unitName, 'MainPID')).MainPID));
+        for (let i = 0; i < 5; i++) {
+          await c.systemctl('restart', unitName); // returns once the new process sent READY=1
+          await next(served((await c.show(unitName, 'MainPID')).MainPID));
+        }
+        load.send('stop');
+        return await next((m) => m.event === 'summary');
+      } finally {
+        if (load.exitCode === null) load.kill('SIGKILL');
+        await c.systemctl('stop', unitName);
+      }
+    }
+
+    test('5 restarts under load: 0 failed requests with the store; the same service listening anew each time fails requests', async (t) => {
+      await c.install({
+        'zd-store.service': unit('zd-store', 'store http=8080'),
+        'zd-plain.service': unit('zd-plain', 'plain http=8080'),
+      });
+      let t0 = performance.now();
+      const withStore: Json = { ...(await restartsUnderLoad('zd-store.service')), ms: Math.round(performance.now() - t0) };
+      t0 = performance.now();
+      const without: Json = { ...(await restartsUnderLoad('zd-plain.service')), ms: Math.round(performance.now() - t0) };
+      const figures = (s: Json): Json => ({
+        requests: s.requests,
+        failed: s.failed,
+        longestPauseMs: s.longestPauseMs,
+        underLoadMs: s.ms,
+        generations: Object.keys(s.byGeneration as Json).length,
+        errors: (s.errors as string[]).slice(0, 3),
+      });
+      t.diagnostic(`with the store: ${JSON.stringify(figures(withStore))}`);
+      t.diagnostic(`without it: ${JSON.stringify(figures(without))}`);
+      assert.equal(Object.keys(withStore.byGeneration as Json).length, 6, 'every generation served');
+      assert.equal(withStore.failed, 0, JSON.stringify(withStore.errors));
+      assert.ok((without.failed as number) > 0, 'listening anew refuses connections while no process listens');
     });
   });
 });
