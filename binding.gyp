@@ -10,7 +10,8 @@
         "native/pidfd.c",
         "native/seccomp.c",
         "native/tty.c",
-        "native/inet.c"
+        "native/inet.c",
+        "native/watcher_thread.c"
       ],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
       "cflags!": ["-fno-exceptions"],

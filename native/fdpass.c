@@ -4,6 +4,7 @@
 // TypeScript. This file: the per-environment instance, the owned-fd map,
 // the end of an environment, and the exports of every file.
 #include "fdpass.h"
+#include "watcher_thread.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -16,7 +17,7 @@
 #define OWNED_BITS (1 << 20)
 
 void fdp_mark_owned(instance_t *inst, int fd, int owned) {
-  if (fd < 0 || (size_t)fd >= inst->owned_bits)
+  if (!inst->owned || fd < 0 || (size_t)fd >= inst->owned_bits)
     return;
   if (owned)
     inst->owned[fd >> 3] |= (uint8_t)(1u << (fd & 7));
@@ -24,27 +25,36 @@ void fdp_mark_owned(instance_t *inst, int fd, int owned) {
     inst->owned[fd >> 3] &= (uint8_t) ~(1u << (fd & 7));
 }
 
-static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
+static void free_instance(instance_t *inst) {
+  // Watchers still closing keep a pointer to inst: leak it rather than race.
+  if (inst->finalized && inst->owned_closed && inst->closing_handles == 0 &&
+      !inst->watchers) {
+    free(inst->mm);
+    free(inst);
+  }
+}
+
+// Whatever the backend: close every fd received and not handed to the user.
+// (The libuv backend's part, its poll handles, is watcher.c's.)
+static void close_owned(void *arg) {
   instance_t *inst = arg;
-  (void)handle;
-  inst->cleaning = 1;
-  fdp_watchers_shutdown(inst);
-  for (size_t i = 0; i < inst->owned_bits; i++)
-    if (inst->owned[i >> 3] & (1u << (i & 7))) {
-      close((int)i);
-      inst->owned[i >> 3] &= (uint8_t) ~(1u << (i & 7));
-    }
+  if (inst->owned)
+    for (size_t i = 0; i < inst->owned_bits; i++)
+      if (inst->owned[i >> 3] & (1u << (i & 7))) {
+        close((int)i);
+        inst->owned[i >> 3] &= (uint8_t) ~(1u << (i & 7));
+      }
+  inst->owned = NULL;
+  inst->owned_closed = 1;
+  free_instance(inst);
 }
 
 static void finalize_instance(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   instance_t *inst = data;
-  // Watchers still closing keep a pointer to inst: leak it rather than race.
-  if (inst->closing_handles == 0 && !inst->watchers) {
-    free(inst->mm);
-    free(inst);
-  }
+  inst->finalized = 1;
+  free_instance(inst);
 }
 
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
@@ -66,9 +76,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     return NULL;
   inst->owned = bits;
   inst->owned_bits = OWNED_BITS;
-  if (napi_add_async_cleanup_hook(env, on_env_cleanup, inst, &inst->cleanup) !=
-          napi_ok ||
-      napi_set_named_property(env, exports, "ownedMap", map) != napi_ok)
+  if (napi_add_env_cleanup_hook(env, close_owned, inst) != napi_ok ||
+      napi_set_named_property(env, exports, "ownedMap", map) != napi_ok ||
+      fdp_thread_backend_init(env, exports) != napi_ok)
     return NULL;
   // Each file's bindings and constants.
   napi_status (*const inits[])(napi_env, napi_value) = {

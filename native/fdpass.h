@@ -20,8 +20,11 @@ typedef struct {
   napi_env env;
   watcher_t *watchers; // open watchers, closed when the environment ends
   int closing_handles; // uv handles waiting for their close callback
-  napi_async_cleanup_hook_handle cleanup;
+  napi_async_cleanup_hook_handle cleanup; // registered by the first watch
+  int uv_started;                         // the libuv backend is in use
   int cleaning;
+  int owned_closed; // the environment's cleanup hook closed the owned fds
+  int finalized;
   napi_async_context async_context;
   uint8_t *owned; // bitmap of fds received and not yet handed to the user
   size_t owned_bits;
@@ -40,8 +43,5 @@ static inline instance_t *fdp_instance(napi_env env) {
 
 // The owned-fd map (fdpass.c).
 void fdp_mark_owned(instance_t *inst, int fd, int owned);
-
-// watcher.c: close every watcher of an environment that ends.
-void fdp_watchers_shutdown(instance_t *inst);
 
 #endif

@@ -73,7 +73,13 @@ static int shut_watcher(napi_env env, watcher_t *w, int close_fd) {
   return r;
 }
 
-void fdp_watchers_shutdown(instance_t *inst) {
+// The libuv backend's part of the end of the environment: close the poll
+// handles (their close callbacks end the async hook). The owned fds are
+// fdpass.c's part.
+static void on_env_cleanup(napi_async_cleanup_hook_handle handle, void *arg) {
+  instance_t *inst = arg;
+  (void)handle;
+  inst->cleaning = 1;
   while (inst->watchers)
     shut_watcher(NULL, inst->watchers, 1);
   maybe_finish_cleanup(inst);
@@ -134,8 +140,19 @@ static napi_value fdp_watch(napi_env env, napi_callback_info info) {
   napi_value external;
   int fd;
   uv_loop_t *loop;
-  if (fdp_int(env, argv[0], &fd) ||
-      napi_get_uv_event_loop(env, &loop) != napi_ok)
+  if (fdp_int(env, argv[0], &fd))
+    return NULL;
+  // The libuv backend starts here, never at load: a runtime without libuv
+  // (Bun's uv_* are crash stubs) or with a broken one (Deno) must not get
+  // here, and Deno frees an async cleanup hook's handle twice when it is
+  // removed from inside the hook, as Node requires.
+  if (!inst->uv_started) {
+    if (napi_add_async_cleanup_hook(env, on_env_cleanup, inst,
+                                    &inst->cleanup) != napi_ok)
+      return NULL;
+    inst->uv_started = 1;
+  }
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok)
     return NULL;
   watcher_t *w = calloc(1, sizeof(*w));
   if (!w)

@@ -27,7 +27,7 @@ execFileSync(
     '-std=c11', '-Wall', '-Wextra', '-Werror', '-O1', '-g', '-fno-omit-frame-pointer',
     '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
     '-DNAPI_VERSION=8', '-I', include, '-shared', '-fPIC',
-    '-o', out, ...sources,
+    '-pthread', '-o', out, ...sources,
   ],
   { stdio: 'inherit' },
 );

@@ -10,6 +10,7 @@ import { ErrorCodes, FdPassError, systemError } from './errors.js';
 import { checkFdNumber } from './fds.js';
 import { native } from './native.js';
 import { socketInfo } from './io/sockops.js';
+import { runtime, unsupportedRuntime } from './runtime.js';
 
 const { AF_UNIX, AF_INET, AF_INET6 } = native;
 const { EBADF } = constants.errno;
@@ -33,6 +34,14 @@ function owning<T>(fd: number, fn: () => T): T {
 }
 
 function statFd(fd: number): Stats {
+  if (runtime.name === 'deno') {
+    // Deno's node:fs and node:net refuse fds Deno did not open (EBADF) while
+    // the fd is open: take it as the helpers do, and say why.
+    native.close(fd);
+    throw unsupportedRuntime(
+      'socketFromFd, serverFromFd, readStreamFromFd and writeStreamFromFd do not work on Deno, whose node:fs and node:net refuse fds they did not open (the fd was closed); use FdSocket.fromFd, FdServer.fromFd, FdStream.fromFd or /proc/self/fd/N',
+    );
+  }
   try {
     return fstatSync(fd);
   } catch (err) {

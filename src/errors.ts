@@ -50,7 +50,7 @@ export const ErrorCodes = {
   MESSAGE_TOO_LARGE: 'ERR_FDPASS_MESSAGE_TOO_LARGE',
   /** The peer did not complete its message in time. */
   TIMEOUT: 'ERR_FDPASS_TIMEOUT',
-  /** Malformed service manager variables (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET). */
+  /** Malformed environment variables: the service manager's (LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET) or FDPASS_BACKEND. */
   BAD_ENV: 'ERR_FDPASS_BAD_ENV',
   /** Handoff: the running process refused us, or closed the control connection without an offer. */
   HANDOFF_REFUSED: 'ERR_FDPASS_HANDOFF_REFUSED',
@@ -60,6 +60,8 @@ export const ErrorCodes = {
   HANDOFF_ABORTED: 'ERR_FDPASS_HANDOFF_ABORTED',
   /** Handoff: a message on the control socket that does not follow the protocol. */
   PROTOCOL: 'ERR_FDPASS_PROTOCOL',
+  /** This runtime lacks what fdpass needs: at import, not Linux, Bun < 1.4, Deno < 2.9, Node-API < 8, or FDPASS_BACKEND=uv without a libuv loop; on Deno, the helpers that hand an fd to node:net or node:fs. */
+  UNSUPPORTED_RUNTIME: 'ERR_FDPASS_UNSUPPORTED_RUNTIME',
   /** No native addon loads here: no prebuild fits this platform and none was built from source (`npm rebuild fdpass`). */
   NO_ADDON: 'ERR_FDPASS_NO_ADDON',
   /** An unexpected failure inside fdpass that carried no code of its own (a bug: please report it). */

@@ -6,8 +6,9 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ErrorCodes, FdPassError } from './errors.js';
 import { prebuildName } from './platform.js';
+import { checkRuntime, envVar } from './runtime.js';
 
-/** Opaque handle of a libuv poll watcher that owns one fd (see io/uv.ts). */
+/** Opaque handle of a watcher that owns one fd: a libuv poll handle (io/uv.ts) or an entry of the epoll thread (io/thread.ts). */
 export interface Watcher {
   readonly __watcher: unique symbol;
 }
@@ -49,6 +50,10 @@ export interface NativeBinding {
   watch(fd: number, callback: (events: number) => void): Watcher | number;
   setEvents(watcher: Watcher, events: number): number;
   closeWatcher(watcher: Watcher, closeFd: boolean): number;
+  threadStart(): number;
+  threadWatch(fd: number, callback: (events: number) => void): Watcher | number;
+  threadSetEvents(watcher: Watcher, events: number): number;
+  threadCloseWatcher(watcher: Watcher, closeFd: boolean): number;
   /** The owned-fd map's bytes (see ownedMap below), owned by this addon instance. */
   readonly ownedMap: ArrayBuffer;
   readonly AF_UNIX: number;
@@ -114,7 +119,7 @@ const root = join(here, '..');
 function load(): NativeBinding {
   const require = createRequire(import.meta.url);
   const prebuild = prebuildName();
-  const override = process.env.FDPASS_NATIVE;
+  const override = envVar('FDPASS_NATIVE');
   const candidates = override
     ? [override]
     : [join(root, 'build', 'Release', 'fdpass.node'), join(root, 'prebuilds', prebuild, 'fdpass.node')];
@@ -136,6 +141,10 @@ function load(): NativeBinding {
       'Build one with "npm rebuild fdpass" (needs python3, make and a C compiler).',
   );
 }
+
+// A runtime fdpass cannot run on gets ERR_FDPASS_UNSUPPORTED_RUNTIME here, at
+// import, before the addon is loaded: never a crash.
+checkRuntime();
 
 // The addon's exports object is in V8's dictionary mode (properties added one
 // by one): every `native.x` would be a hash lookup. A copy has fast properties.

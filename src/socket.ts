@@ -186,8 +186,11 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     };
   }
 
-  /** Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. */
-  private constructor(fd: number, type: number, peer?: PeerCredentials) {
+  /**
+   * Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. The
+   * FdSocket takes `fd` (a non-blocking socket of `type`) as it is.
+   */
+  constructor(fd: number, type: number, peer?: PeerCredentials) {
     super();
     this.type = socketTypeName(type);
     this.#stream = type === native.SOCK_STREAM;

@@ -2,23 +2,32 @@
 //
 // FDPASS_BACKEND=<name> forces one; otherwise the first in `backends` that
 // says it works here. To add a backend: one file implementing
-// ReadinessBackend (readiness.ts), and one entry here.
+// ReadinessBackend (readiness.ts), and one entry here. The choice is made at
+// import, so that a bad FDPASS_BACKEND or a backend this runtime cannot run
+// is a coded error there, and the thread backend's fds exist from the start.
 import { ErrorCodes, FdPassError } from '../errors.js';
-import { native } from '../native.js';
+import { envVar, runtime, unsupportedRuntime, type Runtime } from '../runtime.js';
 import type { Readiness, ReadinessBackend, ReadyCallback } from './readiness.js';
+import { threadBackend } from './thread.js';
 import { uvBackend } from './uv.js';
 
 interface BackendEntry {
   readonly name: string;
   /** True when the backend works in this runtime. */
-  readonly usable: () => boolean;
+  readonly usable: (rt: Runtime) => boolean;
   readonly backend: () => ReadinessBackend;
 }
 
-const backends: readonly BackendEntry[] = [{ name: 'uv', usable: () => typeof process.versions.uv === 'string', backend: () => uvBackend }];
+// libuv's poll handles where the runtime runs a real libuv loop: Node. Bun's
+// uv_* are crash stubs and Deno's uv_poll does not report events (FACTS.md).
+// Elsewhere, the epoll thread, which needs only Node-API.
+const backends: readonly BackendEntry[] = [
+  { name: 'uv', usable: (rt) => rt.name === 'node', backend: () => uvBackend },
+  { name: 'thread', usable: () => true, backend: threadBackend },
+];
 
-function choose(): ReadinessBackend {
-  const forced = process.env.FDPASS_BACKEND;
+/** The name of the backend for `rt`, FDPASS_BACKEND (`forced`) first. */
+export function backendName(rt: Runtime, forced: string | undefined): string {
   if (forced) {
     const entry = backends.find((b) => b.name === forced);
     if (!entry) {
@@ -27,16 +36,18 @@ function choose(): ReadinessBackend {
         `FDPASS_BACKEND=${forced}: no such readiness backend (known: ${backends.map((b) => b.name).join(', ')})`,
       );
     }
-    return entry.backend();
+    if (!entry.usable(rt)) throw unsupportedRuntime(`FDPASS_BACKEND=${forced}: ${rt.name} ${rt.version} cannot run the ${forced} backend`);
+    return entry.name;
   }
-  return (backends.find((b) => b.usable()) ?? backends[0]!).backend();
+  return (backends.find((b) => b.usable(rt)) ?? backends[backends.length - 1]!).name;
 }
 
-let chosen: ReadinessBackend | null = null;
+const name = backendName(runtime, envVar('FDPASS_BACKEND'));
+const chosen: ReadinessBackend = backends.find((b) => b.name === name)!.backend();
 
-/** The backend of this environment, chosen on first use. */
+/** The backend of this environment, chosen at import. */
 export function readinessBackend(): ReadinessBackend {
-  return (chosen ??= choose());
+  return chosen;
 }
 
 /**
@@ -44,12 +55,5 @@ export function readinessBackend(): ReadinessBackend {
  * owns the fd from now on. On failure the fd is closed and the error thrown.
  */
 export function watch(fd: number, onReady: ReadyCallback): Readiness {
-  let backend: ReadinessBackend;
-  try {
-    backend = readinessBackend();
-  } catch (err) {
-    native.close(fd);
-    throw err;
-  }
-  return backend.watch(fd, onReady);
+  return chosen.watch(fd, onReady);
 }

@@ -82,8 +82,8 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
     listenRunc = (path, options, read) => RuncListener.#listen(path, options, read);
   }
 
-  /** Use listenConsoleSocket, listenSeccompAgent or listenPidfdSocket. */
-  private constructor(server: FdServer, read: ReadMessage<T>, timeout: number) {
+  /** @internal Use listenConsoleSocket, listenSeccompAgent or listenPidfdSocket. */
+  constructor(server: FdServer, read: ReadMessage<T>, timeout: number) {
     super();
     this.#server = server;
     this.#read = read;

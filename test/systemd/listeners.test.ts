@@ -3,9 +3,64 @@
 // close", the listener closes). Against a real systemd: real.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import http from 'node:http';
+import { join } from 'node:path';
 import { listenStored } from 'fdpass/systemd';
-import { noLeak, tempDir } from '../helpers.js';
+import { delay, noLeak, repoRoot, tempDir } from '../helpers.js';
+import { JsonLines, exited, type Json } from '../lines.js';
+import { needs } from '../tools.js';
+
+const claim = join(repoRoot, 'build-test', 'test', 'systemd', 'fixtures', 'claim.js');
+
+function get(socketPath: string): Promise<Json> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath, path: '/', agent: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(JSON.parse(body) as Json));
+      })
+      .on('error', reject);
+  });
+}
+
+for (const [mode, extraOpen] of [
+  ['own', false],
+  ['passed', true],
+] as const) {
+  test(
+    `with systemd-socket-activate: the listener by name; an fd nobody claims is ${extraOpen ? 'left to the caller who passed it' : 'closed'} (${mode})`,
+    needs('systemd-socket-activate'),
+    async () => {
+      const t = tempDir();
+      const http1 = t.path('http.sock');
+      const extra = t.path('extra.sock');
+      const child = spawn(
+        '/usr/bin/systemd-socket-activate',
+        ['-l', http1, '-l', extra, '--fdname=http:extra', process.execPath, claim, mode],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      const lines = new JsonLines(child);
+      try {
+        const deadline = Date.now() + 20_000;
+        while (!lines.stderr.includes(`Listening on ${extra}`)) {
+          if (child.exitCode !== null || Date.now() > deadline) throw new Error(`systemd-socket-activate: ${lines.stderr}`);
+          await delay(20);
+        }
+        const r = await get(http1);
+        assert.deepEqual(r.inherited, ['http']);
+        assert.equal(r.extraOpen, extraOpen);
+      } finally {
+        child.kill('SIGTERM');
+        await exited(child);
+        t.cleanup();
+      }
+    },
+  );
+}
 
 test('outside systemd: listens on the fallback, stored is false, drain() finishes in-flight requests and stops accepting', () =>
   noLeak(async () => {

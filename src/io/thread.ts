@@ -1,0 +1,63 @@
+// The thread backend of Readiness (readiness.ts): one epoll watcher thread
+// per environment (native/watcher_thread.c) that wakes JS through a Node-API
+// threadsafe function, one crossing per batch of events. It needs nothing
+// but Node-API: the backend of Bun (no libuv loop) and Deno (uv_poll does not
+// report events); FDPASS_BACKEND=thread picks it on Node.
+//
+// The addon speaks poll(2)'s events both ways: interest POLLIN | POLLOUT,
+// callbacks with those of the interest, POLLHUP, and POLLERR (after which it
+// has stopped watching). Keep-alive as libuv's: the environment is held open
+// while some fd has an interest, not while all are idle.
+import { systemError } from '../errors.js';
+import { native, type Watcher } from '../native.js';
+import { POLLERR, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
+
+class ThreadReadiness implements Readiness {
+  #handle: Watcher | null = null;
+  #interest = 0;
+  readonly #onReady: ReadyCallback;
+  // The addon holds this weakly while the interest is 0: the watcher keeps it.
+  readonly #onPoll = (events: number): void => {
+    if (events & POLLERR) this.#interest = 0;
+    this.#onReady(events);
+  };
+
+  constructor(fd: number, onReady: ReadyCallback) {
+    this.#onReady = onReady;
+    const handle = native.threadWatch(fd, this.#onPoll);
+    if (typeof handle === 'number') {
+      native.close(fd);
+      throw systemError(handle, 'epoll_ctl');
+    }
+    this.#handle = handle;
+  }
+
+  get interest(): number {
+    return this.#interest;
+  }
+
+  setInterest(events: number): number {
+    if (events === this.#interest || !this.#handle) return 0;
+    this.#interest = events;
+    return native.threadSetEvents(this.#handle, events);
+  }
+
+  close(closeFd: boolean): number {
+    const handle = this.#handle;
+    if (!handle) return 0;
+    this.#handle = null;
+    this.#interest = 0;
+    return native.threadCloseWatcher(handle, closeFd);
+  }
+}
+
+/**
+ * The thread backend. Its thread, epoll fd and eventfd start with it (when
+ * backend.ts picks it, at import), as libuv's own fds exist from the start,
+ * and end with the environment.
+ */
+export function threadBackend(): ReadinessBackend {
+  const r = native.threadStart();
+  if (r < 0) throw systemError(r, 'epoll_create1');
+  return { name: 'thread', watch: (fd, onReady) => new ThreadReadiness(fd, onReady) };
+}

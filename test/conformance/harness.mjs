@@ -1,0 +1,105 @@
+// A test harness small enough to run on Node, Bun and Deno alike: node:assert
+// only, no node:test. Tests register with test(name, fn); run.mjs runs them
+// one after another, prints one TAP-like line each and exits 1 on a failure.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** The runtime running this file: node, bun or deno. */
+export const runtime = typeof process.versions.bun === 'string' ? 'bun' : typeof process.versions.deno === 'string' ? 'deno' : 'node';
+
+export const tests = [];
+
+/** Register a test; `only` restricts it to some runtimes (with the reason). */
+export function test(name, fn, { only, why } = {}) {
+  tests.push({ name, fn, skip: only && !only.includes(runtime) ? `not on ${runtime}: ${why}` : null });
+}
+
+/** The argv that runs a script with this same runtime (and its flags). */
+export function runtimeArgv(script) {
+  if (runtime === 'deno') return [process.execPath, 'run', '-A', '--node-modules-dir=manual', script];
+  return [process.execPath, script];
+}
+
+/**
+ * Run `code` (an ES module) in a child process of this runtime, from a file
+ * inside this directory so that 'fdpass' resolves as it does here. Resolves
+ * with { code, signal, stdout, stderr }; kills the child after `timeout` ms.
+ */
+export function runChild(code, { env = {}, timeout = 30_000, stdio } = {}) {
+  const dir = new URL('.', import.meta.url).pathname;
+  const file = join(dir, `.child-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
+  return import('node:fs').then(({ writeFileSync }) => {
+    writeFileSync(file, code);
+    const [cmd, ...args] = runtimeArgv(file);
+    return new Promise((resolve) => {
+      const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: stdio ?? ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout?.on('data', (d) => (stdout += d));
+      child.stderr?.on('data', (d) => (stderr += d));
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGKILL');
+      }, timeout);
+      child.on('close', (code, signal) => {
+        clearTimeout(timer);
+        rmSync(file, { force: true });
+        resolve({ code, signal, stdout, stderr, timedOut });
+      });
+    });
+  });
+}
+
+/** The fds open in this process, with what they point to. */
+export function openFds() {
+  const out = new Map();
+  for (const name of readdirSync('/proc/self/fd')) {
+    try {
+      out.set(Number(name), readlinkSync(`/proc/self/fd/${name}`));
+    } catch {
+      // the fd readdir used, closed meanwhile
+    }
+  }
+  return out;
+}
+
+/** Run fn and check that /proc/self/fd is back where it was (the runc way). */
+export async function noLeak(fn) {
+  const before = openFds();
+  const result = await fn();
+  // Closing is synchronous in fdpass, but a runtime may close its own fds
+  // (a child's pipes) a tick later.
+  for (let i = 0; i < 20; i++) {
+    const after = openFds();
+    const leaked = [...after].filter(([fd, target]) => before.get(fd) !== target);
+    if (leaked.length === 0) return result;
+    if (i === 19) throw new Error(`leaked fds: ${leaked.map(([fd, t]) => `${fd} -> ${t}`).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return result;
+}
+
+/** A fresh directory, removed by cleanup(). */
+export function tempDir() {
+  const dir = mkdtempSync(join(tmpdir(), `fdpass-conf-${runtime}-`));
+  return { dir, path: (name) => join(dir, name), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Wait for an event, rejecting on 'error'. */
+export function once(emitter, event) {
+  return new Promise((resolve, reject) => {
+    const onError = (err) => {
+      emitter.off(event, onEvent);
+      reject(err);
+    };
+    const onEvent = (...args) => {
+      emitter.off('error', onError);
+      resolve(args);
+    };
+    emitter.once(event, onEvent);
+    if (event !== 'error') emitter.once('error', onError);
+  });
+}
