@@ -69,13 +69,16 @@ export class Pidfd implements Disposable {
    */
   readonly pid: number;
   #fd: number;
-  // Created on the first wait; it shares (and on close, closes) #fd.
-  #io: Readiness | null = null;
+  // The core's watcher owns the fd: it closes it with close(), and with the
+  // end of the environment (a worker) or the collection of a forgotten Pidfd.
+  #io: Readiness | null;
   #exited = false;
   // An aborted wait may leave nobody waiting: stop watching then.
   readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#updatePoll());
 
+  /** Takes the fd; on failure it is closed and the error thrown. */
   private constructor(fd: number, pid: number) {
+    this.#io = watch(fd, (events) => this.#onReady(events));
     this.#fd = fd;
     this.pid = pid;
   }
@@ -96,7 +99,8 @@ export class Pidfd implements Disposable {
    * Adopt a pidfd you hold (from `listenPidfdSocket`, a peer, an
    * inheritance): the Pidfd owns it from now on and makes it close-on-exec.
    * An fd that is no pidfd is refused with ERR_FDPASS_BAD_FD (EBADF if it is
-   * not open) and left open, with the caller.
+   * not open) and left open, with the caller. (Should the event loop refuse
+   * to watch a pidfd it accepted, the fd is closed and the error thrown.)
    */
   static fromFd(fd: number): Pidfd {
     checkFdNumber(fd);
@@ -174,15 +178,6 @@ export class Pidfd implements Disposable {
 
   #updatePoll(): void {
     const want = this.#waiters.length > 0 && !this.#exited ? POLLIN : 0;
-    if (want && !this.#io) {
-      try {
-        this.#io = watch(this.#fd, (events) => this.#onReady(events));
-      } catch (err) {
-        // The watcher took the fd and closed it on failure.
-        this.#fd = -1;
-        throw err;
-      }
-    }
     const r = this.#io?.setInterest(want) ?? 0;
     if (r < 0) throw systemError(r, 'uv_poll_start');
   }
@@ -223,8 +218,7 @@ export class Pidfd implements Disposable {
     this.#fd = -1;
     const io = this.#io;
     this.#io = null;
-    if (io) io.close(true);
-    else native.close(fd);
+    io?.close(true);
     this.#settle(closedError('pidfd'));
   }
 

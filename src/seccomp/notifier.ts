@@ -293,7 +293,8 @@ export class SeccompNotifier implements AsyncIterable<SeccompRequest>, Disposabl
   /**
    * Answer a request (SECCOMP_IOCTL_NOTIF_SEND). Arguments are checked
    * before anything is sent (TypeError, RangeError). Rejects with ENOENT when
-   * the request is no longer pending (its process died, or it was answered).
+   * the request is no longer pending (its process died, or took an answer),
+   * EINPROGRESS when it was answered and its process has not woken yet.
    */
   respond(request: SeccompRequest, response: SeccompResponse): Promise<void> {
     const req = checkRequest(request);

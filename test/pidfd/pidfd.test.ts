@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { FdServer, FdSocket } from 'fdpass';
 import { Pidfd } from 'fdpass/pidfd';
@@ -247,6 +248,31 @@ p.close();`;
       t.cleanup();
     }
   });
+});
+
+test('a worker that ends closes the pidfds it did not close, waiting or not', async () => {
+  const pid = orphanSleep();
+  try {
+    await noLeak(async () => {
+      const url = pathToFileURL(join(repoRoot, 'dist', 'pidfd', 'index.js')).href;
+      const worker = new Worker(
+        `import(${JSON.stringify(url)}).then(({ Pidfd }) => {
+  const { parentPort, workerData } = require('node:worker_threads');
+  const idle = Pidfd.open(workerData.pid);
+  const waiting = Pidfd.open(workerData.pid);
+  void waiting.exited();
+  parentPort.postMessage([idle.fd, waiting.fd]);
+});`,
+        { eval: true, workerData: { pid } },
+      );
+      const fds = await new Promise<number[]>((r) => worker.once('message', r));
+      assert.deepEqual(fds.map(fdTarget), ['anon_inode:[pidfd]', 'anon_inode:[pidfd]']);
+      await worker.terminate();
+    });
+    assert.equal(running(pid), true, 'the process is untouched');
+  } finally {
+    process.kill(pid, 'SIGKILL');
+  }
 });
 
 describe('peerPidfd (SO_PEERPIDFD)', () => {

@@ -1,10 +1,12 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
+import { FdServer } from 'fdpass';
 import { listenSeccompAgent, type ReceivedContainerProcessState } from 'fdpass/runc';
 import { SeccompNotifier, syscallName, syscallNumber, type SeccompRequest } from 'fdpass/seccomp';
 import { Pidfd } from 'fdpass/pidfd';
-import { fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
+import { buildPeer, fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
 import { needs } from '../tools.js';
 import { makeRunc, type OciConfig } from '../runc/bundle.js';
 
@@ -204,6 +206,123 @@ describe('SeccompNotifier with the real runc', needs('runc', 'busybox-static', '
       });
     } finally {
       runc.remove(id);
+      t.cleanup();
+    }
+  });
+});
+
+describe('SeccompNotifier with a C peer under its own filter', () => {
+  test('a notification that vanished before it was received does not block the next receive', async () => {
+    const peerPath = buildPeer('seccomp_peer');
+    const t = tempDir();
+    const served = t.path('magic.txt');
+    writeFileSync(served, 'injected by the agent\n');
+    try {
+      await noLeak(async () => {
+        const server = await FdServer.listen(t.path('agent.sock'));
+        const peer = spawn(peerPath, [server.path as string], { stdio: ['pipe', 'pipe', 'inherit'] });
+        let out = '';
+        const vanished = new Promise<void>((resolve) =>
+          peer.stdout.on('data', (d: Buffer) => {
+            out += d.toString();
+            if (out.includes('vanished\n')) resolve();
+          }),
+        );
+        const exited = new Promise((r) => peer.once('close', r));
+        try {
+          const sock = await server.accept();
+          const m = (await sock.recv())!;
+          await sock.close();
+          assert.equal(m.data.toString(), 'seccompFd');
+          using notifier = new SeccompNotifier(m.fds[0]!);
+          // The kernel's count is off by one now: only readiness may lead to a receive.
+          await vanished;
+          const first = notifier.next();
+          peer.stdin.write('g');
+          const mkdir = (await first)!;
+          assert.equal(mkdir.syscall, 'mkdirat');
+          assert.equal(mkdir.pid, peer.pid);
+          assert.equal(BigInt.asIntN(32, mkdir.args[0]!), -100n); // AT_FDCWD
+          assert.equal(await notifier.readString(mkdir, mkdir.args[1]!), '/tmp/refused');
+          assert.equal(notifier.isValid(mkdir), true);
+          await notifier.respond(mkdir, { error: 'EACCES' });
+          assert.equal(notifier.isValid(mkdir), false);
+          // Answered already: EINPROGRESS until the process has taken the answer, ENOENT after.
+          await assert.rejects(notifier.respond(mkdir, { continue: true }), (err: { code: string }) =>
+            ['EINPROGRESS', 'ENOENT'].includes(err.code),
+          );
+          const open = (await notifier.next())!;
+          assert.equal(open.syscall, 'openat');
+          assert.equal(await notifier.readString(open, open.args[1]!), '/magic');
+          const fd = openSync(served, 'r');
+          assert.ok((await notifier.addFd(open, fd, { send: true })) >= 3);
+          closeSync(fd);
+          // The peer exits: the filter has no process left.
+          assert.equal(await notifier.next(), null);
+          await exited;
+          assert.equal(out, 'vanished\nmkdirat=-1 errno=EACCES\nopenat=fd read=injected by the agent\n');
+        } finally {
+          peer.kill('SIGKILL');
+          await exited;
+          await server.close();
+        }
+      });
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  test('arguments are checked before any ioctl', async () => {
+    const peerPath = buildPeer('seccomp_peer');
+    const t = tempDir();
+    try {
+      await noLeak(async () => {
+        const server = await FdServer.listen(t.path('agent.sock'));
+        const peer = spawn(peerPath, [server.path as string], { stdio: ['pipe', 'pipe', 'inherit'] });
+        const exited = new Promise((r) => peer.once('close', r));
+        try {
+          const sock = await server.accept();
+          const m = (await sock.recv())!;
+          await sock.close();
+          const notifier = new SeccompNotifier(m.fds[0]!);
+          const req = { id: 1n } as SeccompRequest;
+          for (const bad of [
+            {},
+            { continue: false },
+            { error: 'ENOPE' },
+            { error: 0 },
+            { value: 1.5 },
+            { value: 2n ** 63n },
+            { continue: true, value: 1 },
+          ]) {
+            assert.throws(
+              () => notifier.respond(req, bad as never),
+              { name: /TypeError|RangeError/ },
+              JSON.stringify(bad, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)),
+            );
+          }
+          assert.throws(() => notifier.respond({ id: 1 } as unknown as SeccompRequest, { continue: true }), {
+            code: 'ERR_INVALID_ARG_TYPE',
+          });
+          assert.throws(() => notifier.addFd(req, -1), { code: 'ERR_OUT_OF_RANGE' });
+          assert.throws(() => notifier.addFd(req, 0, { targetFd: -2 }), { code: 'ERR_OUT_OF_RANGE' });
+          assert.throws(() => notifier.addFd(req, 0, { send: 1 as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' });
+          await assert.rejects(notifier.readString(req, -1n), { code: 'ERR_OUT_OF_RANGE' });
+          await assert.rejects(notifier.readString(req, 0n, 0), { code: 'ERR_OUT_OF_RANGE' });
+          // A well-formed answer to a request that does not exist.
+          await assert.rejects(notifier.respond(req, { value: -1n }), { code: 'ENOENT', syscall: 'ioctl' });
+          assert.equal(notifier.isValid(req), false);
+          await assert.rejects(notifier.next({ signal: AbortSignal.abort() }), { name: 'AbortError' });
+          notifier.close();
+          notifier.close();
+          assert.throws(() => notifier.respond(req, { continue: true }), { code: 'ERR_FDPASS_CLOSED' });
+        } finally {
+          peer.kill('SIGKILL');
+          await exited;
+          await server.close();
+        }
+      });
+    } finally {
       t.cleanup();
     }
   });
