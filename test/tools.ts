@@ -157,6 +157,11 @@ export function aptLine(needs: readonly Need[]): string | null {
   return pkgs.length === 0 ? null : `apt-get install -y ${pkgs.join(' ')}`;
 }
 
+/** Every package behind a Need: the README's apt-get line for the full suite names them all. */
+export function allPackages(): string[] {
+  return [...new Set(Object.values(TOOLS).flatMap((t) => (t.pkg === undefined ? [] : t.pkg.split(' '))))].sort();
+}
+
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
 
 /**
