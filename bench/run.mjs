@@ -175,6 +175,23 @@ const usocketPeer = join(here, 'peers', 'usocket-peer.mjs');
 const childProcessPeer = join(here, 'peers', 'child-process-peer.mjs');
 const netPingPeer = join(here, 'peers', 'net-ping-peer.mjs');
 const warm = (n) => Math.floor(n / 10);
+
+// Bun and Deno, for the rows where both ends of fdpass run in them:
+// FDPASS_BUN / FDPASS_DENO name the binaries (CI installs both from npm),
+// else bun / deno on PATH; a missing one skips its row with the install line.
+function runtimeBin(name, envVar, install) {
+  const bin =
+    process.env[envVar] ||
+    (process.env.PATH ?? '')
+      .split(':')
+      .filter(Boolean)
+      .map((d) => join(d, name))
+      .find((p) => existsSync(p));
+  return bin ? { bin, problem: null } : { bin: null, problem: `${name} not found (set ${envVar} or put it on PATH): ${install}` };
+}
+const bun = runtimeBin('bun', 'FDPASS_BUN', 'npm install --prefix /tmp/bun @oven/bun-linux-x64');
+const deno = runtimeBin('deno', 'FDPASS_DENO', 'npm install --prefix /tmp/deno deno');
+const denoRun = ['run', '-A', '--node-modules-dir=manual'];
 const TP1 = { UV_THREADPOOL_SIZE: '1' };
 
 /** Throughput contenders: run(count, nfds) -> { messages, seconds } */
@@ -201,6 +218,29 @@ function throughputContenders(nfds) {
       run: (n, env) => runPair([node, fdpassPeer, 'recv-event', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], env),
     },
   ];
+  // The same peers with the readiness backend Bun and Deno get (an epoll
+  // thread waking JS through a threadsafe function), and under Bun and Deno.
+  list.push({
+    id: 'thread-event',
+    label: "fdpass 'message' event, thread backend (FDPASS_BACKEND=thread)",
+    run: (n) =>
+      runPair([node, fdpassPeer, 'recv-event', n, nfds, warm(n)], [node, fdpassPeer, 'send-await', n, nfds], { FDPASS_BACKEND: 'thread' }),
+  });
+  list.push({
+    id: 'bun-iter',
+    label: 'fdpass for await, Bun (both ends)',
+    optional: true,
+    available: bun.problem,
+    run: (n) => runPair([bun.bin, fdpassPeer, 'recv-iter', n, nfds, warm(n)], [bun.bin, fdpassPeer, 'send-await', n, nfds]),
+  });
+  list.push({
+    id: 'deno-iter',
+    label: 'fdpass for await, Deno (both ends)',
+    optional: true,
+    available: deno.problem,
+    run: (n) =>
+      runPair([deno.bin, ...denoRun, fdpassPeer, 'recv-iter', n, nfds, warm(n)], [deno.bin, ...denoRun, fdpassPeer, 'send-await', n, nfds]),
+  });
   // The fdpass receivers close fds with closeFds; this one shows what
   // closing each with fs.closeSync costs (not an fdpass API: no target).
   const eventFs = {
@@ -396,7 +436,15 @@ report.seconds = (Date.now() - started) / 1000;
 // ---- output -----------------------------------------------------------------------
 
 const TARGETS = {
-  one: { 'fdpass-event': ['>=', 0.9], 'fdpass-await': ['>=', 0.8], 'fdpass-iter': ['>=', 0.8], 'fdpass-sync': ['>=', 0.9] },
+  one: {
+    'fdpass-event': ['>=', 0.9],
+    'fdpass-await': ['>=', 0.8],
+    'fdpass-iter': ['>=', 0.8],
+    'fdpass-sync': ['>=', 0.9],
+    'thread-event': ['>=', 0.7],
+    'bun-iter': ['>=', 0.6],
+    'deno-iter': ['>=', 0.6],
+  },
   many: { 'fdpass-await': ['>=', 0.9], 'fdpass-iter': ['>=', 0.9], 'fdpass-event': ['>=', 0.9] },
   ping: { 'fdpass-await': ['<=', 1.5], 'fdpass-sync': ['<=', 1.5] },
 };

@@ -1,6 +1,7 @@
 // A test harness small enough to run on Node, Bun and Deno alike: node:assert
 // only, no node:test. Tests register with test(name, fn); run.mjs runs them
 // one after another, prints one TAP-like line each and exits 1 on a failure.
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,28 +12,42 @@ export const runtime = typeof process.versions.bun === 'string' ? 'bun' : typeof
 
 export const tests = [];
 
-/** Register a test; `only` restricts it to some runtimes (with the reason). */
-export function test(name, fn, { only, why } = {}) {
-  tests.push({ name, fn, skip: only && !only.includes(runtime) ? `not on ${runtime}: ${why}` : null });
+/**
+ * Register a test. `only` restricts it to some runtimes (`why` says why);
+ * `needs` names a missing tool and its install line: the test is skipped,
+ * or fails under CI=true (CI has every tool).
+ */
+export function test(name, fn, { only, why, needs } = {}) {
+  let skip = only && !only.includes(runtime) ? `not on ${runtime}: ${why}` : null;
+  if (needs && process.env.CI === 'true') fn = () => assert.fail(`CI=true and ${needs}`);
+  else if (needs) skip = needs;
+  tests.push({ name, fn, skip });
 }
 
-/** The argv that runs a script with this same runtime (and its flags). */
+/**
+ * The argv that runs a script with this same runtime (and its flags). Under
+ * an emulator (an arm64 Node in qemu-aarch64, which cannot exec an arm64
+ * binary itself), FDPASS_CONFORMANCE_EMULATOR is its argv prefix, e.g.
+ * "qemu-aarch64 -L /usr/aarch64-linux-gnu".
+ */
 export function runtimeArgv(script) {
-  if (runtime === 'deno') return [process.execPath, 'run', '-A', '--node-modules-dir=manual', script];
-  return [process.execPath, script];
+  const emulator = (process.env.FDPASS_CONFORMANCE_EMULATOR ?? '').split(' ').filter(Boolean);
+  if (runtime === 'deno') return [...emulator, process.execPath, 'run', '-A', '--node-modules-dir=manual', script];
+  return [...emulator, process.execPath, script];
 }
 
 /**
  * Run `code` (an ES module) in a child process of this runtime, from a file
  * inside this directory so that 'fdpass' resolves as it does here. Resolves
  * with { code, signal, stdout, stderr }; kills the child after `timeout` ms.
+ * `wrap(argv)` puts a program in front (systemd-socket-activate).
  */
-export function runChild(code, { env = {}, timeout = 30_000, stdio } = {}) {
+export function runChild(code, { env = {}, timeout = 30_000, stdio, wrap = (argv) => argv } = {}) {
   const dir = new URL('.', import.meta.url).pathname;
   const file = join(dir, `.child-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   return import('node:fs').then(({ writeFileSync }) => {
     writeFileSync(file, code);
-    const [cmd, ...args] = runtimeArgv(file);
+    const [cmd, ...args] = wrap(runtimeArgv(file));
     return new Promise((resolve) => {
       const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: stdio ?? ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
