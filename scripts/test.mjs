@@ -7,7 +7,7 @@
 // and log why; the run ends with one summary of what was skipped and the
 // apt-get line that would run it. Under CI=true such a skip fails the run.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,8 +22,14 @@ function find(dir) {
   return out;
 }
 
-const filters = process.argv.slice(2);
-const files = find('build-test/test').filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+// An argument that is a .js file runs that file (test/runner.test.ts runs its fixtures so).
+const args = process.argv.slice(2);
+const given = args.filter((a) => a.endsWith('.js') && existsSync(a));
+const filters = args.filter((a) => !given.includes(a));
+const files = [
+  ...given,
+  ...(filters.length === 0 && given.length > 0 ? [] : find('build-test/test').filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))),
+];
 if (files.length === 0) {
   console.error('no test files found (run "npm test", which compiles them first)');
   process.exit(1);

@@ -178,7 +178,7 @@ function record(reason: string, absent: Need[]): void {
 
 /** The skip reason for these needs, or null when all are there. */
 export function reasonFor(needs: readonly Need[]): string | null {
-  const absent = needs.filter((n) => missing(n) !== null);
+  const absent = [...new Set(needs)].filter((n) => missing(n) !== null);
   if (absent.length === 0) return null;
   const why = absent.map((n) => `${n} (${missing(n)})`).join(', ');
   const apt = aptLine(absent);
@@ -187,7 +187,7 @@ export function reasonFor(needs: readonly Need[]): string | null {
 }
 
 function absentOf(list: readonly Need[]): Need[] {
-  return list.filter((n) => missing(n) !== null);
+  return [...new Set(list)].filter((n) => missing(n) !== null);
 }
 
 function ciFailure(reason: string): Error {
