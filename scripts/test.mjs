@@ -59,10 +59,10 @@ try {
       `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
       '--test-reporter-destination=stdout',
       `--test-reporter=${reporter}`,
-      `--test-reporter-destination=${skipped}`,
+      '--test-reporter-destination=/dev/null', // it writes FDPASS_REPORT_LOG itself
       ...files,
     ],
-    { stdio: 'inherit', env: { ...process.env, FDPASS_SKIP_LOG: skipLog, FDPASS_TEST_RUN: logDir, TMPDIR: runTmp } },
+    { stdio: 'inherit', env: { ...process.env, FDPASS_SKIP_LOG: skipLog, FDPASS_REPORT_LOG: skipped, FDPASS_TEST_RUN: logDir, TMPDIR: runTmp } },
   );
   status = r.status ?? 1;
   status = summarize(status);
