@@ -4,6 +4,9 @@
       "target_name": "fdpass",
       "sources": [
         "native/fdpass.c",
+        "native/sock.c",
+        "native/msg.c",
+        "native/watcher.c",
         "native/pidfd.c",
         "native/seccomp.c",
         "native/tty.c",

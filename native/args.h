@@ -1,27 +1,114 @@
-// Argument helpers shared by the small syscall files (pidfd.c, seccomp.c,
-// tty.c, inet.c): each exported function takes int32 arguments (inet.c also
-// bytes) and returns a number, a result or -errno, as in fdpass.c.
+// Argument helpers shared by every binding file (sock.c, msg.c, watcher.c,
+// pidfd.c, seccomp.c, tty.c, inet.c): each binding takes numbers and typed
+// arrays and returns a number, a result or -errno. Bad arguments throw
+// (ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE) before any syscall.
 #ifndef FDPASS_ARGS_H
 #define FDPASS_ARGS_H
 
+// accept4, SO_PEERCRED, recvmmsg...: before any system header.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <node_api.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+// Read argc arguments into argv (undefined where the caller passed fewer);
+// 0, or -1 with a JS exception pending.
+static inline int fdp_get_args(napi_env env, napi_callback_info info,
+                               size_t argc, napi_value *argv) {
+  size_t n = argc;
+  return napi_get_cb_info(env, info, &n, argv, NULL, NULL) == napi_ok ? 0 : -1;
+}
+
+// The one argument macro: every binding that takes arguments starts with
+// FDP_ARGS(n), and finds them in argv[0..n).
+#define FDP_ARGS(n)                                                            \
+  napi_value argv[(n)];                                                        \
+  if (fdp_get_args(env, info, (n), argv) != 0)                                 \
+  return NULL
+
+static inline napi_value fdp_type_error(napi_env env, const char *what) {
+  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", what);
+  return NULL;
+}
+
+static inline napi_value fdp_range_error(napi_env env, const char *what) {
+  napi_throw_range_error(env, "ERR_OUT_OF_RANGE", what);
+  return NULL;
+}
+
+// An int32 argument; 0, or -1 with a TypeError pending.
+static inline int fdp_int(napi_env env, napi_value v, int32_t *out) {
+  if (napi_get_value_int32(env, v, out) == napi_ok)
+    return 0;
+  fdp_type_error(env, "expected int32 arguments");
+  return -1;
+}
 
 // Read argc int32 arguments into out; 0, or -1 with a JS exception pending.
 static inline int fdp_int_args(napi_env env, napi_callback_info info,
                                size_t argc, int32_t *out) {
   napi_value argv[8];
-  size_t n = argc;
-  if (argc > 8 || napi_get_cb_info(env, info, &n, argv, NULL, NULL) != napi_ok)
+  if (argc > 8 || fdp_get_args(env, info, argc, argv))
     return -1;
-  for (size_t i = 0; i < argc; i++) {
-    if (i >= n || napi_get_value_int32(env, argv[i], &out[i]) != napi_ok) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                            "expected int32 arguments");
+  for (size_t i = 0; i < argc; i++)
+    if (fdp_int(env, argv[i], &out[i]))
       return -1;
-    }
-  }
   return 0;
+}
+
+// The bytes of a Uint8Array (or Buffer), or of an Int32Array (len in
+// bytes); NULL, with a TypeError pending, for anything else.
+static inline void *fdp_bytes(napi_env env, napi_value v, size_t *len) {
+  napi_typedarray_type type;
+  void *data = NULL;
+  size_t length = 0, offset;
+  napi_value ab;
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
+      napi_get_typedarray_info(env, v, &type, &length, &data, &ab, &offset) !=
+          napi_ok) {
+    fdp_type_error(env, "expected a typed array");
+    return NULL;
+  }
+  if (type == napi_int32_array)
+    length *= sizeof(int32_t);
+  *len = length;
+  return data ? data : (void *)"";
+}
+
+// Fill a sockaddr_un from the bytes JS prepared: a path, or a NUL byte and an
+// abstract name. Paths get their terminating NUL; abstract names count it
+// not. 0, or -1 with a TypeError pending.
+static inline int fdp_addr(napi_env env, napi_value v, struct sockaddr_un *sa,
+                           socklen_t *len) {
+  size_t n;
+  const char *bytes = fdp_bytes(env, v, &n);
+  if (!bytes)
+    return -1;
+  if (n == 0 || n > sizeof(sa->sun_path) - (bytes[0] != 0)) {
+    fdp_type_error(env, "address length out of range");
+    return -1;
+  }
+  memset(sa, 0, sizeof(*sa));
+  sa->sun_family = AF_UNIX;
+  memcpy(sa->sun_path, bytes, n);
+  *len =
+      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (bytes[0] != 0));
+  return 0;
+}
+
+// A BigInt argument as 64 bits; 0, or -1 with a TypeError pending.
+static inline int fdp_u64(napi_env env, napi_value v, uint64_t *out) {
+  bool lossless;
+  if (napi_get_value_bigint_uint64(env, v, out, &lossless) == napi_ok)
+    return 0;
+  fdp_type_error(env, "expected a BigInt");
+  return -1;
 }
 
 static inline napi_value fdp_number(napi_env env, int64_t v) {
@@ -35,6 +122,14 @@ typedef struct {
   const char *name;
   napi_callback fn;
 } fdp_function_t;
+
+// A constant JS reads from the addon instead of repeating it.
+typedef struct {
+  const char *name;
+  int value;
+} fdp_const_t;
+
+#define FDP_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 // Add functions to exports; napi_ok or the first failure.
 static inline napi_status fdp_export(napi_env env, napi_value exports,
@@ -51,7 +146,25 @@ static inline napi_status fdp_export(napi_env env, napi_value exports,
   return napi_ok;
 }
 
-// Registration of each file's functions, called from the addon's init.
+// Add constants to exports; napi_ok or the first failure.
+static inline napi_status fdp_export_consts(napi_env env, napi_value exports,
+                                            const fdp_const_t *consts,
+                                            size_t count) {
+  for (size_t i = 0; i < count; i++) {
+    napi_value v = fdp_number(env, consts[i].value);
+    napi_status s = v ? napi_set_named_property(env, exports, consts[i].name, v)
+                      : napi_generic_failure;
+    if (s != napi_ok)
+      return s;
+  }
+  return napi_ok;
+}
+
+// Registration of each file's bindings, called from the addon's init
+// (fdpass.c).
+napi_status fdp_init_sock(napi_env env, napi_value exports);
+napi_status fdp_init_msg(napi_env env, napi_value exports);
+napi_status fdp_init_watcher(napi_env env, napi_value exports);
 napi_status fdp_init_pidfd(napi_env env, napi_value exports);
 napi_status fdp_init_seccomp(napi_env env, napi_value exports);
 napi_status fdp_init_tty(napi_env env, napi_value exports);

@@ -13,42 +13,21 @@
 
 #define INET_V6ONLY 1 // flags bit: IPV6_V6ONLY on an AF_INET6 listener
 
-static int arg_i32(napi_env env, napi_value v, int *out) {
-  return napi_get_value_int32(env, v, out) == napi_ok ? 0 : -1;
-}
-
-static uint8_t *arg_u8(napi_env env, napi_value v, size_t *len) {
-  napi_typedarray_type type;
-  void *data = NULL;
-  napi_value ab;
-  size_t offset;
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, v, &type, len, &data, &ab, &offset) !=
-          napi_ok ||
-      type != napi_uint8_array)
-    return NULL;
-  return data ? data : (uint8_t *)"";
-}
-
 static napi_value result(napi_env env, int64_t v) { return fdp_number(env, v); }
 
 // inetListen(family 4|6, address: Uint8Array(4|16), port, backlog, flags)
 //   -> listening fd | -errno. SO_REUSEADDR as Node sets it.
 static napi_value fdp_inet_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 5, n = 0;
-  napi_value argv[5];
+  FDP_ARGS(5);
+  size_t n = 0;
   int family, port, backlog, flags, one = 1;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+  uint8_t *addr = fdp_bytes(env, argv[1], &n);
+  if (!addr || fdp_int(env, argv[0], &family) || fdp_int(env, argv[2], &port) ||
+      fdp_int(env, argv[3], &backlog) || fdp_int(env, argv[4], &flags))
     return NULL;
-  uint8_t *addr = arg_u8(env, argv[1], &n);
-  if (arg_i32(env, argv[0], &family) || !addr || arg_i32(env, argv[2], &port) ||
-      arg_i32(env, argv[3], &backlog) || arg_i32(env, argv[4], &flags) ||
-      (family != 4 && family != 6) || n != (family == 4 ? 4u : 16u) ||
-      port < 0 || port > 65535) {
-    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "inetListen arguments");
-    return NULL;
-  }
+  if ((family != 4 && family != 6) || n != (family == 4 ? 4u : 16u) ||
+      port < 0 || port > 65535)
+    return fdp_range_error(env, "inetListen arguments");
   struct sockaddr_in sin;
   struct sockaddr_in6 sin6;
   struct sockaddr *sa;
@@ -86,18 +65,16 @@ static napi_value fdp_inet_listen(napi_env env, napi_callback_info info) {
 // inetSockName(fd, out: Uint8Array(16)) -> family (4|6) * 65536 + port |
 // -errno; the address bytes go to out (4 or 16 of them).
 static napi_value fdp_inet_sock_name(napi_env env, napi_callback_info info) {
-  size_t argc = 2, n = 0;
-  napi_value argv[2];
+  FDP_ARGS(2);
+  size_t n = 0;
   int fd;
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
+  uint8_t *out = fdp_bytes(env, argv[1], &n);
+  if (!out || fdp_int(env, argv[0], &fd))
     return NULL;
-  uint8_t *out = arg_u8(env, argv[1], &n);
-  if (arg_i32(env, argv[0], &fd) || !out || n < 16) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "inetSockName");
-    return NULL;
-  }
+  if (n < 16)
+    return fdp_range_error(env, "inetSockName out");
   if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
     return result(env, -errno);
   if (ss.ss_family == AF_INET) {

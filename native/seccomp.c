@@ -70,52 +70,18 @@ static int ioctl_retry(int fd, unsigned long req, void *arg) {
   return r < 0 ? -errno : r;
 }
 
-// Read argc arguments into argv; 0, or -1 with a JS exception pending.
-static int get_args(napi_env env, napi_callback_info info, size_t argc,
-                    napi_value *argv) {
-  size_t n = argc;
-  if (napi_get_cb_info(env, info, &n, argv, NULL, NULL) != napi_ok)
-    return -1;
-  if (n < argc) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "missing arguments");
-    return -1;
-  }
-  return 0;
-}
-
-static int int_arg(napi_env env, napi_value v, int32_t *out) {
-  if (napi_get_value_int32(env, v, out) == napi_ok)
-    return 0;
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected an int32");
-  return -1;
-}
-
-static int u64_arg(napi_env env, napi_value v, uint64_t *out) {
-  bool lossless;
-  if (napi_get_value_bigint_uint64(env, v, out, &lossless) == napi_ok)
-    return 0;
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "expected a BigInt");
-  return -1;
-}
-
 // seccompRecv(fd, out: Uint8Array(80)) -> 0 (a notification in out) |
 // 1 (hung up: no process of the filter is left) | -EAGAIN (nothing pending)
 // | -errno (ENOENT: its target died between poll and receive)
 static napi_value fdp_seccomp_recv(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  FDP_ARGS(2);
   int32_t fd;
-  napi_typedarray_type type;
-  size_t length;
-  void *data;
-  if (get_args(env, info, 2, argv) || int_arg(env, argv[0], &fd))
+  size_t length = 0;
+  void *data = fdp_bytes(env, argv[1], &length);
+  if (!data || fdp_int(env, argv[0], &fd))
     return NULL;
-  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL,
-                               NULL) != napi_ok ||
-      type != napi_uint8_array || length < sizeof(struct fdp_notif)) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
-                          "out must be a Uint8Array of 80 bytes");
-    return NULL;
-  }
+  if (length < sizeof(struct fdp_notif))
+    return fdp_range_error(env, "out must be a Uint8Array of 80 bytes");
   struct pollfd p = {.fd = fd, .events = POLLIN};
   int r;
   do
@@ -142,14 +108,14 @@ static napi_value fdp_seccomp_recv(napi_env env, napi_callback_info info) {
 // seccompSend(fd, id, val: BigInt (int64 bits), error, continue) -> 0 |
 // -errno (ENOENT: the target is gone or the id is unknown)
 static napi_value fdp_seccomp_send(napi_env env, napi_callback_info info) {
-  napi_value argv[5];
+  FDP_ARGS(5);
   int32_t fd, error, cont;
   struct fdp_notif_resp resp;
   memset(&resp, 0, sizeof(resp));
   uint64_t val;
-  if (get_args(env, info, 5, argv) || int_arg(env, argv[0], &fd) ||
-      u64_arg(env, argv[1], &resp.id) || u64_arg(env, argv[2], &val) ||
-      int_arg(env, argv[3], &error) || int_arg(env, argv[4], &cont))
+  if (fdp_int(env, argv[0], &fd) || fdp_u64(env, argv[1], &resp.id) ||
+      fdp_u64(env, argv[2], &val) || fdp_int(env, argv[3], &error) ||
+      fdp_int(env, argv[4], &cont))
     return NULL;
   resp.val = (int64_t)val;
   resp.error = error;
@@ -159,11 +125,10 @@ static napi_value fdp_seccomp_send(napi_env env, napi_callback_info info) {
 
 // seccompIdValid(fd, id) -> 0 while the request is pending | -ENOENT
 static napi_value fdp_seccomp_id_valid(napi_env env, napi_callback_info info) {
-  napi_value argv[2];
+  FDP_ARGS(2);
   int32_t fd;
   uint64_t id;
-  if (get_args(env, info, 2, argv) || int_arg(env, argv[0], &fd) ||
-      u64_arg(env, argv[1], &id))
+  if (fdp_int(env, argv[0], &fd) || fdp_u64(env, argv[1], &id))
     return NULL;
   return fdp_number(env, ioctl_retry(fd, FDP_NOTIF_ID_VALID, &id));
 }
@@ -172,14 +137,13 @@ static napi_value fdp_seccomp_id_valid(napi_env env, napi_callback_info info) {
 //   -> the fd's number in the target | -errno. With send, the target's
 //   syscall returns that number and the request is answered.
 static napi_value fdp_seccomp_addfd(napi_env env, napi_callback_info info) {
-  napi_value argv[6];
+  FDP_ARGS(6);
   int32_t fd, srcfd, newfd, send, cloexec;
   struct fdp_notif_addfd add;
   memset(&add, 0, sizeof(add));
-  if (get_args(env, info, 6, argv) || int_arg(env, argv[0], &fd) ||
-      u64_arg(env, argv[1], &add.id) || int_arg(env, argv[2], &srcfd) ||
-      int_arg(env, argv[3], &newfd) || int_arg(env, argv[4], &send) ||
-      int_arg(env, argv[5], &cloexec))
+  if (fdp_int(env, argv[0], &fd) || fdp_u64(env, argv[1], &add.id) ||
+      fdp_int(env, argv[2], &srcfd) || fdp_int(env, argv[3], &newfd) ||
+      fdp_int(env, argv[4], &send) || fdp_int(env, argv[5], &cloexec))
     return NULL;
   add.srcfd = (uint32_t)srcfd;
   if (newfd >= 0) {

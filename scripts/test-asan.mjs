@@ -7,7 +7,7 @@
 // Arguments filter test files like scripts/test.mjs; default: the core tests
 // and the fuzzing/hardening suites (the files directly under test/).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 const prefix = dirname(dirname(process.execPath));
@@ -18,6 +18,8 @@ if (!existsSync(join(include, 'node_api.h'))) {
   process.exit(1);
 }
 mkdirSync('build-asan', { recursive: true });
+// The addon's sources, as binding.gyp lists them.
+const sources = JSON.parse(readFileSync('binding.gyp', 'utf8')).targets[0].sources;
 const out = join(process.cwd(), 'build-asan', 'fdpass.node');
 execFileSync(
   'gcc',
@@ -25,8 +27,7 @@ execFileSync(
     '-std=c11', '-Wall', '-Wextra', '-Werror', '-O1', '-g', '-fno-omit-frame-pointer',
     '-fsanitize=address,undefined', '-fno-sanitize-recover=all',
     '-DNAPI_VERSION=8', '-I', include, '-shared', '-fPIC',
-    '-pthread', '-o', out, 'native/fdpass.c', 'native/pidfd.c', 'native/seccomp.c', 'native/tty.c', 'native/inet.c',
-    'native/watcher_thread.c',
+    '-pthread', '-o', out, ...sources,
   ],
   { stdio: 'inherit' },
 );

@@ -1,5 +1,5 @@
 // Socket addresses: a path (sun_path, 107 bytes) or an abstract name.
-import { invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import { ErrorCodes, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { native } from './native.js';
 
 export type SocketType = 'stream' | 'seqpacket' | 'dgram';
@@ -54,7 +54,7 @@ export function encodeAddress(options: AddressOptions): ResolvedAddress {
     if (path.includes('\0')) throw invalidArgValue('path', 'must not contain NUL bytes', path);
     const bytes = Buffer.from(path, 'utf8');
     if (bytes.length > SUN_PATH_MAX) {
-      throw outOfRange('path', `at most ${SUN_PATH_MAX} bytes (sun_path)`, path, 'ERR_FDPASS_PATH_TOO_LONG', tooLong(path, bytes.length));
+      throw outOfRange('path', `at most ${SUN_PATH_MAX} bytes (sun_path)`, path, ErrorCodes.PATH_TOO_LONG, tooLong(path, bytes.length));
     }
     return { bytes, display: path, path };
   }
@@ -64,7 +64,7 @@ export function encodeAddress(options: AddressOptions): ResolvedAddress {
     if (abstract.includes('\0')) throw invalidArgValue('abstract', 'must not contain NUL bytes', abstract);
     const name = Buffer.from(abstract, 'utf8');
     if (name.length > SUN_PATH_MAX) {
-      throw outOfRange('abstract', `at most ${SUN_PATH_MAX} bytes`, abstract, 'ERR_FDPASS_PATH_TOO_LONG', tooLong(abstract, name.length));
+      throw outOfRange('abstract', `at most ${SUN_PATH_MAX} bytes`, abstract, ErrorCodes.PATH_TOO_LONG, tooLong(abstract, name.length));
     }
     const bytes = new Uint8Array(name.length + 1);
     bytes.set(name, 1);

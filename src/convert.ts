@@ -4,16 +4,16 @@
 // closed the fd already (except EBADF: then there was nothing to close).
 import { closeSync, createReadStream, createWriteStream, fstatSync, type Stats } from 'node:fs';
 import { Server, Socket, type SocketConstructorOpts } from 'node:net';
+import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ErrorCodes, FdPassError, systemError } from './errors.js';
 import { checkFdNumber } from './fds.js';
 import { native } from './native.js';
+import { socketInfo } from './io/sockops.js';
 import { runtime, unsupportedRuntime } from './runtime.js';
-import { socketInfo } from './socket.js';
 
-const AF_UNIX = 1;
-const AF_INET = 2;
-const AF_INET6 = 10;
+const { AF_UNIX, AF_INET, AF_INET6 } = native;
+const { EBADF } = constants.errno;
 
 function closeQuietly(fd: number): void {
   try {
@@ -46,7 +46,7 @@ function statFd(fd: number): Stats {
     return fstatSync(fd);
   } catch (err) {
     const errno = (err as { errno?: unknown }).errno;
-    throw systemError(typeof errno === 'number' ? errno : -9, 'fstat');
+    throw systemError(typeof errno === 'number' ? errno : -EBADF, 'fstat');
   }
 }
 
@@ -105,7 +105,7 @@ export async function serverFromFd<S extends Server = Server>(fd: number, server
 }
 
 /** Options of readStreamFromFd and writeStreamFromFd. */
-export interface FdStreamOptions {
+export interface StreamFromFdOptions {
   /** Bytes buffered before backpressure (the streams' highWaterMark). */
   highWaterMark?: number;
   /** Decode read data as this encoding (readable side only). */
@@ -122,7 +122,7 @@ function isStreamLike(st: Stats): boolean {
  * blocking a thread). Takes ownership: the stream closes the fd when it ends
  * or is destroyed. For a pty master use `PtyStream` from `fdpass/runc`.
  */
-export function readStreamFromFd(fd: number, options?: FdStreamOptions): Readable {
+export function readStreamFromFd(fd: number, options?: StreamFromFdOptions): Readable {
   checkFdNumber(fd);
   const st = statFd(fd);
   return owning(fd, () => {
@@ -140,7 +140,7 @@ export function readStreamFromFd(fd: number, options?: FdStreamOptions): Readabl
  * write-only `net.Socket` for a pipe or a socket. Takes ownership: the stream
  * closes the fd when it finishes or is destroyed.
  */
-export function writeStreamFromFd(fd: number, options?: Omit<FdStreamOptions, 'encoding'>): Writable {
+export function writeStreamFromFd(fd: number, options?: Omit<StreamFromFdOptions, 'encoding'>): Writable {
   checkFdNumber(fd);
   const st = statFd(fd);
   return owning(fd, () => {

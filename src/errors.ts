@@ -114,10 +114,6 @@ export function systemError(errno: number, syscall: string, path?: string): FdPa
   });
 }
 
-export function fdpassError(code: ErrorCode, message: string): FdPassError {
-  return new FdPassError(code, message);
-}
-
 export function closedError(what = 'socket'): FdPassError {
   return new FdPassError(ErrorCodes.CLOSED, `the ${what} is closed`);
 }

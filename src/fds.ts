@@ -1,5 +1,6 @@
 // FdLike: what users hand over when they send an fd, and the checks on fds.
 import type { Server, Socket } from 'node:net';
+import { constants } from 'node:os';
 import { Socket as DgramSocketClass, type Socket as DgramSocket } from 'node:dgram';
 import { FdPassError, invalidArgType, outOfRange, systemError } from './errors.js';
 import { native } from './native.js';
@@ -67,7 +68,7 @@ export function toFd(value: unknown, name = 'fd'): number {
   if (typeof fd !== 'number') {
     throw invalidArgType(name, 'an fd number or an object that owns an fd (net.Socket, net.Server, dgram.Socket, FileHandle)', value);
   }
-  if (fd < 0) throw new FdPassError('EBADF', `${name}: the object holds no open fd (closed?)`, { errno: -9 });
+  if (fd < 0) throw new FdPassError('EBADF', `${name}: the object holds no open fd (closed?)`, { errno: -constants.errno.EBADF });
   return checkFdNumber(fd, name);
 }
 

@@ -15,4 +15,10 @@ export { FdPassError, ErrorCodes } from './errors.js';
 export type { ErrorCode } from './errors.js';
 export type { AddressOptions, SocketType } from './address.js';
 export { socketFromFd, serverFromFd, readStreamFromFd, writeStreamFromFd } from './convert.js';
-export type { FdStreamOptions } from './convert.js';
+export type { StreamFromFdOptions } from './convert.js';
+import type { StreamFromFdOptions } from './convert.js';
+/**
+ * @deprecated The options of readStreamFromFd and writeStreamFromFd are now
+ * named StreamFromFdOptions; `FdStreamOptions` is FdStream's (fdpass/stream).
+ */
+export type FdStreamOptions = StreamFromFdOptions;

@@ -54,7 +54,11 @@ export interface NativeBinding {
   threadWatch(fd: number, callback: (events: number) => void): Watcher | number;
   threadSetEvents(watcher: Watcher, events: number): number;
   threadCloseWatcher(watcher: Watcher, closeFd: boolean): number;
-  setOwnedMap(map: Uint8Array): void;
+  /** The owned-fd map's bytes (see ownedMap below), owned by this addon instance. */
+  readonly ownedMap: ArrayBuffer;
+  readonly AF_UNIX: number;
+  readonly AF_INET: number;
+  readonly AF_INET6: number;
   // native/pidfd.c
   pidfdOpen(pid: number): number;
   pidfdSendSignal(pidfd: number, signal: number): number;
@@ -74,16 +78,32 @@ export interface NativeBinding {
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;
-  readonly MSG_TRUNC: number;
-  readonly MSG_CTRUNC: number;
-  readonly FDP_EOF: number;
   readonly POLLIN: number;
   readonly POLLOUT: number;
   readonly POLLERR: number;
   readonly POLLHUP: number;
-  readonly MAX_FDS: number;
-  readonly META_INTS: number;
+  /** -EAGAIN, as the bindings return it. */
   readonly EAGAIN: number;
+  // msg.c: sizes and the layout of recvBatch's meta array
+  readonly MAX_FDS: number;
+  /** The most fds one message of a batch can bring (the control buffer's room). */
+  readonly FD_ROOM: number;
+  /** The most messages one recvBatch reads. */
+  readonly BATCH: number;
+  readonly META_INTS: number;
+  readonly META_BYTES: number;
+  readonly META_FDS: number;
+  readonly META_FLAGS: number;
+  readonly META_CONTROL: number;
+  /** The batch's status int: the socket was found empty. */
+  readonly BATCH_DRAINED: number;
+  readonly MSG_TRUNC: number;
+  readonly MSG_CTRUNC: number;
+  readonly FDP_EOF: number;
+  // watcher.c: uv_poll_event
+  readonly UV_READABLE: number;
+  readonly UV_WRITABLE: number;
+  readonly UV_DISCONNECT: number;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -131,19 +151,9 @@ checkRuntime();
 export const native: NativeBinding = { ...load() };
 
 /**
- * Fds received by the addon and not yet handed to the user. The addon marks a
- * bit per fd; delivering an fd clears it; the end of this environment (a
- * worker that exits) closes every fd still marked.
+ * Fds received by the addon and not yet handed to the user: a bit per fd.
+ * The addon sets it on receipt, close clears it, handing an fd out clears
+ * it; the end of this environment (a worker that exits) closes every fd
+ * still marked. The memory belongs to the addon instance.
  */
-// One map per environment, shared by every copy of this module in it (the ESM
-// and CommonJS builds load the same addon instance): a second copy that
-// installed its own map would orphan the marks of the first.
-const OWNED_MAP = Symbol.for('fdpass.ownedMap');
-const holder = globalThis as { [OWNED_MAP]?: Uint8Array };
-export const ownedMap: Uint8Array = holder[OWNED_MAP] ?? (holder[OWNED_MAP] = new Uint8Array(1 << 17));
-native.setOwnedMap(ownedMap);
-
-/** Hand an fd to the user: it is theirs to close from now on. */
-export function disown(fd: number): void {
-  if (fd >= 0 && fd < ownedMap.length * 8) ownedMap[fd >> 3]! &= ~(1 << (fd & 7));
-}
+export const ownedMap: Uint8Array = new Uint8Array(native.ownedMap);

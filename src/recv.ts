@@ -3,21 +3,23 @@
 // outcome, every fd that arrived ends up either handed to the caller or closed.
 import { ErrorCodes, FdPassError, systemError } from './errors.js';
 import { MAX_FDS } from './fds.js';
-import { disown, native } from './native.js';
+import { discardFds, disown } from './io/owned.js';
+import { native } from './native.js';
 
 /** runc's MaxNameLen: names of this many bytes or more are refused. */
 export const MAX_NAME_LEN = 4096;
 export const DEFAULT_MAX_BYTES = 65536;
 export { MAX_FDS };
-/** Messages read per crossing into C, at most. */
-export const BATCH = 64;
+/** Messages read per crossing into C, at most (the addon's recvmmsg batch). */
+export const BATCH: number = native.BATCH;
 
-const FD_ROOM = 264; // the most fds one recvmsg can install with our control buffer
+// The addon's layout of a batch's meta array: META_INTS ints per message.
+const { FD_ROOM, META_INTS, META_BYTES, META_FDS, META_FLAGS, META_CONTROL, BATCH_DRAINED } = native;
 // A data slot of the default size per message of a batch (recvmmsg fills each
-// slot; pages never written cost no memory).
+// slot; pages never written cost no memory), and the fd room of each.
 const scratchData = Buffer.allocUnsafeSlow(BATCH * DEFAULT_MAX_BYTES);
 const scratchFds = new Int32Array(BATCH * FD_ROOM);
-const scratchMeta = new Int32Array(BATCH * native.META_INTS + 1);
+const scratchMeta = new Int32Array(BATCH * META_INTS + 1);
 let scratchBig: Buffer | null = null;
 
 export const FLAG_TRUNC = native.MSG_TRUNC;
@@ -41,7 +43,8 @@ export type RawEntry = RawMessage | FdPassError;
  * in the scratch fds (a plain loop: Array.from iterates, 4x slower).
  */
 function messageAt(data: Buffer, i: number, off: number, fdOff: number): RawMessage {
-  const nfds = scratchMeta[i * 4 + 1]!;
+  const m = i * META_INTS;
+  const nfds = scratchMeta[m + META_FDS]!;
   let fds: number[];
   // Literals for the common counts: packed arrays, no loop.
   if (nfds === 0) fds = [];
@@ -50,24 +53,29 @@ function messageAt(data: Buffer, i: number, off: number, fdOff: number): RawMess
     fds = new Array<number>(nfds);
     for (let k = 0; k < nfds; k++) fds[k] = scratchFds[fdOff + k]!;
   }
-  return { data: copyOut(data, off, scratchMeta[i * 4]!), fds, flags: scratchMeta[i * 4 + 2]!, control: scratchMeta[i * 4 + 3]! };
+  return {
+    data: copyOut(data, off, scratchMeta[m + META_BYTES]!),
+    fds,
+    flags: scratchMeta[m + META_FLAGS]!,
+    control: scratchMeta[m + META_CONTROL]!,
+  };
 }
 
-/**
- * True when the last readBatch found the socket empty after its messages: no
- * need to read again before the next readiness event.
- */
-export let lastBatchDrained = false;
+/** readBatch: the socket may hold more; read again before waiting. */
+export const READ_MORE = 0;
+/** readBatch: the socket was found empty; wait for readiness before reading again. */
+export const READ_DRAINED = 1;
 
 /**
  * Read up to `maxMessages` messages (one recvmmsg, or recvmsg for one) from
- * fd without blocking. Returns the entries, or a negative errno when the first
- * read failed (-EAGAIN when nothing is there). An error after some messages
- * comes as a trailing FdPassError entry. The fd room is always full (253): a batch
- * reads ahead for later callers, whose limits the caller applies on handing
- * a message out, so the kernel must never cut fds on their behalf.
+ * fd without blocking, appending them to `into`. Returns READ_MORE or
+ * READ_DRAINED, or a negative errno when the read failed (-EAGAIN when
+ * nothing was there), having appended nothing. The fd room is always full
+ * (253): a batch reads ahead for later callers, whose limits the caller
+ * applies on handing a message out, so the kernel must never cut fds on
+ * their behalf.
  */
-export function readBatch(fd: number, maxMessages: number, maxBytes: number, connected: boolean): RawEntry[] | number {
+export function readBatch(fd: number, maxMessages: number, maxBytes: number, connected: boolean, into: RawEntry[]): number {
   let data: Buffer = scratchData;
   if (maxBytes > data.length) {
     if (!scratchBig || scratchBig.length < maxBytes) scratchBig = Buffer.allocUnsafeSlow(maxBytes);
@@ -76,21 +84,16 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
   }
   const meta = scratchMeta;
   const n = native.recvBatch(fd, data, scratchFds, meta, maxMessages, maxBytes, MAX_FDS, connected ? 1 : 0);
-  lastBatchDrained = n === native.EAGAIN;
   if (n < 0) return n;
   if (scratchBig && data === scratchBig && scratchBig.length > 4 << 20) scratchBig = null;
-  const out: RawEntry[] = new Array(n);
   let off = 0;
   let fdOff = 0;
   for (let i = 0; i < n; i++) {
-    out[i] = messageAt(data, i, off, fdOff);
-    off += meta[i * 4]!;
-    fdOff += meta[i * 4 + 1]!;
+    into.push(messageAt(data, i, off, fdOff));
+    off += meta[i * META_INTS + META_BYTES]!;
+    fdOff += meta[i * META_INTS + META_FDS]!;
   }
-  const pending = meta[maxMessages * 4]!;
-  if (pending < 0) out.push(systemError(pending, 'recvmsg'));
-  else lastBatchDrained = pending === 1;
-  return out;
+  return meta[maxMessages * META_INTS] === BATCH_DRAINED ? READ_DRAINED : READ_MORE;
 }
 
 /**
@@ -123,9 +126,9 @@ export function readFdSync(fd: number): { name: string; fd: number } | FdPassErr
   const failed = readOneIntoScratch(fd, true);
   if (failed) return failed;
   const meta = scratchMeta;
-  const len = meta[0]!;
+  const len = meta[META_BYTES]!;
   // One SCM_RIGHTS (control 1) with one fd, no flags, a name that fits.
-  if (meta[1] === 1 && meta[2] === 0 && meta[3] === 1 && len < MAX_NAME_LEN) {
+  if (meta[META_FDS] === 1 && meta[META_FLAGS] === 0 && meta[META_CONTROL] === 1 && len < MAX_NAME_LEN) {
     const received = scratchFds[0]!;
     disown(received);
     return { name: scratchData.toString('utf8', 0, len), fd: received };
@@ -158,16 +161,6 @@ function copyOut(src: Buffer, off: number, len: number): Buffer {
     b.set(new Uint8Array(src.buffer, src.byteOffset + off, len));
   }
   return b;
-}
-
-/** Close fds that nobody will receive (errors ignored: they are ours). */
-export function discardFds(fds: readonly number[]): void {
-  for (let i = 0; i < fds.length; i++) native.close(fds[i]!);
-}
-
-/** Hand a message's fds to the caller. */
-export function disownAll(fds: readonly number[]): void {
-  for (let i = 0; i < fds.length; i++) disown(fds[i]!);
 }
 
 function fail(msg: RawMessage, code: string, message: string): FdPassError {

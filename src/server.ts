@@ -1,25 +1,14 @@
-// FdServer: a listening AF_UNIX socket that accepts FdSockets on demand.
+// FdServer: a listening AF_UNIX socket that accepts FdSockets on demand. It
+// stands on the io core: an Acceptor (src/io/acceptor.ts) and a WaitQueue.
 import { EventEmitter } from 'node:events';
-import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { resolve as resolvePath } from 'node:path';
 import { AddressOptions, ResolvedAddress, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
 import type { SocketType } from './address.js';
-import {
-  ErrorCodes,
-  FdPassError,
-  checkSignal,
-  abortError,
-  closedError,
-  invalidArgType,
-  invalidArgValue,
-  outOfRange,
-  systemError,
-} from './errors.js';
-import { checkFdNumber } from './fds.js';
-import { watch } from './io/backend.js';
-import { POLLIN, type Readiness } from './io/readiness.js';
-import { native } from './native.js';
-import { FdSocket, PeerCredentials, peerCredentials, socketInfo } from './socket.js';
+import { checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
+import { Acceptor, type Accepted } from './io/acceptor.js';
+import { adoptSocket, listenSocket, unlinkIfSame, type FileId, type PeerCredentials } from './io/sockops.js';
+import { WaitQueue } from './io/waiters.js';
+import { FdSocket, socketInternals } from './socket.js';
 
 export interface ListenOptions extends AddressOptions {
   /** listen(2) backlog; default 511. */
@@ -44,18 +33,9 @@ export interface FdServerEvents {
   close: [];
 }
 
-const ACCEPT_BATCH = 64;
-// Batches accepted per wake-up. Unbounded, a flood of connections was accepted
-// in one synchronous pass: every socket and every fd its handler received
-// stayed open until the pass ended (10,000 connections hit RLIMIT_NOFILE).
-const ACCEPT_BATCHES_PER_WAKE = 4;
-const acceptBuf = new Int32Array(ACCEPT_BATCH);
-const AF_UNIX = 1;
-
 interface AcceptWaiter {
   resolve: (s: FdSocket | null) => void;
   reject: (e: Error) => void;
-  cleanup: (() => void) | null;
 }
 
 /** The default `allow` of listeners without file permissions: our own uid only. */
@@ -73,16 +53,11 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   readonly path: string | undefined;
   /** The abstract name this server listens on, if any. */
   readonly abstract: string | undefined;
-  #fd: number;
-  #io: Readiness | null;
+  readonly #acceptor: Acceptor;
+  readonly #sockType: number;
+  readonly #waiters = new WaitQueue<AcceptWaiter>();
   #closed = false;
-  #allow: ((peer: PeerCredentials) => boolean) | undefined;
-  #sockType: number;
-  #accepted: FdSocket[] = [];
-  #waiters: AcceptWaiter[] = [];
-  #backoff: NodeJS.Timeout | null = null;
-  #fileId: { dev: number; ino: number } | null = null;
-  #pumping = false;
+  #file: FileId | null = null;
 
   private constructor(
     fd: number,
@@ -91,15 +66,19 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     allow: ((peer: PeerCredentials) => boolean) | undefined,
   ) {
     super();
-    this.#fd = fd;
     this.#sockType = type;
     this.type = socketTypeName(type);
     this.path = where.path;
     this.abstract = where.abstract;
-    this.#allow = allow;
-    this.#io = watch(fd, () => this.#onPoll());
+    this.#acceptor = new Acceptor(fd, allow, {
+      demand: () => this.#waiters.length > 0 || this.listenerCount('connection') > 0,
+      deliver: (conn) => this.#deliver(conn),
+      error: (err) => {
+        if (this.listenerCount('error') > 0) this.emit('error', err);
+      },
+    });
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
-      if (event === 'connection') queueMicrotask(() => this.#pump());
+      if (event === 'connection') queueMicrotask(() => this.#acceptor.pump());
     });
   }
 
@@ -136,38 +115,10 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     mode: number,
     allow: ((peer: PeerCredentials) => boolean) | undefined,
   ): Promise<FdServer> {
-    const fd = native.socket(type);
-    if (fd < 0) throw systemError(fd, 'socket');
-    let fileId: { dev: number; ino: number } | null = null;
-    try {
-      let r = native.bind(fd, address.bytes);
-      if (r < 0 && address.path !== undefined && -r === 98 /* EADDRINUSE */ && isStale(address.bytes, address.path, type)) {
-        unlinkSync(address.path);
-        r = native.bind(fd, address.bytes);
-      }
-      if (r < 0) throw systemError(r, 'bind', address.display);
-      if (address.path !== undefined) {
-        // Nobody can connect before listen(2): set the mode now.
-        chmodSync(address.path, mode);
-        const st = statSync(address.path);
-        fileId = { dev: st.dev, ino: st.ino };
-      }
-      r = native.listen(fd, backlog);
-      if (r < 0) throw systemError(r, 'listen', address.display);
-    } catch (err) {
-      native.close(fd);
-      if (fileId && address.path !== undefined) {
-        try {
-          unlinkSync(address.path);
-        } catch {
-          // already gone
-        }
-      }
-      throw err;
-    }
+    const { fd, file } = listenSocket(address, type, backlog, mode);
     const where = address.path !== undefined ? { path: resolvePath(address.path) } : { abstract: address.abstract as string };
     const server = new FdServer(fd, type, where, allow);
-    server.#fileId = fileId;
+    server.#file = file;
     return server;
   }
 
@@ -176,18 +127,13 @@ export class FdServer extends EventEmitter<FdServerEvents> {
    * server owns it; close() does not unlink any file.
    */
   static fromFd(fd: number, options: { allow?: (peer: PeerCredentials) => boolean } = {}): FdServer {
-    checkFdNumber(fd);
-    const info = socketInfo(fd);
-    if (info.domain !== AF_UNIX) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${fd} is not an AF_UNIX socket`);
-    if (!info.listening) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${fd} is not a listening socket`);
-    const r = native.setFlags(fd, 1, 1);
-    if (r < 0) throw systemError(r, 'fcntl');
-    return new FdServer(fd, info.type, {}, options.allow);
+    const type = adoptSocket(fd, { listening: true });
+    return new FdServer(fd, type, {}, options.allow);
   }
 
   /** The listening fd, or -1 once closed. */
   get fd(): number {
-    return this.#fd;
+    return this.#acceptor.fd;
   }
 
   get closed(): boolean {
@@ -199,12 +145,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     const signal = checkSignal(options.signal);
     return new Promise<FdSocket>((resolve, reject) => {
       if (this.#closed) return reject(closedError('server'));
-      const w: AcceptWaiter = {
-        resolve: (s) => (s ? resolve(s) : reject(closedError('server'))),
-        reject,
-        cleanup: null,
-      };
-      this.#addWaiter(w, signal);
+      this.#addWaiter({ resolve: (s) => (s ? resolve(s) : reject(closedError('server'))), reject }, signal);
     });
   }
 
@@ -218,7 +159,6 @@ export class FdServer extends EventEmitter<FdServerEvents> {
             {
               resolve: (s) => resolve(s ? { value: s, done: false } : { value: undefined, done: true }),
               reject,
-              cleanup: null,
             },
             undefined,
           );
@@ -230,118 +170,20 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   }
 
   #addWaiter(w: AcceptWaiter, signal: AbortSignal | undefined): void {
-    if (signal) {
-      if (signal.aborted) return w.reject(abortError(signal));
-      const onAbort = (): void => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) {
-          this.#waiters.splice(i, 1);
-          w.reject(abortError(signal));
-        }
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      w.cleanup = () => signal.removeEventListener('abort', onAbort);
-    }
-    this.#waiters.push(w);
-    this.#pump();
+    if (this.#waiters.add(w, signal)) this.#acceptor.pump();
   }
 
-  #demand(): boolean {
-    return this.#waiters.length > 0 || this.listenerCount('connection') > 0;
-  }
-
-  #pump(): void {
-    if (this.#pumping || this.#closed) return;
-    this.#pumping = true;
+  /** An accepted connection becomes an FdSocket, for a waiter or a 'connection' listener. */
+  #deliver(conn: Accepted): void {
+    let sock: FdSocket;
     try {
-      let batches = 0;
-      for (;;) {
-        while (this.#accepted.length > 0 && this.#demand()) {
-          const s = this.#accepted.shift()!;
-          const w = this.#waiters.shift();
-          if (w) {
-            w.cleanup?.();
-            w.resolve(s);
-          } else this.emit('connection', s);
-          if (this.#closed) return;
-        }
-        if (!this.#demand() || this.#backoff) break;
-        if (batches++ >= ACCEPT_BATCHES_PER_WAKE) {
-          // Let the loop (and the microtasks of the connections handed out)
-          // run before accepting more; the listener's readiness brings us back.
-          this.#setPolling(true);
-          break;
-        }
-        const n = native.acceptBatch(this.#fd, acceptBuf);
-        if (n === native.EAGAIN) {
-          this.#setPolling(true);
-          break;
-        }
-        if (n < 0) {
-          this.#acceptFailed(n);
-          break;
-        }
-        for (let i = 0; i < n; i++) this.#admit(acceptBuf[i]!);
-      }
-    } finally {
-      this.#pumping = false;
-    }
-  }
-
-  /** Check the peer with `allow` before anything is read; refuse by closing. */
-  #admit(fd: number): void {
-    let peer: PeerCredentials;
-    try {
-      peer = peerCredentials(fd);
+      sock = socketInternals.create(conn.fd, this.#sockType, conn.peer);
     } catch {
-      native.close(fd);
-      return;
+      return; // watching it failed: the fd was closed
     }
-    if (this.#allow) {
-      let ok = false;
-      try {
-        ok = this.#allow(peer) === true;
-      } catch (err) {
-        if (this.listenerCount('error') > 0) this.emit('error', err as Error);
-      }
-      if (!ok) {
-        native.close(fd);
-        return;
-      }
-    }
-    try {
-      this.#accepted.push(new FdSocket(fd, this.#sockType, peer));
-    } catch {
-      // the FdSocket constructor closed the fd
-    }
-  }
-
-  #acceptFailed(errno: number): void {
-    const err = systemError(errno, 'accept4');
-    const code = err.code;
-    if (code === 'ECONNABORTED' || code === 'EPROTO') return;
-    // Out of fds (EMFILE, ENFILE, ENOBUFS...): the listener stays readable,
-    // so stop polling for a while instead of spinning, and keep waiters.
-    if (this.listenerCount('error') > 0) this.emit('error', err);
-    this.#setPolling(false);
-    this.#backoff = setTimeout(() => {
-      this.#backoff = null;
-      this.#pump();
-    }, 100);
-    this.#backoff.unref?.();
-  }
-
-  // Any event (POLLIN; POLLERR stopped the watching, and accept4 tells why)
-  // means: accept if someone wants a connection.
-  #onPoll(): void {
-    if (this.#closed) return;
-    if (this.#demand()) this.#pump();
-    else this.#setPolling(false);
-  }
-
-  #setPolling(on: boolean): void {
-    if (this.#closed || !this.#io) return;
-    this.#io.setInterest(on ? POLLIN : 0);
+    const w = this.#waiters.shift();
+    if (w) w.resolve(sock);
+    else this.emit('connection', sock);
   }
 
   /**
@@ -353,49 +195,13 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#backoff) clearTimeout(this.#backoff);
-    this.#io?.close(true);
-    this.#io = null;
-    this.#fd = -1;
-    if (this.path !== undefined && this.#fileId) {
-      try {
-        const st = lstatSync(this.path);
-        if (st.dev === this.#fileId.dev && st.ino === this.#fileId.ino) unlinkSync(this.path);
-      } catch {
-        // gone already
-      }
-    }
-    const accepted = this.#accepted;
-    this.#accepted = [];
-    for (const s of accepted) await s.close();
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) {
-      w.cleanup?.();
-      w.resolve(null);
-    }
+    this.#acceptor.close();
+    if (this.path !== undefined && this.#file) unlinkIfSame(this.path, this.#file);
+    this.#waiters.drain((w) => w.resolve(null));
     process.nextTick(() => this.emit('close'));
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/**
- * A socket file is stale when it is a socket and connecting to it is refused:
- * its listener is gone. A live one, or a file that is not a socket, is never
- * touched.
- */
-export function isStale(bytes: Uint8Array, path: string, type: number): boolean {
-  try {
-    if (!lstatSync(path).isSocket()) return false;
-  } catch {
-    return false;
-  }
-  const probe = native.socket(type);
-  if (probe < 0) return false;
-  const r = native.connect(probe, bytes);
-  native.close(probe);
-  return -r === 111; // ECONNREFUSED
 }

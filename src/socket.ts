@@ -1,14 +1,18 @@
 // FdSocket: a connected AF_UNIX socket on the event loop that sends and
 // receives messages with fds. Reads happen only on demand (a pending recv, an
 // iterator, a 'message' listener) and at most one batch is buffered; fds in
-// buffered messages belong to the socket and are closed with it.
+// buffered messages belong to the socket and are closed with it. It stands
+// on the io core: a WatchedFd, a SendQueue, a WaitQueue and readBatch.
 import { EventEmitter } from 'node:events';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { constants } from 'node:os';
 import { AddressOptions, ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
-import { ErrorCodes, FdPassError, checkSignal, abortError, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
-import { FdLike, checkFdNumber, toFd, toFdArray } from './fds.js';
-import { watch } from './io/backend.js';
-import { POLLERR, POLLIN, POLLOUT, type Readiness } from './io/readiness.js';
+import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from './errors.js';
+import { FdLike, toFd, toFdArray } from './fds.js';
+import { Kept, discardFds, disownAll } from './io/owned.js';
+import { SendQueue } from './io/send.js';
+import { adoptSocket, bindSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from './io/sockops.js';
+import { WaitQueue } from './io/waiters.js';
+import { POLLIN, POLLOUT, WatchedFd } from './io/watched.js';
 import { native } from './native.js';
 import { type Pidfd, peerPidfd } from './pidfd/pidfd.js';
 import {
@@ -17,24 +21,17 @@ import {
   FLAG_EOF,
   MAX_FDS,
   MAX_NAME_LEN,
+  READ_DRAINED,
   RawEntry,
   RawMessage,
-  discardFds,
-  disownAll,
   eofError,
   readBatch,
-  lastBatchDrained,
   readOneSync,
   toReceivedFd,
   toReceivedMessage,
 } from './recv.js';
 
-/** Credentials of the peer process, from SO_PEERCRED (as of connect()). */
-export interface PeerCredentials {
-  pid: number;
-  uid: number;
-  gid: number;
-}
+export type { PeerCredentials } from './io/sockops.js';
 
 /** A received message: its bytes and the fds that came with them (yours to close). */
 export interface ReceivedMessage {
@@ -74,40 +71,16 @@ export interface FdSocketEvents {
 const MAX_MAX_BYTES = 16 << 20;
 const RESOLVED: Promise<void> = Promise.resolve();
 const BATCHES_PER_WAKE = 16;
+const SHUT_WR = 1;
+const { EPIPE } = constants.errno;
 
-type Waiter =
-  | {
-      kind: 'recv';
-      maxBytes: number;
-      maxFds: number;
-      resolve: (m: ReceivedMessage | null) => void;
-      reject: (e: Error) => void;
-      cleanup: (() => void) | null;
-    }
-  | {
-      kind: 'fd';
-      maxBytes: number;
-      maxFds: number;
-      resolve: (m: ReceivedFd) => void;
-      reject: (e: Error) => void;
-      cleanup: (() => void) | null;
-    }
-  | {
-      kind: 'iter';
-      maxBytes: number;
-      maxFds: number;
-      resolve: (r: IteratorResult<ReceivedMessage>) => void;
-      reject: (e: Error) => void;
-      cleanup: (() => void) | null;
-    };
-
-interface WriteRequest {
-  data: Uint8Array;
-  offset: number;
-  fds: Int32Array | null;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
+// A caller waiting for a message. `keep`: its fds stay in the library's care
+// (a protocol module's Kept value), else they are handed over.
+type Waiter = { maxBytes: number; maxFds: number; keep: boolean; reject: (e: Error) => void } & (
+  | { kind: 'recv'; resolve: (m: ReceivedMessage | null) => void }
+  | { kind: 'fd'; resolve: (m: ReceivedFd) => void }
+  | { kind: 'iter'; resolve: (r: IteratorResult<ReceivedMessage>) => void }
+);
 
 function checkData(data: unknown): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
@@ -154,25 +127,26 @@ export function emptyDataError(): RangeError {
   return err;
 }
 
-const peerBuf = new Int32Array(3);
-const infoBuf = new Int32Array(3);
-const pairBuf = new Int32Array(2);
-
-/** SO_PEERCRED of a socket fd. */
-export function peerCredentials(fd: number): PeerCredentials {
-  const r = native.peerCred(fd, peerBuf);
-  if (r < 0) throw systemError(r, 'getsockopt');
-  return { pid: peerBuf[0]!, uid: peerBuf[1]!, gid: peerBuf[2]! };
+function sendAfterEnd(): FdPassError {
+  return new FdPassError('EPIPE', 'send after end()', { errno: -EPIPE, syscall: 'sendmsg' });
 }
 
-/** SO_TYPE, SO_DOMAIN and SO_ACCEPTCONN of an fd; ENOTSOCK if it is no socket. */
-export function socketInfo(fd: number): { type: number; domain: number; listening: boolean } {
-  const r = native.sockInfo(fd, infoBuf);
-  if (r < 0) throw systemError(r, 'getsockopt');
-  return { type: infoBuf[0]!, domain: infoBuf[1]!, listening: infoBuf[2] !== 0 };
+/**
+ * What protocol modules may do with an FdSocket beyond its public API (see
+ * src/internal.ts): receive into Kept values, the blocking receive of
+ * recvFdSync, and creating one on an fd.
+ * @internal
+ */
+export interface SocketInternals {
+  create(fd: number, type: number, peer?: PeerCredentials): FdSocket;
+  recvKept(sock: FdSocket, options?: RecvOptions): Promise<Kept<ReceivedMessage> | null>;
+  recvFdKept(sock: FdSocket, options?: RecvFdOptions): Promise<Kept<ReceivedFd>>;
+  recvFdSync(sock: FdSocket): ReceivedFd;
+  hasQueuedSends(sock: FdSocket): boolean;
 }
 
-const AF_UNIX = 1;
+/** @internal Set by FdSocket's static block. */
+export let socketInternals: SocketInternals;
 
 /**
  * A connected AF_UNIX socket (stream, seqpacket or dgram) that carries fds.
@@ -183,8 +157,8 @@ const AF_UNIX = 1;
 export class FdSocket extends EventEmitter<FdSocketEvents> {
   /** Socket type: 'stream', 'seqpacket' or 'dgram'. */
   readonly type: SocketType;
-  #fd: number;
-  #io: Readiness | null;
+  readonly #io: WatchedFd;
+  readonly #sends: SendQueue;
   #readInterest = false;
   // The last read found the kernel queue empty: wait for readiness, not read.
   #drained = false;
@@ -192,29 +166,38 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #closed = false;
   #eof = false;
   #ended = false;
+  #endRequested = false;
   #closePromise: Promise<void> | null = null;
   #pumping = false;
   // Messages read from the kernel and not yet delivered (one batch at most).
   #queue: RawEntry[] = [];
   #qhead = 0;
-  #waiters: Waiter[] = [];
-  #whead = 0;
-  #writes: WriteRequest[] = [];
-  #wrhead = 0;
-  #endRequested: { resolve: () => void; reject: (e: Error) => void }[] | null = null;
+  readonly #waiters = new WaitQueue<Waiter>();
   readonly #stream: boolean;
   readonly #connected: boolean;
-  #keepOwned = false;
 
-  /** @internal Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. */
+  static {
+    socketInternals = {
+      create: (fd, type, peer) => new FdSocket(fd, type, peer),
+      recvKept: (sock, options) => sock.#recv(options, true).then((m) => (m ? new Kept(m, m.fds) : null)),
+      recvFdKept: (sock, options) => sock.#recvFd(options, true).then((m) => new Kept(m, [m.fd])),
+      recvFdSync: (sock) => sock.#recvFdSync(),
+      hasQueuedSends: (sock) => sock.#sends.length > 0,
+    };
+  }
+
+  /**
+   * Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. The
+   * FdSocket takes `fd` (a non-blocking socket of `type`) as it is.
+   */
   constructor(fd: number, type: number, peer?: PeerCredentials) {
     super();
-    this.#fd = fd;
     this.type = socketTypeName(type);
     this.#stream = type === native.SOCK_STREAM;
     this.#connected = type !== native.SOCK_DGRAM;
     this.#peer = peer;
-    this.#io = watch(fd, (events) => this.#onPoll(events));
+    this.#sends = new SendQueue(() => this.#updatePoll());
+    this.#io = new WatchedFd(fd, (events) => this.#onPoll(events));
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'message') queueMicrotask(() => this.#pump());
     });
@@ -233,37 +216,13 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   }
 
   static async #connect(address: ResolvedAddress, type: number, signal: AbortSignal | undefined): Promise<FdSocket> {
-    if (signal?.aborted) throw abortError(signal);
-    const fd = native.socket(type);
-    if (fd < 0) throw systemError(fd, 'socket');
-    // A non-blocking AF_UNIX connect fails with EAGAIN while the listener's
-    // backlog is full; it never completes later on its own, so retry.
-    let delay = 1;
-    for (;;) {
-      const r = native.connect(fd, address.bytes);
-      if (r === 0) break;
-      if (r !== native.EAGAIN) {
-        native.close(fd);
-        throw systemError(r, 'connect', address.display);
-      }
-      try {
-        await sleep(delay, undefined, signal ? { signal } : undefined);
-      } catch (err) {
-        native.close(fd);
-        throw signal ? abortError(signal) : err;
-      }
-      delay = Math.min(delay * 2, 50);
-    }
-    return new FdSocket(fd, type);
+    return new FdSocket(await connectSocket(address, type, signal), type);
   }
 
   /** A connected pair of sockets (socketpair(2)). */
   static pair(type?: SocketType): [FdSocket, FdSocket] {
     const t = socketTypeNumber(type);
-    const r = native.socketpair(t, pairBuf);
-    if (r < 0) throw systemError(r, 'socketpair');
-    const a = pairBuf[0]!;
-    const b = pairBuf[1]!;
+    const [a, b] = socketPair(t);
     return [new FdSocket(a, t), new FdSocket(b, t)];
   }
 
@@ -272,13 +231,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * it from now on; it is made non-blocking and close-on-exec.
    */
   static fromFd(fd: number): FdSocket {
-    checkFdNumber(fd);
-    const info = socketInfo(fd);
-    if (info.domain !== AF_UNIX) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${fd} is not an AF_UNIX socket`);
-    if (info.listening) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${fd} is a listening socket: use FdServer.fromFd`);
-    const r = native.setFlags(fd, 1, 1);
-    if (r < 0) throw systemError(r, 'fcntl');
-    return new FdSocket(fd, info.type);
+    const type = adoptSocket(fd, { listening: false, hint: 'use FdServer.fromFd' });
+    return new FdSocket(fd, type);
   }
 
   /**
@@ -289,19 +243,12 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const options = addressOptions<AddressOptions>(arg, 'path');
     const address = encodeAddress(options);
     const type = socketTypeNumber(options.type ?? 'dgram');
-    const fd = native.socket(type);
-    if (fd < 0) throw systemError(fd, 'socket');
-    const r = native.bind(fd, address.bytes);
-    if (r < 0) {
-      native.close(fd);
-      throw systemError(r, 'bind', address.display);
-    }
-    return new FdSocket(fd, type);
+    return new FdSocket(bindSocket(address, type), type);
   }
 
   /** The socket's fd, or -1 once closed. */
   get fd(): number {
-    return this.#fd;
+    return this.#io.fd;
   }
 
   /** True once close() was called. */
@@ -313,7 +260,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   get peer(): PeerCredentials {
     if (!this.#peer) {
       if (this.#closed) throw closedError();
-      this.#peer = peerCredentials(this.#fd);
+      this.#peer = peerCredentials(this.#io.fd);
     }
     return this.#peer;
   }
@@ -325,12 +272,12 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    */
   peerPidfd(): Pidfd {
     if (this.#closed) throw closedError();
-    return peerPidfd(this.#fd);
+    return peerPidfd(this.#io.fd);
   }
 
   /** Sends queued in user space, waiting for room in the kernel (backpressure). */
   get pendingSends(): number {
-    return this.#writes.length - this.#wrhead;
+    return this.#sends.length;
   }
 
   // ---- sending ---------------------------------------------------------------
@@ -353,59 +300,14 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const f = toFd(fd);
     if (bytes.length === 0 && this.#stream) throw emptyDataError();
     oneFd[0] = f;
-    // #send copies the scratch array if the send has to wait in the queue.
     return this.#send(bytes, oneFd);
   }
 
   #send(data: Uint8Array, fds: Int32Array | null): Promise<void> {
     if (this.#closed) return Promise.reject(closedError());
-    if (this.#endRequested) return Promise.reject(new FdPassError('EPIPE', 'send after end()', { errno: -32, syscall: 'sendmsg' }));
-    if (this.#wrhead === this.#writes.length) {
-      // Nothing queued: try at once, the common case needs no poll at all.
-      const r = native.sendmsg(this.#fd, data, 0, data.length, fds, fds ? fds.length : 0, null);
-      if (r === data.length) return RESOLVED;
-      if (r < 0 && r !== native.EAGAIN) return Promise.reject(systemError(r, 'sendmsg'));
-      // A partial write: the fds went with the first byte; queue a copy of the rest.
-      if (r > 0) return this.#queueWrite(data.subarray(r), 0, null);
-      return this.#queueWrite(data, 0, fds === oneFd ? oneFd.slice() : fds);
-    }
-    return this.#queueWrite(data, 0, fds === oneFd ? oneFd.slice() : fds);
-  }
-
-  #queueWrite(data: Uint8Array, offset: number, fds: Int32Array | null): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      // Copy what the caller may reuse once send() returned.
-      this.#writes.push({ data: Uint8Array.prototype.slice.call(data, offset), offset: 0, fds, resolve, reject });
-      this.#updatePoll();
-    });
-  }
-
-  #flushWrites(): void {
-    while (this.#wrhead < this.#writes.length && !this.#closed) {
-      const w = this.#writes[this.#wrhead]!;
-      const len = w.data.length - w.offset;
-      const r = native.sendmsg(this.#fd, w.data, w.offset, len, w.fds, w.fds ? w.fds.length : 0, null);
-      if (r === native.EAGAIN) break;
-      if (r < 0) {
-        this.#writes[this.#wrhead++] = undefined as unknown as WriteRequest;
-        w.reject(systemError(r, 'sendmsg'));
-        continue;
-      }
-      // The fds went with the first byte; the rest of a partial write goes alone.
-      w.fds = null;
-      w.offset += r;
-      if (w.offset < w.data.length) break;
-      this.#writes[this.#wrhead++] = undefined as unknown as WriteRequest;
-      w.resolve();
-    }
-    if (this.#wrhead === this.#writes.length) {
-      this.#writes.length = 0;
-      this.#wrhead = 0;
-      if (this.#endRequested) this.#finishEnd();
-    } else if (this.#wrhead > 1024 && this.#wrhead * 2 > this.#writes.length) {
-      this.#writes = this.#writes.slice(this.#wrhead);
-      this.#wrhead = 0;
-    }
+    if (this.#endRequested) return Promise.reject(sendAfterEnd());
+    // The queue copies the scratch oneFd if the send has to wait.
+    return this.#sends.send(this.#io.fd, data, fds, fds === oneFd);
   }
 
   /**
@@ -414,25 +316,17 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    */
   end(): Promise<void> {
     if (this.#closed) return Promise.reject(closedError());
+    this.#endRequested = true;
     return new Promise<void>((resolve, reject) => {
-      (this.#endRequested ??= []).push({ resolve, reject });
-      if (this.#wrhead === this.#writes.length) this.#finishEnd();
+      this.#sends.whenDrained((err) => {
+        if (err) return reject(err);
+        if (this.#ended) return resolve();
+        this.#ended = true;
+        const r = native.shutdown(this.#io.fd, SHUT_WR);
+        if (r < 0) reject(systemError(r, 'shutdown'));
+        else resolve();
+      });
     });
-  }
-
-  #finishEnd(): void {
-    const waiting = this.#endRequested ?? [];
-    this.#endRequested = [];
-    if (this.#ended) {
-      for (const w of waiting) w.resolve();
-      return;
-    }
-    this.#ended = true;
-    const r = native.shutdown(this.#fd, 1);
-    for (const w of waiting) {
-      if (r < 0) w.reject(systemError(r, 'shutdown'));
-      else w.resolve();
-    }
   }
 
   // ---- receiving -------------------------------------------------------------
@@ -447,12 +341,16 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
       if (ready) return Promise.resolve({ data: ready.data, fds: ready.fds });
     }
+    return this.#recv(options, false);
+  }
+
+  #recv(options: RecvOptions | undefined, keep: boolean): Promise<ReceivedMessage | null> {
     const o = checkOptions(options);
     const signal = checkSignal(o.signal);
     const maxBytes = checkLimit(o.maxBytes, 'options.maxBytes', DEFAULT_MAX_BYTES, MAX_MAX_BYTES, 1);
     const maxFds = checkLimit(o.maxFds, 'options.maxFds', MAX_FDS, MAX_FDS, 0);
     return new Promise<ReceivedMessage | null>((resolve, reject) => {
-      this.#addWaiter({ kind: 'recv', maxBytes, maxFds, resolve, reject, cleanup: null }, signal);
+      this.#addWaiter({ kind: 'recv', maxBytes, maxFds, keep, resolve, reject }, signal);
     });
   }
 
@@ -466,10 +364,14 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       const ready = this.#takeReady(MAX_NAME_LEN - 1, true);
       if (ready) return Promise.resolve({ name: ready.data.toString('utf8'), fd: ready.fds[0]! });
     }
+    return this.#recvFd(options, false);
+  }
+
+  #recvFd(options: RecvFdOptions | undefined, keep: boolean): Promise<ReceivedFd> {
     const o = checkOptions(options);
     const signal = checkSignal(o.signal);
     return new Promise<ReceivedFd>((resolve, reject) => {
-      this.#addWaiter({ kind: 'fd', maxBytes: MAX_NAME_LEN, maxFds: MAX_FDS, resolve, reject, cleanup: null }, signal);
+      this.#addWaiter({ kind: 'fd', maxBytes: MAX_NAME_LEN, maxFds: MAX_FDS, keep, resolve, reject }, signal);
     });
   }
 
@@ -480,7 +382,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
         if (ready) return Promise.resolve({ value: { data: ready.data, fds: ready.fds }, done: false });
         return new Promise<IteratorResult<ReceivedMessage>>((resolve, reject) => {
-          this.#addWaiter({ kind: 'iter', maxBytes: DEFAULT_MAX_BYTES, maxFds: MAX_FDS, resolve, reject, cleanup: null }, undefined);
+          this.#addWaiter({ kind: 'iter', maxBytes: DEFAULT_MAX_BYTES, maxFds: MAX_FDS, keep: false, resolve, reject }, undefined);
         });
       },
       return: async (): Promise<IteratorResult<ReceivedMessage>> => ({ value: undefined, done: true }),
@@ -495,48 +397,25 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * most maxBytes) and hand its fds over. Anything else is left to #deliver.
    */
   #takeReady(maxBytes: number, runc: boolean): RawMessage | undefined {
-    if (this.#qhead >= this.#queue.length || this.#whead < this.#waiters.length || this.#closed) return undefined;
+    if (this.#qhead >= this.#queue.length || this.#waiters.length > 0 || this.#closed) return undefined;
     const entry = this.#queue[this.#qhead]!;
     if (entry instanceof Error || entry.flags !== 0 || entry.data.length > maxBytes || entry.fds.length > MAX_FDS) return undefined;
     // runc's RecvFd: exactly one SCM_RIGHTS (and nothing else) with one fd.
     if (runc && (entry.fds.length !== 1 || entry.control !== 1)) return undefined;
     this.#shiftQueue();
-    this.#handOver(entry.fds);
+    disownAll(entry.fds);
     return entry;
   }
 
-  /**
-   * Fds leave the library's keeping as they are handed out, unless a protocol
-   * module holds what it receives (_keepOwned) and hands them over itself.
-   */
-  #handOver(fds: readonly number[]): void {
-    if (!this.#keepOwned) disownAll(fds);
-  }
-
   #addWaiter(w: Waiter, signal: AbortSignal | undefined): void {
-    if (signal) {
-      if (signal.aborted) {
-        w.reject(abortError(signal));
-        return;
-      }
-      const onAbort = (): void => {
-        const i = this.#waiters.indexOf(w, this.#whead);
-        if (i >= 0) {
-          this.#waiters.splice(i, 1);
-          w.reject(abortError(signal));
-        }
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      w.cleanup = () => signal.removeEventListener('abort', onAbort);
-    }
-    this.#waiters.push(w);
+    if (!this.#waiters.add(w, signal)) return;
     if (this.#closed) this.#settleWaitersAtEnd(closedError);
     else this.#pump();
   }
 
   /** True when someone wants messages. */
   #demand(): boolean {
-    return this.#whead < this.#waiters.length || this.listenerCount('message') > 0;
+    return this.#waiters.length > 0 || this.listenerCount('message') > 0;
   }
 
   /**
@@ -567,7 +446,13 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
           this.#readInterest = true;
           break;
         }
-        const head = this.#whead < this.#waiters.length ? this.#waiters[this.#whead]! : null;
+        // A read that would only find the queue empty again is a wasted
+        // syscall: readiness (level-triggered) says when there is more.
+        if (this.#drained) {
+          this.#readInterest = true;
+          break;
+        }
+        const head = this.#waiters.peek();
         // A batch reads ahead for later callers too, so the kernel must not cut
         // what they may accept: readBatch always has full fd room and, on
         // datagram sockets, reads at least the default size; the caller's own
@@ -576,24 +461,17 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         // the kernel.
         const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
         const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
-        // A read that would only find the queue empty again is a wasted
-        // syscall: readiness (level-triggered) says when there is more.
-        if (this.#drained) {
+        const r = readBatch(this.#io.fd, BATCH, maxBytes, this.#connected, this.#queue);
+        if (r === native.EAGAIN) {
           this.#readInterest = true;
+          this.#drained = true;
           break;
         }
-        const r = readBatch(this.#fd, BATCH, maxBytes, this.#connected);
-        if (typeof r === 'number') {
-          if (r === native.EAGAIN) {
-            this.#readInterest = true;
-            this.#drained = true;
-            break;
-          }
+        if (r < 0) {
           this.#queue.push(systemError(r, 'recvmsg'));
           continue;
         }
-        for (let i = 0; i < r.length; i++) this.#queue.push(r[i]!);
-        if (lastBatchDrained) {
+        if (r === READ_DRAINED) {
           this.#readInterest = true;
           this.#drained = true;
         }
@@ -608,14 +486,14 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #deliver(): void {
     while (this.#qhead < this.#queue.length) {
       const entry = this.#queue[this.#qhead]!;
-      const waiter = this.#whead < this.#waiters.length ? this.#waiters[this.#whead]! : null;
+      const waiter = this.#waiters.peek() ?? null;
       if (!waiter && this.listenerCount('message') === 0) break;
       if (!(entry instanceof Error) && entry.flags & FLAG_EOF) {
         this.#shiftQueue();
         this.#setEof();
         return;
       }
-      if (waiter) this.#shiftWaiter();
+      if (waiter) this.#waiters.shift();
       if (entry instanceof Error) {
         this.#shiftQueue();
         if (waiter) waiter.reject(entry);
@@ -627,7 +505,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         const m = toReceivedMessage(entry, MAX_MAX_BYTES, MAX_FDS, this.#stream);
         if (m instanceof Error) this.emit('error', m);
         else {
-          this.#handOver(m.fds);
+          disownAll(m.fds);
           this.emit('message', { data: m.data, fds: m.fds });
         }
         continue;
@@ -637,7 +515,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         const m = toReceivedFd(entry);
         if (m instanceof Error) waiter.reject(m);
         else {
-          this.#handOver(entry.fds);
+          if (!waiter.keep) disownAll(entry.fds);
           waiter.resolve(m);
         }
         continue;
@@ -650,7 +528,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       }
       if ('rest' in m) this.#queue[this.#qhead] = m.rest;
       else this.#shiftQueue();
-      this.#handOver(m.fds);
+      if (!waiter.keep) disownAll(m.fds);
       const message: ReceivedMessage = { data: m.data, fds: m.fds };
       if (waiter.kind === 'recv') waiter.resolve(message);
       else waiter.resolve({ value: message, done: false });
@@ -665,16 +543,6 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     }
   }
 
-  #shiftWaiter(): void {
-    const w = this.#waiters[this.#whead]!;
-    this.#waiters[this.#whead++] = undefined as unknown as Waiter;
-    w.cleanup?.();
-    if (this.#whead === this.#waiters.length) {
-      this.#waiters.length = 0;
-      this.#whead = 0;
-    }
-  }
-
   #setEof(): void {
     if (this.#eof) return;
     this.#eof = true;
@@ -685,23 +553,18 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
 
   /** recv() gets null and iterators end; recvFd() rejects with the error. */
   #settleWaitersAtEnd(error: () => FdPassError): void {
-    while (this.#whead < this.#waiters.length) {
-      const w = this.#waiters[this.#whead]!;
-      this.#shiftWaiter();
+    this.#waiters.drain((w) => {
       if (w.kind === 'recv') w.resolve(null);
       else if (w.kind === 'iter') w.resolve({ value: undefined, done: true });
       else w.reject(error());
-    }
+    });
   }
 
   #onPoll(events: number): void {
     if (this.#closed) return;
-    if (events & POLLERR) {
-      // Watching stopped on POLLERR; the real error (ECONNRESET...) comes
-      // from the next sendmsg or recvmsg, which also clears it.
-      events = (this.#wrhead < this.#writes.length ? POLLOUT : 0) | POLLIN;
+    if (events & POLLOUT) {
+      this.#sends.flush(this.#io.fd);
     }
-    if (events & POLLOUT) this.#flushWrites();
     if (events & POLLIN) {
       this.#drained = false;
       // Level-triggered: with no demand, stop watching rather than read.
@@ -712,24 +575,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   }
 
   #updatePoll(): void {
-    if (this.#closed || !this.#io) return;
-    let want = 0;
-    if (this.#readInterest && !this.#eof) want |= POLLIN;
-    if (this.#wrhead < this.#writes.length) want |= POLLOUT;
-    this.#io.setInterest(want);
-  }
-
-  #failWrites(err: Error): void {
-    const writes = this.#writes;
-    const head = this.#wrhead;
-    this.#writes = [];
-    this.#wrhead = 0;
-    for (let i = head; i < writes.length; i++) writes[i]!.reject(err);
-    if (this.#endRequested) {
-      const e = this.#endRequested;
-      this.#endRequested = null;
-      for (const w of e) w.reject(err);
-    }
+    if (this.#closed) return;
+    this.#io.want((this.#readInterest && !this.#eof ? POLLIN : 0) | (this.#sends.length > 0 ? POLLOUT : 0));
   }
 
   // ---- lifetime --------------------------------------------------------------
@@ -754,7 +601,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    */
   release(): number {
     if (this.#closed) throw closedError();
-    const fd = this.#fd;
+    const fd = this.#io.fd;
     this.#teardown(false);
     this.#closePromise = RESOLVED;
     process.nextTick(() => this.emit('close'));
@@ -763,59 +610,40 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
 
   #teardown(closeFd: boolean): void {
     this.#closed = true;
-    this.#io?.close(closeFd);
-    this.#io = null;
-    this.#fd = -1;
+    if (closeFd) this.#io.close();
+    else this.#io.release();
     for (let i = this.#qhead; i < this.#queue.length; i++) {
       const e = this.#queue[i]!;
-      if (!(e instanceof Error)) discardFds((e as RawMessage).fds);
+      if (!(e instanceof Error)) discardFds(e.fds);
     }
     this.#queue = [];
     this.#qhead = 0;
     this.#settleWaitersAtEnd(closedError);
-    this.#failWrites(closedError());
+    this.#sends.close(closedError());
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
 
-  // ---- synchronous receive (for recvFdSync) ----------------------------------
-
-  /** @internal Take one runc message, blocking in poll(2) if need be. */
-  _recvFdSync(): ReceivedFd {
+  /** Take one runc message, blocking in poll(2) if need be (recvFdSync). */
+  #recvFdSync(): ReceivedFd {
     if (this.#closed) throw closedError();
     for (;;) {
       if (this.#qhead < this.#queue.length) {
         const entry = this.#queue[this.#qhead]!;
-        if (!(entry instanceof Error) && entry.flags & FLAG_EOF) {
-          this.#shiftQueue();
-          this.#setEof();
-        } else {
-          this.#shiftQueue();
+        this.#shiftQueue();
+        if (!(entry instanceof Error) && entry.flags & FLAG_EOF) this.#setEof();
+        else {
           if (entry instanceof Error) throw entry;
           const m = toReceivedFd(entry);
           if (m instanceof Error) throw m;
-          this.#handOver(entry.fds);
+          disownAll(entry.fds);
           return m;
         }
       }
       if (this.#eof) throw eofError();
-      this.#queue.push(readOneSync(this.#fd, this.#connected));
+      this.#queue.push(readOneSync(this.#io.fd, this.#connected));
     }
-  }
-
-  /**
-   * @internal For protocol modules that hold what they receive before
-   * handing it out: received fds stay in the library's keeping (closed when
-   * the worker that owns this socket ends) until the module disowns them.
-   */
-  _keepOwned(): void {
-    this.#keepOwned = true;
-  }
-
-  /** @internal */
-  _hasQueuedSends(): boolean {
-    return this.#wrhead < this.#writes.length;
   }
 }

@@ -2,16 +2,17 @@
 // (in poll(2), when a non-blocking socket is not ready).
 import { ErrorCodes, FdPassError, closedError, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd } from './fds.js';
+import { sendSome } from './io/send.js';
 import { native } from './native.js';
 import { readFdSync } from './recv.js';
-import { FdSocket, ReceivedFd, emptyDataError, encodeName } from './socket.js';
+import { FdSocket, ReceivedFd, emptyDataError, encodeName, socketInternals } from './socket.js';
 
 const one = new Int32Array(1);
 
 function socketFd(sock: unknown): number {
   if (sock instanceof FdSocket) {
     if (sock.closed) throw closedError();
-    if (sock._hasQueuedSends()) {
+    if (socketInternals.hasQueuedSends(sock)) {
       throw new FdPassError(ErrorCodes.BUSY, 'sendFdSync: the socket has asynchronous sends queued; await them first');
     }
     return sock.fd;
@@ -29,20 +30,13 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
   const f = toFd(fd);
   if (bytes.length === 0) throw emptyDataError();
   one[0] = f;
-  let fds: Int32Array | null = one;
-  let off = 0;
+  const out = { data: bytes, offset: 0, fds: one };
   for (;;) {
-    const r = native.sendmsg(s, bytes, off, bytes.length - off, fds, fds ? 1 : 0, null);
-    if (r === native.EAGAIN) {
-      const p = native.poll(s, native.POLLOUT, -1);
-      if (p < 0) throw systemError(p, 'poll');
-      continue;
-    }
-    if (r < 0) throw systemError(r, 'sendmsg');
-    // The fd went with the first byte; a short write sends the rest alone.
-    fds = null;
-    off += r;
-    if (off >= bytes.length) return;
+    const r = sendSome(s, out);
+    if (r === 0) return;
+    if (r !== native.EAGAIN) throw systemError(r, 'sendmsg');
+    const p = native.poll(s, native.POLLOUT, -1);
+    if (p < 0) throw systemError(p, 'poll');
   }
 }
 
@@ -51,7 +45,7 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
  * until it arrives. Every fd that arrived is closed before an error is thrown.
  */
 export function recvFdSync(sock: FdSocket | number): ReceivedFd {
-  if (sock instanceof FdSocket) return sock._recvFdSync();
+  if (sock instanceof FdSocket) return socketInternals.recvFdSync(sock);
   const out = readFdSync(checkFdNumber(sock, 'sock'));
   if (out instanceof Error) throw out;
   return out;

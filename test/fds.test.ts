@@ -26,7 +26,17 @@ test('net.Socket, net.Server, dgram.Socket, FileHandle and FdSocket are FdLike',
     const [x, y] = FdSocket.pair();
 
     const holders = [client, server, udp, fh, x];
+    // Finding a dgram.Socket's fd must not read its deprecated _handle (DEP0112).
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): number => warnings.push(w);
+    process.on('warning', onWarning);
     await a.send('all', holders);
+    await new Promise((res) => setImmediate(res));
+    process.off('warning', onWarning);
+    assert.deepEqual(
+      warnings.map((w) => w.message),
+      [],
+    );
     const m = (await b.recv())!;
     assert.equal(m.fds.length, holders.length);
     const expected = [

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { detectLibc, elfInterpreter, prebuildName } from '../src/platform.js';
 import { repoRoot, tempDir } from './helpers.js';
 import { have } from './tools.js';
+import { muslEnv } from './package/platforms.js';
 
 describe('platform detection', () => {
   it('this Node runs on glibc, as its process report says', () => {
@@ -31,7 +32,7 @@ describe('platform detection', () => {
         const r = spawnSync('musl-gcc', [...extra, '-o', tmp.path(out), tmp.path('hello.c')], { encoding: 'utf8' });
         assert.equal(r.status, 0, r.stderr);
       }
-      assert.equal(spawnSync(tmp.path('dynamic')).status, 0, 'the musl executable runs');
+      assert.equal(spawnSync(tmp.path('dynamic'), { env: muslEnv() }).status, 0, 'the musl executable runs');
       assert.match(elfInterpreter(tmp.path('dynamic')) ?? '', /^\/lib\/ld-musl-x86_64\.so\.1$/);
       assert.equal(detectLibc(tmp.path('dynamic')), 'musl');
       assert.equal(prebuildName('musl'), `linux-${process.arch}-musl`);

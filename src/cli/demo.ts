@@ -131,6 +131,8 @@ async function runLoad(port: number, concurrency: number): Promise<number> {
             const { gen } = JSON.parse(body) as { gen: number };
             const now = performance.now();
             summary.requests++;
+            // The supervisor schedules its restarts from the first answer.
+            if (summary.requests === 1 && process.connected) process.send!({ event: 'serving' });
             summary.byGeneration[gen] = (summary.byGeneration[gen] ?? 0) + 1;
             if (lastDone > 0) summary.longestPauseMs = Math.max(summary.longestPauseMs, now - lastDone);
             lastDone = now;
@@ -250,9 +252,13 @@ async function supervise(durationS: number, restarts: number, concurrency: numbe
       forced: number;
       exitCode: number | string;
     }[] = [];
-    const end = t0 + durationS * 1000;
+    // Restarts are spread over the load's duration from its first answer, so
+    // that every generation serves, however slowly the processes started.
+    await Promise.race([load.next('serving'), new Promise((r) => setTimeout(r, 30_000).unref())]);
+    const start = performance.now();
+    const end = start + durationS * 1000;
     for (let i = 1; i <= restarts; i++) {
-      const at = t0 + (durationS * 1000 * i) / (restarts + 1);
+      const at = start + (durationS * 1000 * i) / (restarts + 1);
       await new Promise((r) => setTimeout(r, Math.max(0, at - performance.now())));
       const gen = i + 1;
       const started = performance.now();

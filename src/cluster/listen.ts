@@ -1,15 +1,13 @@
 // The primary's listening sockets: TCP (inet.c) or AF_UNIX, made
 // non-blocking and close-on-exec, accepted from with acceptBatch.
 import { lookup } from 'node:dns/promises';
-import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { encodeAddress } from '../address.js';
 import { FdPassError, ErrorCodes, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
 import { native } from '../native.js';
-import { isStale } from '../server.js';
-import { socketInfo } from '../socket.js';
+import { listenSocket, socketInfo, unlinkIfSame, type FileId } from '../io/sockops.js';
 import type { ListenerAddress } from './protocol.js';
 
 /** One address the primary accepts on. */
@@ -167,35 +165,12 @@ export async function openListener(o: ClusterListenOptions): Promise<OpenListene
     return { name, fd, address: tcpAddress(fd), file: null };
   }
   const path = o.path as string;
-  const address = encodeAddress({ path });
-  const fd = native.socket(native.SOCK_STREAM);
-  if (fd < 0) throw systemError(fd, 'socket');
-  let file: OpenListener['file'] = null;
-  try {
-    let r = native.bind(fd, address.bytes);
-    if (r < 0 && -r === 98 /* EADDRINUSE */ && isStale(address.bytes, path, native.SOCK_STREAM)) {
-      unlinkSync(path);
-      r = native.bind(fd, address.bytes);
-    }
-    if (r < 0) throw systemError(r, 'bind', path);
-    chmodSync(path, o.mode ?? 0o600); // nobody can connect before listen(2)
-    const st = statSync(path);
-    file = { path: resolvePath(path), dev: st.dev, ino: st.ino };
-    r = native.listen(fd, backlog);
-    if (r < 0) throw systemError(r, 'listen', path);
-  } catch (err) {
-    native.close(fd);
-    if (file) unlinkIfOurs(file);
-    throw err;
-  }
-  return { name, fd, address: file.path, file };
+  // The io core's listen: the mode before listen(2), a stale file replaced.
+  const listening = listenSocket(encodeAddress({ path }), native.SOCK_STREAM, backlog, o.mode ?? 0o600);
+  const file = { path: resolvePath(path), ...(listening.file as FileId) };
+  return { name, fd: listening.fd, address: file.path, file };
 }
 
 export function unlinkIfOurs(file: { path: string; dev: number; ino: number }): void {
-  try {
-    const st = lstatSync(file.path);
-    if (st.dev === file.dev && st.ino === file.ino) unlinkSync(file.path);
-  } catch {
-    // gone already
-  }
+  unlinkIfSame(file.path, file);
 }

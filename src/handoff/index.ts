@@ -9,31 +9,27 @@
 // exit. If the new process goes away before "ready", the old one keeps
 // serving and offering.
 //
-// Protocol (JSON, one message per seqpacket):
-//   new -> old  {"op":"take","version":1,"pid":N}
-//   old -> new  {"op":"offer","version":1,"pid":N,"names":[...]}  + one fd per name
-//            or {"op":"busy"} (another handoff is in progress)
-//   new -> old  {"op":"ready"}          (after the new process took the control path)
-//   old -> new  {"op":"draining"}        then the old process closes the connection
-//   old -> new  {"op":"abort","reason"}  (the old process gave up waiting)
+// This file is the state machine and the public API; the wire format is in
+// protocol.ts, each side's part of the exchange in successor.ts and
+// predecessor.ts, what draining does in drain.ts.
 import { EventEmitter } from 'node:events';
-import { accessSync, constants as fsConstants, lstatSync, renameSync, statSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
-import { dirname, resolve as resolvePath } from 'node:path';
+import { lstatSync, renameSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { FdServer, sameUid } from '../server.js';
 import { serverFromFd } from '../convert.js';
-import { discardFds } from '../recv.js';
-import { FdSocket } from '../socket.js';
-import type { PeerCredentials } from '../socket.js';
-import { ErrorCodes, FdPassError, checkSignal, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
-import { toFd } from '../fds.js';
-import { disown } from '../native.js';
+import { ErrorCodes, checkSignal, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import type { Kept } from '../internal.js';
+import { FdServer, sameUid } from '../server.js';
+import type { FdSocket, PeerCredentials } from '../socket.js';
 import { Drainer, listenOn, unlinkQuietly, type DrainResult, type ServerListen } from './drain.js';
+import { offerTo, refuseBusy } from './predecessor.js';
+import { PROTOCOL_VERSION, handoffError } from './protocol.js';
+import { announceReady, takeOver } from './successor.js';
 
+export { PROTOCOL_VERSION };
 export type { DrainResult } from './drain.js';
 
-export const PROTOCOL_VERSION = 1;
+/** What listen() falls back to when no predecessor handed over a listener of that name. */
+export type ListenFallback = ServerListen;
 
 export interface HandoffOptions {
   /** Path of the control socket, e.g. /run/myapp/handoff.sock. */
@@ -52,9 +48,6 @@ export interface HandoffOptions {
   signal?: AbortSignal;
 }
 
-/** What listen() falls back to when no predecessor handed over a listener of that name. */
-export type ListenFallback = ServerListen;
-
 export interface HandoffEvents {
   /** A successor took our listeners and is ready: we are draining. */
   takeover: [peer: PeerCredentials];
@@ -70,71 +63,11 @@ export interface HandoffEvents {
 
 type State = 'starting' | 'serving' | 'offering' | 'draining' | 'drained' | 'closed';
 
-interface TakeMessage {
-  op: string;
-  [key: string]: unknown;
-}
-
-function handoffError(code: string, message: string): FdPassError {
-  return new FdPassError(code, `handoff: ${message}`);
-}
-
-function parse(data: Buffer): TakeMessage | null {
-  try {
-    const v: unknown = JSON.parse(data.toString('utf8'));
-    if (v !== null && typeof v === 'object' && typeof (v as TakeMessage).op === 'string') return v as TakeMessage;
-  } catch {
-    // not JSON
-  }
-  return null;
-}
-
 function checkMs(value: unknown, name: string, def: number): number {
   if (value === undefined) return def;
   if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
   if (!Number.isInteger(value) || value < 0) throw outOfRange(name, 'an integer >= 0', value);
   return value;
-}
-
-async function recvWithin(
-  sock: FdSocket,
-  ms: number,
-  signal?: AbortSignal,
-): Promise<{ message: TakeMessage | null; fds: number[] } | null> {
-  const timeout = AbortSignal.timeout(ms);
-  const m = await sock.recv({ signal: signal ? AbortSignal.any([timeout, signal]) : timeout });
-  if (m === null) return null;
-  return { message: parse(m.data), fds: m.fds };
-}
-
-/**
- * A first start binds the control socket in the folder of `path` (at ready()):
- * fail now, naming that folder, when it is missing or not writable.
- */
-function checkControlFolder(path: string): void {
-  const dir = dirname(resolvePath(path));
-  const fail = (code: 'ENOENT' | 'ENOTDIR' | 'EACCES', why: string): never => {
-    throw new FdPassError(code, `Handoff.start: the folder ${dir} ${why} (the control socket is ${path})`, {
-      errno: -osConstants.errno[code],
-      syscall: code === 'EACCES' ? 'access' : 'stat',
-      path: dir,
-    });
-  };
-  let isDir: boolean;
-  try {
-    isDir = statSync(dir).isDirectory();
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === 'ENOENT') return fail('ENOENT', 'does not exist');
-    if (code === 'ENOTDIR') return fail('ENOTDIR', 'is not a folder');
-    throw err;
-  }
-  if (!isDir) fail('ENOTDIR', 'is not a folder');
-  try {
-    accessSync(dir, fsConstants.W_OK | fsConstants.X_OK);
-  } catch {
-    fail('EACCES', 'is not writable by this process');
-  }
 }
 
 /**
@@ -153,19 +86,18 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   #mode: number;
   #drainTimeout: number;
   #timeout: number;
-  #exit: boolean;
   #state: State = 'starting';
-  #received: Map<string, number>;
+  #received: Map<string, Kept<number>>;
   #upstream: FdSocket | null;
-  #servers = new Drainer(() => this.#state === 'draining' || this.#state === 'drained');
+  readonly #servers = new Drainer(() => this.#state === 'draining' || this.#state === 'drained');
   #control: FdServer | null = null;
   #controlIno: number | null = null;
   #drainPromise: Promise<DrainResult> | null = null;
 
   private constructor(
-    options: Required<Omit<HandoffOptions, 'allow' | 'signal'>> & { allow: (peer: PeerCredentials) => boolean },
+    options: Required<Omit<HandoffOptions, 'allow' | 'signal' | 'exit'>> & { allow: (peer: PeerCredentials) => boolean },
     upstream: FdSocket | null,
-    received: Map<string, number>,
+    received: Map<string, Kept<number>>,
   ) {
     super();
     this.path = options.path;
@@ -173,7 +105,6 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     this.#mode = options.mode;
     this.#drainTimeout = options.drainTimeout;
     this.#timeout = options.timeout;
-    this.#exit = options.exit;
     this.#upstream = upstream;
     this.predecessor = upstream ? upstream.peer : null;
     this.#received = received;
@@ -204,82 +135,18 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       mode,
       drainTimeout: checkMs(options.drainTimeout, 'options.drainTimeout', 10_000),
       timeout: checkMs(options.timeout, 'options.timeout', 30_000),
-      exit: options.exit ?? true,
     };
-    if (typeof resolved.exit !== 'boolean') throw invalidArgType('options.exit', 'of type boolean', resolved.exit);
+    const exit = options.exit ?? true;
+    if (typeof exit !== 'boolean') throw invalidArgType('options.exit', 'of type boolean', exit);
     const signal = checkSignal(options.signal);
     if (signal?.aborted) throw abortError(signal);
 
-    let sock: FdSocket;
-    try {
-      sock = await FdSocket.connect({ path, type: 'seqpacket', ...(signal ? { signal } : {}) });
-    } catch (err) {
-      const code = (err as { code?: string }).code;
-      if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-        checkControlFolder(path);
-        return new Handoff(resolved, null, new Map());
-      }
-      throw err;
-    }
-    // Until a listener is handed out (take(), listen()), its fd stays ours: the
-    // end of the worker that runs this handoff closes it.
-    sock._keepOwned();
-    const received = new Map<string, number>();
-    try {
-      const peer = sock.peer;
-      if (!allow(peer)) {
-        throw handoffError(ErrorCodes.HANDOFF_REFUSED, `the process at ${path} (pid ${peer.pid}, uid ${peer.uid}) is not allowed`);
-      }
-      await sock.send(JSON.stringify({ op: 'take', version: PROTOCOL_VERSION, pid: process.pid }));
-      let reply;
-      try {
-        reply = await recvWithin(sock, resolved.timeout, signal);
-      } catch (err) {
-        if (signal?.aborted) throw abortError(signal);
-        if ((err as Error).name === 'AbortError') {
-          throw handoffError(ErrorCodes.HANDOFF_ABORTED, `no offer from pid ${peer.pid} within ${resolved.timeout} ms`);
-        }
-        throw err;
-      }
-      if (reply === null) {
-        throw handoffError(
-          ErrorCodes.HANDOFF_REFUSED,
-          `the process at ${path} closed the connection without an offer (refused by its allow?)`,
-        );
-      }
-      const { message, fds } = reply;
-      if (message?.op === 'busy') {
-        discardFds(fds);
-        throw handoffError(ErrorCodes.HANDOFF_BUSY, `pid ${peer.pid} is already handing off to another process`);
-      }
-      const names = message?.names;
-      if (
-        message?.op !== 'offer' ||
-        message.version !== PROTOCOL_VERSION ||
-        !Array.isArray(names) ||
-        !names.every((n) => typeof n === 'string') ||
-        new Set(names).size !== names.length ||
-        names.length !== fds.length
-      ) {
-        discardFds(fds);
-        throw handoffError(
-          ErrorCodes.PROTOCOL,
-          `unexpected answer from pid ${peer.pid}: ${JSON.stringify(message)} with ${fds.length} fd(s)`,
-        );
-      }
-      names.forEach((name: string, i) => received.set(name, fds[i]!));
-    } catch (err) {
-      await sock.close();
-      // The peer closed on us (refused by its allow): EPIPE or ECONNRESET.
-      const code = (err as { code?: string }).code;
-      if (code === 'EPIPE' || code === 'ECONNRESET') {
-        throw new FdPassError(ErrorCodes.HANDOFF_REFUSED, `handoff: the process at ${path} closed the connection (refused by its allow?)`, {
-          cause: err,
-        });
-      }
-      throw err;
-    }
-    return new Handoff(resolved, sock, received);
+    const taken = await takeOver(path, allow, resolved.timeout, signal);
+    const handoff = new Handoff(resolved, taken?.upstream ?? null, taken?.received ?? new Map());
+    // Exiting is the caller's policy, applied here at the edge (exit: false
+    // leaves it to the caller): the process ends once drained.
+    if (exit) handoff.once('drained', () => setImmediate(() => process.exit(0)));
+    return handoff;
   }
 
   /** Names of listeners handed over by the predecessor and not yet used. */
@@ -294,11 +161,10 @@ export class Handoff extends EventEmitter<HandoffEvents> {
 
   /** Take an inherited fd by name: it is yours now (undefined if there is none). */
   take(name: string): number | undefined {
-    const fd = this.#received.get(name);
-    if (fd === undefined) return undefined;
+    const kept = this.#received.get(name);
+    if (kept === undefined) return undefined;
     this.#received.delete(name);
-    disown(fd);
-    return fd;
+    return kept.handOut();
   }
 
   /**
@@ -345,6 +211,11 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     this.#servers.add(server, name);
   }
 
+  #discardReceived(): void {
+    for (const kept of this.#received.values()) kept.discard();
+    this.#received.clear();
+  }
+
   /**
    * We serve: close inherited fds nobody used, take over the control socket,
    * tell the predecessor (which then drains and exits), and from now on offer
@@ -352,28 +223,12 @@ export class Handoff extends EventEmitter<HandoffEvents> {
    */
   async ready(): Promise<void> {
     if (this.#state !== 'starting') throw handoffError(ErrorCodes.CLOSED, `ready() while ${this.#state}`);
-    discardFds([...this.#received.values()]);
-    this.#received.clear();
+    this.#discardReceived();
     await this.#bindControl();
     this.#state = 'serving';
     const up = this.#upstream;
     this.#upstream = null;
-    if (up) {
-      try {
-        await up.send(JSON.stringify({ op: 'ready' }));
-        const reply = await recvWithin(up, this.#timeout);
-        if (reply) discardFds(reply.fds);
-        if (reply?.message?.op === 'abort') {
-          throw handoffError(ErrorCodes.HANDOFF_ABORTED, `the predecessor gave up: ${String(reply.message.reason)}`);
-        }
-        // 'draining', or end of file (the predecessor is gone already): both fine.
-      } catch (err) {
-        const code = (err as { code?: string }).code;
-        if (code !== 'EPIPE' && code !== 'ECONNRESET' && (err as Error).name !== 'AbortError') throw err;
-      } finally {
-        await up.close();
-      }
-    }
+    if (up) await announceReady(up, this.#timeout);
   }
 
   /** Listen on a temporary path and rename it over `path`: the control path is never missing. */
@@ -420,60 +275,30 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   /** A successor connected: offer the listeners, wait for "ready" or its end. */
   async #onTaker(sock: FdSocket): Promise<void> {
     if (this.#state !== 'serving') {
-      await sock.send(JSON.stringify({ op: 'busy' })).catch(() => undefined);
+      await refuseBusy(sock);
       await sock.close();
       return;
     }
     this.#state = 'offering';
-    // What a successor sends is closed here, never handed out: ours until then.
-    sock._keepOwned();
     const peer = sock.peer;
-    let reason = 'closed the connection before it was ready';
-    let took = false;
+    let result;
     try {
-      const first = await recvWithin(sock, this.#timeout);
-      if (first) discardFds(first.fds);
-      if (!first || first.message?.op !== 'take') {
-        reason = first ? 'sent no take request' : reason;
-        return;
-      }
-      const live = this.#servers.listening();
-      await sock.send(
-        JSON.stringify({ op: 'offer', version: PROTOCOL_VERSION, pid: process.pid, names: live.map((e) => e.name) }),
-        live.map((e) => toFd(e.server)),
-      );
-      let next;
-      try {
-        next = await recvWithin(sock, this.#timeout);
-      } catch (err) {
-        if ((err as Error).name !== 'AbortError') throw err;
-        reason = `was not ready within ${this.#timeout} ms`;
-        await sock.send(JSON.stringify({ op: 'abort', reason })).catch(() => undefined);
-        return;
-      }
-      if (next) discardFds(next.fds);
-      if (next?.message?.op !== 'ready') {
-        if (next) reason = `sent ${JSON.stringify(next.message)} instead of ready`;
-        return;
-      }
-      took = true;
-      this.#state = 'draining';
-      await sock.send(JSON.stringify({ op: 'draining' })).catch(() => undefined);
-    } catch (err) {
-      reason = (err as Error).message;
+      result = await offerTo(sock, this.#servers, this.#timeout, () => {
+        this.#state = 'draining';
+      });
     } finally {
       await sock.close();
-      if (!took) {
-        if (this.#state === 'offering') this.#state = 'serving';
-        // A successor that renamed its control socket over ours and died:
-        // take the path back, so that the next one finds us.
-        if (this.#state === 'serving' && !this.#controlIsOurs()) {
-          await this.#bindControl().catch((err: unknown) => this.emit('error', err as Error));
-        }
-        this.emit('aborted', peer, reason);
-      }
     }
-    if (!took) return;
+    if (!result.took) {
+      if (this.#state === 'offering') this.#state = 'serving';
+      // A successor that renamed its control socket over ours and died:
+      // take the path back, so that the next one finds us.
+      if (this.#state === 'serving' && !this.#controlIsOurs()) {
+        await this.#bindControl().catch((err: unknown) => this.emit('error', err as Error));
+      }
+      this.emit('aborted', peer, result.reason);
+      return;
+    }
     this.emit('takeover', peer);
     const control = this.#control;
     this.#control = null;
@@ -509,12 +334,10 @@ export class Handoff extends EventEmitter<HandoffEvents> {
       await this.#upstream.close();
       this.#upstream = null;
     }
-    discardFds([...this.#received.values()]);
-    this.#received.clear();
+    this.#discardReceived();
     const result = await this.#servers.drain(this.#drainTimeout, (state) => this.emit('draining', state));
     this.#state = 'drained';
     this.emit('drained', result);
-    if (this.#exit) setImmediate(() => process.exit(0));
     return result;
   }
 
@@ -530,8 +353,7 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     }
     await this.#upstream?.close();
     this.#upstream = null;
-    discardFds([...this.#received.values()]);
-    this.#received.clear();
+    this.#discardReceived();
   }
 
   /** `await using handoff = await Handoff.start(...)`: close() at the end of the scope. */

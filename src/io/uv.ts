@@ -6,10 +6,7 @@ import { systemError } from '../errors.js';
 import { native, type Watcher } from '../native.js';
 import { POLLERR, POLLHUP, POLLIN, POLLOUT, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
 
-// uv_poll_event
-const UV_READABLE = 1;
-const UV_WRITABLE = 2;
-const UV_DISCONNECT = 4;
+const { UV_READABLE, UV_WRITABLE, UV_DISCONNECT } = native;
 
 class UvReadiness implements Readiness {
   #handle: Watcher | null = null;

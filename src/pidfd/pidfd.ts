@@ -8,6 +8,7 @@ import { constants } from 'node:os';
 import { ErrorCodes, FdPassError, abortError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
 import { watch } from '../io/backend.js';
+import { WaitQueue } from '../io/waiters.js';
 import { POLLERR, POLLIN, type Readiness } from '../io/readiness.js';
 import { native } from '../native.js';
 
@@ -22,7 +23,6 @@ const INT32_MAX = 2 ** 31 - 1;
 interface ExitWaiter {
   resolve: () => void;
   reject: (e: Error) => void;
-  cleanup: (() => void) | null;
 }
 
 function unknownSignal(sig: string): TypeError {
@@ -73,7 +73,8 @@ export class Pidfd implements Disposable {
   // end of the environment (a worker) or the collection of a forgotten Pidfd.
   #io: Readiness | null;
   #exited = false;
-  #waiters = new Set<ExitWaiter>();
+  // An aborted wait may leave nobody waiting: stop watching then.
+  readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#updatePoll());
 
   /** Takes the fd; on failure it is closed and the error thrown. */
   private constructor(fd: number, pid: number) {
@@ -164,29 +165,19 @@ export class Pidfd implements Disposable {
       return Promise.resolve();
     }
     return new Promise<void>((resolve, reject) => {
-      const waiter: ExitWaiter = { resolve, reject, cleanup: null };
-      if (signal) {
-        const onAbort = (): void => {
-          this.#waiters.delete(waiter);
-          this.#updatePoll();
-          reject(abortError(signal));
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
-      }
-      this.#waiters.add(waiter);
+      const waiter: ExitWaiter = { resolve, reject };
+      if (!this.#waiters.add(waiter, signal)) return;
       try {
         this.#updatePoll();
       } catch (err) {
-        this.#waiters.delete(waiter);
-        waiter.cleanup?.();
+        this.#waiters.remove(waiter);
         reject(err as Error);
       }
     });
   }
 
   #updatePoll(): void {
-    const want = this.#waiters.size > 0 && !this.#exited ? POLLIN : 0;
+    const want = this.#waiters.length > 0 && !this.#exited ? POLLIN : 0;
     const r = this.#io?.setInterest(want) ?? 0;
     if (r < 0) throw systemError(r, 'uv_poll_start');
   }
@@ -203,14 +194,8 @@ export class Pidfd implements Disposable {
   }
 
   #settle(error: Error | null): void {
-    const waiters = [...this.#waiters];
-    this.#waiters.clear();
     this.#io?.setInterest(0);
-    for (const w of waiters) {
-      w.cleanup?.();
-      if (error) w.reject(error);
-      else w.resolve();
-    }
+    this.#waiters.drain((w) => (error ? w.reject(error) : w.resolve()));
   }
 
   /**

@@ -3,9 +3,10 @@
 // with an opaque name ('/dev/ptmx' in runc 1.1, '/dev/pts/ptmx' later,
 // 'orphan-pts-master' on a CRIU restore).
 import { toFd, type FdLike } from '../fds.js';
+import { Kept, recvFdKept } from '../internal.js';
 import { encodeName, type PeerCredentials } from '../socket.js';
 import { withTarget, type RuncTarget } from './connect.js';
-import { RuncListener, type RuncListenOptions } from './listener.js';
+import { listenRunc, type RuncListener, type RuncListenOptions } from './listener.js';
 
 /** A console from runc: the pty master of a container's terminal (yours to close). */
 export interface ReceivedConsole {
@@ -24,15 +25,10 @@ export type ConsoleListener = RuncListener<ReceivedConsole>;
  * closed) and the listener goes on. close() unlinks the socket file.
  */
 export function listenConsoleSocket(path: string, options?: RuncListenOptions): Promise<ConsoleListener> {
-  return RuncListener.listen<ReceivedConsole>(
-    path,
-    options,
-    async (sock, peer, signal) => {
-      const { name, fd } = await sock.recvFd({ signal });
-      return { name, fd, peer };
-    },
-    (c) => [c.fd],
-  );
+  return listenRunc<ReceivedConsole>(path, options, async (sock, peer, signal) => {
+    const { name, fd } = (await recvFdKept(sock, { signal })).value;
+    return new Kept({ name, fd, peer }, [fd]);
+  });
 }
 
 /**

@@ -4,8 +4,9 @@
 // closed, an 'error' event reports it (when someone listens), and the
 // listener goes on.
 import { EventEmitter } from 'node:events';
-import { ErrorCodes, FdPassError, abortError, invalidArgType, outOfRange } from '../errors.js';
-import { discardFds, disownAll } from '../recv.js';
+import { ErrorCodes, FdPassError, checkSignal, invalidArgType, outOfRange } from '../errors.js';
+import type { Kept } from '../internal.js';
+import { WaitQueue } from '../io/waiters.js';
 import { FdServer } from '../server.js';
 import type { FdSocket, PeerCredentials } from '../socket.js';
 
@@ -34,12 +35,21 @@ export interface RuncListenerEvents {
   close: [];
 }
 
-/** Reads one message from a connection; throws a coded error otherwise. */
-export type ReadMessage<T> = (sock: FdSocket, peer: PeerCredentials, signal: AbortSignal) => Promise<T>;
+/**
+ * @internal
+ * Reads one message from a connection into a value whose fds are still in
+ * the library's care (they are closed with the listener unless handed out);
+ * throws a coded error otherwise, having closed every fd that arrived.
+ */
+export type ReadMessage<T> = (sock: FdSocket, peer: PeerCredentials, signal: AbortSignal) => Promise<Kept<T>>;
 
 interface Waiter<T> {
-  resolve: (r: IteratorResult<T>) => void;
+  resolve: (value: T | null) => void;
+  reject: (err: Error) => void;
 }
+
+/** @internal How src/runc's protocol modules make a RuncListener. */
+export let listenRunc: <T>(path: string, options: RuncListenOptions | undefined, read: ReadMessage<T>) => Promise<RuncListener<T>>;
 
 const DEFAULT_TIMEOUT = 10_000;
 
@@ -61,20 +71,22 @@ function toFdPassError(err: unknown): FdPassError {
 export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements AsyncIterable<T> {
   readonly #server: FdServer;
   readonly #read: ReadMessage<T>;
-  readonly #fdsOf: (value: T) => number[];
   readonly #timeout: number;
-  #queue: T[] = [];
-  #waiters: Waiter<T>[] = [];
+  #queue: Kept<T>[] = [];
+  readonly #waiters = new WaitQueue<Waiter<T>>();
   #inFlight = new Map<AbortController, Promise<void>>();
   #closed = false;
   #closing: Promise<void> | null = null;
 
+  static {
+    listenRunc = (path, options, read) => RuncListener.#listen(path, options, read);
+  }
+
   /** @internal Use listenConsoleSocket, listenSeccompAgent or listenPidfdSocket. */
-  constructor(server: FdServer, read: ReadMessage<T>, fdsOf: (value: T) => number[], timeout: number) {
+  constructor(server: FdServer, read: ReadMessage<T>, timeout: number) {
     super();
     this.#server = server;
     this.#read = read;
-    this.#fdsOf = fdsOf;
     this.#timeout = timeout;
     server.on('error', (err) => this.#report(toFdPassError(err), null));
     server.on('connection', (sock) => {
@@ -84,13 +96,7 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
     });
   }
 
-  /** @internal */
-  static async listen<T>(
-    path: string,
-    options: RuncListenOptions | undefined,
-    read: ReadMessage<T>,
-    fdsOf: (value: T) => number[],
-  ): Promise<RuncListener<T>> {
+  static async #listen<T>(path: string, options: RuncListenOptions | undefined, read: ReadMessage<T>): Promise<RuncListener<T>> {
     if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
     if (options !== undefined && (options === null || typeof options !== 'object')) {
       throw invalidArgType('options', 'of type object', options);
@@ -108,7 +114,7 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
       ...(o.allow === undefined ? {} : { allow: o.allow }),
       ...(o.backlog === undefined ? {} : { backlog: o.backlog }),
     });
-    return new RuncListener(server, read, fdsOf, timeout);
+    return new RuncListener(server, read, timeout);
   }
 
   /** The absolute path of the socket file. */
@@ -129,11 +135,10 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
     }, this.#timeout);
     try {
       peer = sock.peer;
-      // Until a value is handed out, its fds stay ours: the end of the worker
-      // that runs this listener closes them (they are closed on every error path).
-      sock._keepOwned();
+      // Until a value is handed out, its fds stay in the library's care: the
+      // end of the worker that runs this listener closes them.
       const value = await this.#read(sock, peer, controller.signal);
-      if (this.#closed) this.#dispose(value);
+      if (this.#closed) value.discard();
       else this.#push(value);
     } catch (err) {
       if (timedOut) {
@@ -151,20 +156,10 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
     if (this.listenerCount('error') > 0) this.emit('error', err, peer);
   }
 
-  #push(value: T): void {
+  #push(value: Kept<T>): void {
     const w = this.#waiters.shift();
-    if (w) w.resolve({ value: this.#handOut(value), done: false });
+    if (w) w.resolve(value.handOut());
     else this.#queue.push(value);
-  }
-
-  /** The value's fds become the caller's. */
-  #handOut(value: T): T {
-    disownAll(this.#fdsOf(value));
-    return value;
-  }
-
-  #dispose(value: T): void {
-    discardFds(this.#fdsOf(value));
   }
 
   /**
@@ -173,26 +168,20 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
    * next caller.
    */
   next(options?: { signal?: AbortSignal }): Promise<T | null> {
-    const signal = options?.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      return Promise.reject(invalidArgType('options.signal', 'an instance of AbortSignal', signal));
+    let signal: AbortSignal | undefined;
+    try {
+      signal = checkSignal(options?.signal);
+    } catch (err) {
+      return Promise.reject(err);
     }
-    if (signal?.aborted) return Promise.reject(abortError(signal));
-    if (this.#queue.length > 0) return Promise.resolve(this.#handOut(this.#queue.shift() as T));
-    if (this.#closed) return Promise.resolve(null);
     return new Promise<T | null>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        reject(abortError(signal!));
-      };
-      const waiter: Waiter<T> = {
-        resolve: (r) => {
-          signal?.removeEventListener('abort', onAbort);
-          resolve(r.done ? null : r.value);
-        },
-      };
-      this.#waiters.push(waiter);
-      signal?.addEventListener('abort', onAbort, { once: true });
+      const waiter: Waiter<T> = { resolve, reject };
+      if (signal?.aborted || (this.#queue.length === 0 && !this.#closed)) {
+        this.#waiters.add(waiter, signal);
+        return;
+      }
+      const value = this.#queue.shift();
+      resolve(value ? value.handOut() : null);
     });
   }
 
@@ -223,10 +212,8 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
       await Promise.all(this.#inFlight.values());
       const queued = this.#queue;
       this.#queue = [];
-      for (const v of queued) this.#dispose(v);
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const w of waiters) w.resolve({ value: undefined, done: true });
+      for (const v of queued) v.discard();
+      this.#waiters.drain((w) => w.resolve(null));
       process.nextTick(() => this.emit('close'));
     })();
     return this.#closing;

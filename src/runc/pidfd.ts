@@ -3,10 +3,10 @@
 // 'setns' for exec) as the payload with one pidfd.
 import { ErrorCodes, FdPassError, invalidArgValue } from '../errors.js';
 import { toFd, type FdLike } from '../fds.js';
-import { native } from '../native.js';
+import { Kept, recvFdKept } from '../internal.js';
 import type { PeerCredentials } from '../socket.js';
 import { withTarget, type RuncTarget } from './connect.js';
-import { RuncListener, type RuncListenOptions } from './listener.js';
+import { listenRunc, type RuncListener, type RuncListenOptions } from './listener.js';
 
 /** 'standard': the init process of run/create; 'setns': a process of exec. */
 export type PidfdKind = 'standard' | 'setns';
@@ -28,22 +28,18 @@ const KINDS: readonly string[] = ['standard', 'setns'];
  * listener goes on.
  */
 export function listenPidfdSocket(path: string, options?: RuncListenOptions): Promise<PidfdListener> {
-  return RuncListener.listen<ReceivedPidfd>(
-    path,
-    options,
-    async (sock, peer, signal) => {
-      const { name, fd } = await sock.recvFd({ signal });
-      if (!KINDS.includes(name)) {
-        native.close(fd);
-        throw new FdPassError(
-          ErrorCodes.BAD_MESSAGE,
-          `pidfd socket: unknown kind ${JSON.stringify(name.slice(0, 64))} (expected "standard" or "setns"); its fd was closed`,
-        );
-      }
-      return { kind: name as PidfdKind, pidfd: fd, peer };
-    },
-    (p) => [p.pidfd],
-  );
+  return listenRunc<ReceivedPidfd>(path, options, async (sock, peer, signal) => {
+    const received = await recvFdKept(sock, { signal });
+    const { name, fd } = received.value;
+    if (!KINDS.includes(name)) {
+      received.discard();
+      throw new FdPassError(
+        ErrorCodes.BAD_MESSAGE,
+        `pidfd socket: unknown kind ${JSON.stringify(name.slice(0, 64))} (expected "standard" or "setns"); its fd was closed`,
+      );
+    }
+    return new Kept({ kind: name as PidfdKind, pidfd: fd, peer }, [fd]);
+  });
 }
 
 /** Send a pidfd the way runc does. The caller still owns (and closes) pidfd. */

@@ -9,8 +9,7 @@ import { Duplex, type DuplexOptions } from 'node:stream';
 import { readSync, writeSync } from 'node:fs';
 import { closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { watch } from '../io/backend.js';
-import { POLLERR, POLLIN, POLLOUT, type Readiness } from '../io/readiness.js';
+import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
 
 const READ_SIZE = 65536;
@@ -39,8 +38,7 @@ function checkDimension(value: unknown, name: string): void {
  * discarded, as a hung-up terminal does.
  */
 export class PtyStream extends Duplex {
-  #fd: number;
-  #io: Readiness | null;
+  readonly #io: WatchedFd;
   #wantRead = false;
   #hungUp = false;
   #pending: PendingWrite | null = null;
@@ -55,13 +53,12 @@ export class PtyStream extends Duplex {
       native.close(fd);
       throw systemError(r, 'fcntl');
     }
-    this.#fd = fd;
-    this.#io = watch(fd, (events) => this.#onPoll(events));
+    this.#io = new WatchedFd(fd, (events) => this.#onPoll(events));
   }
 
   /** The pty master fd, or -1 once destroyed. */
   get fd(): number {
-    return this.#fd;
+    return this.#io.fd;
   }
 
   /**
@@ -73,29 +70,30 @@ export class PtyStream extends Duplex {
   resize(cols: number, rows: number): void {
     checkDimension(cols, 'cols');
     checkDimension(rows, 'rows');
-    if (this.#fd < 0) throw closedError('pty stream');
-    const r = native.setWindowSize(this.#fd, cols, rows);
+    if (this.#io.fd < 0) throw closedError('pty stream');
+    const r = native.setWindowSize(this.#io.fd, cols, rows);
     if (r < 0) throw systemError(r, 'ioctl');
   }
 
   /** The terminal's size (TIOCGWINSZ): `{ cols, rows }`, 0x0 until someone sets it. */
   getWindowSize(): { cols: number; rows: number } {
-    if (this.#fd < 0) throw closedError('pty stream');
-    const r = native.getWindowSize(this.#fd);
+    if (this.#io.fd < 0) throw closedError('pty stream');
+    const r = native.getWindowSize(this.#io.fd);
     if (r < 0) throw systemError(r, 'ioctl');
     return { cols: r >>> 16, rows: r & 0xffff };
   }
 
+  /** @internal */
   override _read(): void {
     this.#wantRead = true;
     this.#readNow();
   }
 
   #readNow(): void {
-    while (this.#wantRead && this.#fd >= 0) {
+    while (this.#wantRead && this.#io.fd >= 0) {
       let n: number;
       try {
-        n = readSync(this.#fd, this.#buffer, 0, READ_SIZE, null);
+        n = readSync(this.#io.fd, this.#buffer, 0, READ_SIZE, null);
       } catch (err) {
         const code = errnoCode(err);
         if (code === 'EINTR') continue;
@@ -128,6 +126,7 @@ export class PtyStream extends Duplex {
     this.#updatePoll();
   }
 
+  /** @internal */
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.#hungUp) return callback();
     this.#pending = { chunk, offset: 0, callback };
@@ -136,9 +135,9 @@ export class PtyStream extends Duplex {
 
   #writeNow(): void {
     const p = this.#pending;
-    while (p && this.#fd >= 0 && p.offset < p.chunk.length) {
+    while (p && this.#io.fd >= 0 && p.offset < p.chunk.length) {
       try {
-        p.offset += writeSync(this.#fd, p.chunk, p.offset, p.chunk.length - p.offset);
+        p.offset += writeSync(this.#io.fd, p.chunk, p.offset, p.chunk.length - p.offset);
       } catch (err) {
         const code = errnoCode(err);
         if (code === 'EINTR') continue;
@@ -160,33 +159,25 @@ export class PtyStream extends Duplex {
   }
 
   #onPoll(events: number): void {
-    if (this.#fd < 0) return;
-    // On POLLERR watching stopped: the next read or write finds out what
-    // happened, and sets the interest again.
-    if (events & (POLLERR | POLLOUT)) this.#writeNow();
-    if (events & (POLLERR | POLLIN)) this.#readNow();
+    if (this.#io.fd < 0) return;
+    if (events & POLLOUT) this.#writeNow();
+    if (events & POLLIN) this.#readNow();
   }
 
   #updatePoll(): void {
-    if (!this.#io) return;
     let want = 0;
     if (this.#wantRead && !this.#hungUp) want |= POLLIN;
     if (this.#pending) want |= POLLOUT;
-    this.#io.setInterest(want);
+    this.#io.want(want);
   }
 
+  /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    const io = this.#io;
-    this.#io = null;
-    this.#fd = -1;
     this.#wantRead = false;
     const p = this.#pending;
     this.#pending = null;
-    let closeError: Error | null = null;
-    if (io) {
-      const r = io.close(true);
-      if (r < 0) closeError = systemError(r, 'close');
-    }
+    const r = this.#io.close();
+    const closeError = r < 0 ? systemError(r, 'close') : null;
     p?.callback(error ?? closedError('pty stream'));
     callback(error ?? closeError);
   }

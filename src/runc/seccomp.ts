@@ -8,10 +8,10 @@
 // by maxStateBytes.
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { toFd, type FdLike } from '../fds.js';
-import { discardFds } from '../recv.js';
+import { Kept, discardFds, recvKept } from '../internal.js';
 import type { PeerCredentials } from '../socket.js';
 import { withTarget, type RuncTarget } from './connect.js';
-import { RuncListener, type RuncListenOptions } from './listener.js';
+import { listenRunc, type RuncListener, type RuncListenOptions } from './listener.js';
 import { toContainerProcessState, type ContainerProcessState } from './state.js';
 
 /** What a seccomp agent receives: the state and its fds by name (yours to close). */
@@ -47,44 +47,40 @@ export function listenSeccompAgent(path: string, options?: SeccompAgentOptions):
   if (!Number.isInteger(maxStateBytes) || maxStateBytes < 1 || maxStateBytes > 16 << 20) {
     throw outOfRange('options.maxStateBytes', 'an integer from 1 to 16 MiB', maxStateBytes);
   }
-  return RuncListener.listen<ReceivedContainerProcessState>(
-    path,
-    options,
-    async (sock, peer, signal) => {
-      const chunks: Buffer[] = [];
-      const fds: number[] = [];
-      const end = new JsonEnd();
-      let size = 0;
-      try {
-        for (;;) {
-          const m = await sock.recv({ signal, maxBytes: CHUNK });
-          if (m === null) break;
-          for (const fd of m.fds) fds.push(fd);
-          const at = end.feed(m.data);
-          size += m.data.length;
-          if (at === BAD) throw new FdPassError(ErrorCodes.BAD_MESSAGE, 'seccomp agent: the state is not a JSON object');
-          if (size > maxStateBytes && (at < 0 || size - m.data.length + at > maxStateBytes)) {
-            throw new FdPassError(
-              ErrorCodes.MESSAGE_TOO_LARGE,
-              `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`,
-            );
-          }
-          chunks.push(m.data);
-          if (at >= 0) {
-            if (m.data.subarray(at).some((c) => !isSpace(c))) {
-              throw new FdPassError(ErrorCodes.BAD_MESSAGE, 'seccomp agent: bytes after the state');
-            }
-            break;
-          }
+  return listenRunc<ReceivedContainerProcessState>(path, options, async (sock, peer, signal) => {
+    const chunks: Buffer[] = [];
+    const fds: number[] = [];
+    const end = new JsonEnd();
+    let size = 0;
+    try {
+      for (;;) {
+        const kept = await recvKept(sock, { signal, maxBytes: CHUNK });
+        if (kept === null) break;
+        const m = kept.value;
+        for (const fd of m.fds) fds.push(fd);
+        const at = end.feed(m.data);
+        size += m.data.length;
+        if (at === BAD) throw new FdPassError(ErrorCodes.BAD_MESSAGE, 'seccomp agent: the state is not a JSON object');
+        if (size > maxStateBytes && (at < 0 || size - m.data.length + at > maxStateBytes)) {
+          throw new FdPassError(
+            ErrorCodes.MESSAGE_TOO_LARGE,
+            `seccomp agent: state longer than ${maxStateBytes} bytes; its fds were closed`,
+          );
         }
-        return parseState(Buffer.concat(chunks, size), fds, peer);
-      } catch (err) {
-        discardFds(fds);
-        throw err;
+        chunks.push(m.data);
+        if (at >= 0) {
+          if (m.data.subarray(at).some((c) => !isSpace(c))) {
+            throw new FdPassError(ErrorCodes.BAD_MESSAGE, 'seccomp agent: bytes after the state');
+          }
+          break;
+        }
       }
-    },
-    (r) => Object.values(r.fds),
-  );
+      return new Kept(parseState(Buffer.concat(chunks, size), fds, peer), fds);
+    } catch (err) {
+      discardFds(fds);
+      throw err;
+    }
+  });
 }
 
 const BAD = -2;

@@ -13,19 +13,23 @@
 // listeners take them, or they stay queued (takeFds()) and are closed with
 // the stream. A reader that reads one message at a time gets each message's
 // fds with the read of that message, never with an earlier one.
+import { constants } from 'node:os';
 import { Duplex, addAbortSignal } from 'node:stream';
 import type { DuplexOptions } from 'node:stream';
-import type { AddressOptions } from '../address.js';
+import { encodeAddress, type AddressOptions } from '../address.js';
 import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
-import { FdLike, checkFdNumber, toFdArray } from '../fds.js';
-import { watch } from '../io/backend.js';
-import { POLLERR, POLLIN, POLLOUT, type Readiness } from '../io/readiness.js';
+import { FdLike, toFdArray } from '../fds.js';
+import { discardFds, disownAll } from '../io/owned.js';
+import { SendQueue } from '../io/send.js';
+import { adoptSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
+import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_EOF, RawEntry, discardFds, disownAll, lastBatchDrained, readBatch } from '../recv.js';
-import { FdSocket, PeerCredentials, emptyDataError, peerCredentials, socketInfo } from '../socket.js';
+import { FLAG_CTRUNC, FLAG_EOF, READ_DRAINED, RawEntry, readBatch } from '../recv.js';
+import { FdSocket, emptyDataError } from '../socket.js';
 import { type Pidfd, peerPidfd } from '../pidfd/pidfd.js';
 
-const AF_UNIX = 1;
+const SHUT_WR = 1;
+const { ENOTCONN, EISCONN } = constants.errno;
 /** Bytes asked for per recvmsg, and recvmsg calls per batch: at most 512 KiB read ahead of demand. */
 const READ_BYTES = 65536;
 const READ_MESSAGES = 8;
@@ -63,13 +67,6 @@ export interface FdChunk {
 
 type WriteCallback = (error?: Error | null) => void;
 
-interface PendingWrite {
-  data: Buffer;
-  offset: number;
-  fds: Int32Array | null;
-  callback: WriteCallback;
-}
-
 interface FdGroup {
   /** Stream offset just past the chunk the fds came with. */
   end: number;
@@ -95,18 +92,9 @@ function checkFdCount(fdCount: unknown): number {
 
 /** A connected AF_UNIX stream socket fd, made non-blocking and close-on-exec. */
 function checkStreamFd(fd: unknown): number {
-  checkFdNumber(fd);
-  const n = fd as number;
-  const info = socketInfo(n);
-  if (info.domain !== AF_UNIX) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${n} is not an AF_UNIX socket`);
-  if (info.type !== native.SOCK_STREAM) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${n} is not a stream socket`);
-  if (info.listening) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${n} is a listening socket`);
-  const r = native.setFlags(n, 1, 1);
-  if (r < 0) throw systemError(r, 'fcntl');
-  return n;
+  adoptSocket(fd, { listening: false, type: native.SOCK_STREAM });
+  return fd as number;
 }
-
-const pairBuf = new Int32Array(2);
 
 /**
  * A `stream.Duplex` over an AF_UNIX stream socket whose writes and reads
@@ -123,10 +111,8 @@ const pairBuf = new Int32Array(2);
  * - Fds nobody took are closed when the stream is destroyed.
  */
 export class FdStream extends Duplex {
-  /** Bytes handed to the socket. */
-  bytesWritten = 0;
   #fd = -1;
-  #io: Readiness | null = null;
+  #io: WatchedFd | null = null;
   #connecting = false;
   #connectAbort: AbortController | null = null;
   // reading
@@ -139,7 +125,7 @@ export class FdStream extends Duplex {
   #pending: number[] = [];
   #claiming = false;
   // writing
-  #write: PendingWrite | null = null;
+  readonly #sends = new SendQueue(() => this.#updatePoll());
   #final: WriteCallback | null = null;
   #fdsOf = new WeakMap<Buffer, Int32Array>();
   #peer: PeerCredentials | undefined;
@@ -165,6 +151,11 @@ export class FdStream extends Duplex {
   /** Bytes received from the socket. */
   get bytesRead(): number {
     return this.#pushedBytes;
+  }
+
+  /** Bytes handed to the socket. */
+  get bytesWritten(): number {
+    return this.#sends.bytesSent;
   }
 
   /** Connect to a listening stream socket; 'connect' follows (and `listener`, if given). */
@@ -198,10 +189,7 @@ export class FdStream extends Duplex {
 
   /** Two connected streams (socketpair(2)). */
   static pair(options: Omit<FdStreamOptions, 'fd'> = {}): [FdStream, FdStream] {
-    const r = native.socketpair(native.SOCK_STREAM, pairBuf);
-    if (r < 0) throw systemError(r, 'socketpair');
-    const a = pairBuf[0]!;
-    const b = pairBuf[1]!;
+    const [a, b] = socketPair(native.SOCK_STREAM);
     let first: FdStream | undefined;
     try {
       first = new FdStream({ ...options, fd: a });
@@ -221,28 +209,29 @@ export class FdStream extends Duplex {
    */
   connect(arg: string | FdStreamConnectOptions, listener?: () => void): this {
     if (this.#fd >= 0 || this.#connecting)
-      throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -106 });
+      throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -EISCONN });
     if (listener !== undefined && typeof listener !== 'function') throw invalidArgType('listener', 'a function', listener);
     const where = typeof arg === 'string' ? { path: arg } : arg;
     if (where === null || typeof where !== 'object') throw invalidArgType('options', 'a path string or an options object', arg);
     const address: AddressOptions = {};
     if (where.path !== undefined) address.path = where.path;
     if (where.abstract !== undefined) address.abstract = where.abstract;
-    const abort = new AbortController();
     // Bad arguments throw here, before anything changes.
-    const connecting = FdSocket.connect({ ...address, type: 'stream', signal: abort.signal });
+    const resolved = encodeAddress(address);
+    const abort = new AbortController();
+    const connecting = connectSocket(resolved, native.SOCK_STREAM, abort.signal);
     if (listener) this.once('connect', listener);
     this.#connecting = true;
     this.#connectAbort = abort;
     connecting.then(
-      (socket) => {
+      (fd) => {
         this.#connectAbort = null;
         this.#connecting = false;
         if (this.destroyed) {
-          void socket.close();
+          native.close(fd);
           return;
         }
-        this.#attach(socket.release());
+        this.#attach(fd);
         // Out of the promise chain, so that a throwing listener is an uncaught exception.
         process.nextTick(() => {
           if (this.destroyed) return;
@@ -260,11 +249,11 @@ export class FdStream extends Duplex {
   }
 
   #attach(fd: number): void {
-    this.#io = watch(fd, (events) => this.#onPoll(events));
+    this.#io = new WatchedFd(fd, (events) => this.#onPoll(events));
     this.#fd = fd;
     // Work that waited for the connection.
-    if (this.#write) this.#flushWrite();
-    if (this.#final && !this.#write) this.#doFinal();
+    this.#sends.flush(fd);
+    if (this.#final) this.#doFinal();
     if (this.#readWanted) this.#pumpRead();
     this.#updatePoll();
   }
@@ -416,6 +405,7 @@ export class FdStream extends Duplex {
     }
   }
 
+  /** @internal */
   override _read(_size: number): void {
     this.#readWanted = true;
     if (this.#fd >= 0) {
@@ -433,13 +423,15 @@ export class FdStream extends Duplex {
         this.#pollIn = true;
         return;
       }
-      const r = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true);
-      if (typeof r === 'number') {
-        if (r === native.EAGAIN) {
-          this.#pollIn = true;
-          return;
-        }
-        this.destroy(systemError(r, 'recvmsg'));
+      // A fresh array per batch: push() runs listeners that may read again.
+      const r: RawEntry[] = [];
+      const status = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true, r);
+      if (status === native.EAGAIN) {
+        this.#pollIn = true;
+        return;
+      }
+      if (status < 0) {
+        this.destroy(systemError(status, 'recvmsg'));
         return;
       }
       for (let i = 0; i < r.length; i++) {
@@ -455,7 +447,7 @@ export class FdStream extends Duplex {
           return;
         }
       }
-      if (lastBatchDrained && !this.#eof) {
+      if (status === READ_DRAINED && !this.#eof) {
         this.#pollIn = true;
         return;
       }
@@ -518,61 +510,34 @@ export class FdStream extends Duplex {
     return callback ? super.write(chunk, callback) : super.write(chunk);
   }
 
+  /** @internal */
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
-    this.#write = { data: chunk, offset: 0, fds: this.#fdsOf.get(chunk) ?? null, callback };
-    if (this.#fd >= 0) {
-      this.#flushWrite();
-      this.#updatePoll();
-    }
+    // Before the connection (fd -1) the write waits in the queue.
+    this.#sends.write(this.#fd, chunk, this.#fdsOf.get(chunk) ?? null, callback);
   }
 
-  #flushWrite(): void {
-    const w = this.#write;
-    if (!w || this.#fd < 0) return;
-    while (w.offset < w.data.length) {
-      const r = native.sendmsg(this.#fd, w.data, w.offset, w.data.length - w.offset, w.fds, w.fds ? w.fds.length : 0, null);
-      if (r === native.EAGAIN) return;
-      if (r < 0) {
-        this.#write = null;
-        w.callback(systemError(r, 'sendmsg'));
-        return;
-      }
-      // The fds went with the first byte; the rest of a partial write goes alone.
-      w.fds = null;
-      w.offset += r;
-      this.bytesWritten += r;
-    }
-    this.#write = null;
-    w.callback();
-    if (this.#final && !this.#write) this.#doFinal();
-  }
-
+  /** @internal */
   override _final(callback: WriteCallback): void {
+    // Writable calls this once every write is out: only the connection may be missing.
     this.#final = callback;
-    if (this.#fd >= 0 && !this.#write) this.#doFinal();
+    if (this.#fd >= 0) this.#doFinal();
   }
 
-  /** Half-close once every write is out: the peer sees end of file. */
+  /** Half-close: the peer sees end of file. */
   #doFinal(): void {
     const callback = this.#final;
     if (!callback) return;
     this.#final = null;
-    const r = native.shutdown(this.#fd, 1);
+    const r = native.shutdown(this.#fd, SHUT_WR);
     // ENOTCONN: the peer is gone already; nothing is left to flush.
-    callback(r < 0 && r !== -107 ? systemError(r, 'shutdown') : null);
+    callback(r < 0 && r !== -ENOTCONN ? systemError(r, 'shutdown') : null);
   }
 
   // ---- polling and lifetime ------------------------------------------------------
 
   #onPoll(events: number): void {
     if (this.#fd < 0 || this.destroyed) return;
-    if (events & POLLERR) {
-      // Watching stopped on POLLERR; the real error (ECONNRESET...) comes
-      // from the next recvmsg or sendmsg, after any data still queued.
-      this.#pollIn = true;
-      events = (this.#write ? POLLOUT : 0) | POLLIN;
-    }
-    if (events & POLLOUT) this.#flushWrite();
+    if (events & POLLOUT) this.#sends.flush(this.#fd);
     if (events & POLLIN && this.#pollIn) {
       this.#pollIn = false;
       this.#pumpRead();
@@ -581,23 +546,19 @@ export class FdStream extends Duplex {
   }
 
   #updatePoll(): void {
-    if (!this.#io || this.#fd < 0 || this.destroyed) return;
-    let want = 0;
-    if (this.#pollIn && this.#readWanted && !this.#eof) want |= POLLIN;
-    if (this.#write) want |= POLLOUT;
-    this.#io.setInterest(want);
+    if (!this.#io || this.destroyed) return;
+    this.#io.want((this.#pollIn && this.#readWanted && !this.#eof ? POLLIN : 0) | (this.#sends.length > 0 ? POLLOUT : 0));
   }
 
+  /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#connectAbort?.abort();
     this.#connectAbort = null;
-    this.#io?.close(true);
+    this.#io?.close();
     this.#io = null;
     this.#fd = -1;
     // A write in flight: its caller keeps its fds until the callback runs.
-    const w = this.#write;
-    this.#write = null;
-    w?.callback(error ?? closedError('stream'));
+    this.#sends.close(error ?? closedError('stream'));
     this.#final = null;
     // Fds nobody took are closed with the stream.
     for (const group of this.#incoming) discardFds(group.fds);

@@ -4,6 +4,7 @@
 //   as sd_notify(3) / sd_pid_notify_with_fds / sd_notify_barrier.
 // Policy only: the sockets are the core's FdSocket; the one syscall needed
 // beyond it (fcntl FD_CLOEXEC on inherited fds) is the core addon's setFlags.
+import { constants } from 'node:os';
 import { FdSocket } from '../socket.js';
 import { ErrorCodes, FdPassError, checkSignal, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, MAX_FDS, closeFds, toFdArray } from '../fds.js';
@@ -247,7 +248,7 @@ export async function notifyBarrier(options: BarrierOptions = {}): Promise<boole
       } catch (err) {
         if (timer.aborted && !signal?.aborted) {
           throw new FdPassError('ETIMEDOUT', `notifyBarrier: the service manager did not answer within ${timeout} ms`, {
-            errno: -110,
+            errno: -constants.errno.ETIMEDOUT,
             cause: err,
           });
         }

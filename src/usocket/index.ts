@@ -4,11 +4,12 @@
 // 'connect', 'end', 'close', 'error', end(), destroy(). No native build of
 // its own: packages/usocket-compat makes require('usocket') load this.
 import { EventEmitter } from 'node:events';
-import type { AddressOptions } from '../address.js';
+import { encodeAddress, type AddressOptions } from '../address.js';
 import { FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
+import { Acceptor, type Accepted } from '../io/acceptor.js';
+import { listenSocket, unlinkIfSame, type FileId } from '../io/sockops.js';
 import { native } from '../native.js';
-import { FdServer } from '../server.js';
-import type { FdSocket } from '../socket.js';
+import { sameUid } from '../server.js';
 import { FdStream } from '../stream/index.js';
 
 export { FdStream } from '../stream/index.js';
@@ -74,22 +75,25 @@ export interface UServerListenOptions {
 /**
  * usocket's UServer: listen(path | { path, backlog }, backlog?, callback?),
  * then 'listening', 'connection' (a USocket), 'error', 'close'; pause() and
- * resume() stop and restart accepting; close().
+ * resume() stop and restart accepting; close(). It accepts straight into
+ * USockets (the io core's Acceptor), building nothing to throw away.
  */
 export class UServer extends EventEmitter {
-  #server: FdServer | null = null;
+  #acceptor: Acceptor | null = null;
+  #path: string | undefined;
+  #file: FileId | null = null;
   #starting = false;
   #paused = false;
   #closed = false;
 
   /** True once listening. */
   get listening(): boolean {
-    return this.#server !== null && !this.#server.closed;
+    return this.#acceptor !== null;
   }
 
   /** The listening fd, or undefined before listening. */
   get fd(): number | undefined {
-    return this.#server?.fd;
+    return this.#acceptor?.fd;
   }
 
   /** True while accepting is paused. */
@@ -98,7 +102,7 @@ export class UServer extends EventEmitter {
   }
 
   listen(arg: string | UServerListenOptions, backlog?: number | (() => void), callback?: () => void): this {
-    if (this.#server || this.#starting) throw new FdPassError('ERR_SERVER_ALREADY_LISTEN', 'listen on already listened UServer');
+    if (this.#acceptor || this.#starting) throw new FdPassError('ERR_SERVER_ALREADY_LISTEN', 'listen on already listened UServer');
     if (typeof backlog === 'function') {
       callback = backlog;
       backlog = undefined;
@@ -106,68 +110,68 @@ export class UServer extends EventEmitter {
     const options: UServerListenOptions = typeof arg === 'string' ? { path: arg } : arg;
     if (options === null || typeof options !== 'object') throw invalidArgType('path', 'a path string or an options object', arg);
     const depth = options.backlog ?? backlog ?? 16;
-    if (typeof depth !== 'number' || !Number.isInteger(depth) || depth < 0) throw outOfRange('backlog', 'an integer >= 0', depth);
+    if (typeof depth !== 'number' || !Number.isInteger(depth) || depth < 0 || depth > 65535) {
+      throw outOfRange('backlog', 'an integer from 0 to 65535', depth);
+    }
+    const mode = options.mode ?? 0o600;
+    if (typeof mode !== 'number' || !Number.isInteger(mode) || mode < 0 || mode > 0o7777) {
+      throw outOfRange('mode', 'an integer from 0 to 0o7777', mode);
+    }
     if (callback !== undefined && typeof callback !== 'function') throw invalidArgType('callback', 'a function', callback);
-    const address = usocketAddress(options.path);
     // Bad arguments throw here, before anything changes.
-    const listening = FdServer.listen({
-      ...address,
-      type: 'stream',
-      backlog: depth,
-      ...(options.mode === undefined ? {} : { mode: options.mode }),
-    });
+    const address = encodeAddress(usocketAddress(options.path));
     if (callback !== undefined) this.once('listening', callback);
     this.#starting = true;
-    listening.then(
-      (server) => {
-        this.#starting = false;
-        if (this.#closed) {
-          void server.close();
-          return;
-        }
-        this.#server = server;
-        server.on('error', (err) => this.emit('error', err));
-        this.emit('listening');
-        if (!this.#paused) this.#accept(true);
-      },
-      (err: Error) => {
-        this.#starting = false;
-        this.emit('error', err);
-      },
-    );
+    // Listening happens on the next tick, as net.Server's does: errors come as 'error'.
+    process.nextTick(() => {
+      this.#starting = false;
+      if (this.#closed) return;
+      let listening;
+      try {
+        listening = listenSocket(address, native.SOCK_STREAM, depth, mode);
+      } catch (err) {
+        this.emit('error', err as Error);
+        return;
+      }
+      this.#path = address.path;
+      this.#file = listening.file;
+      // Abstract names have no file permissions: our own uid only, as FdServer.
+      this.#acceptor = new Acceptor(listening.fd, address.abstract !== undefined ? sameUid : undefined, {
+        demand: () => !this.#paused,
+        deliver: (conn) => this.#deliver(conn),
+        error: (err) => this.emit('error', err),
+      });
+      this.emit('listening');
+      this.#pumpSoon();
+    });
     return this;
   }
 
-  #onConnection = (socket: FdSocket): void => {
-    const fd = socket.release();
+  #deliver(conn: Accepted): void {
     let usocket: USocket;
     try {
-      usocket = new USocket({ fd });
+      usocket = new USocket({ fd: conn.fd });
     } catch (err) {
-      native.close(fd);
+      native.close(conn.fd);
       this.emit('error', err as Error);
       return;
     }
     this.emit('connection', usocket);
-  };
-
-  #accept(on: boolean): void {
-    const server = this.#server;
-    if (!server) return;
-    if (on) {
-      if (server.listenerCount('connection') === 0) server.on('connection', this.#onConnection);
-    } else server.off('connection', this.#onConnection);
   }
 
   /** Stop accepting (connections wait in the backlog). */
   pause(): void {
     this.#paused = true;
-    this.#accept(false);
   }
 
   resume(): void {
     this.#paused = false;
-    this.#accept(true);
+    this.#pumpSoon();
+  }
+
+  // After the caller's current code, as net.Server does: its listeners are in place.
+  #pumpSoon(): void {
+    queueMicrotask(() => this.#acceptor?.pump());
   }
 
   /** Stop listening and unlink the socket file; 'close' follows. */
@@ -175,15 +179,10 @@ export class UServer extends EventEmitter {
     if (callback !== undefined) this.once('close', callback);
     if (this.#closed) return;
     this.#closed = true;
-    const server = this.#server;
-    this.#server = null;
-    if (!server) {
-      process.nextTick(() => this.emit('close'));
-      return;
-    }
-    server.close().then(
-      () => this.emit('close'),
-      (err: Error) => this.emit('error', err),
-    );
+    const acceptor = this.#acceptor;
+    this.#acceptor = null;
+    acceptor?.close();
+    if (this.#path !== undefined && this.#file) unlinkIfSame(this.#path, this.#file);
+    process.nextTick(() => this.emit('close'));
   }
 }

@@ -103,6 +103,18 @@ export function muslDlopen(file: string, dir: string): { status: number | null; 
   writeFileSync(join(dir, 'loader.c'), src);
   const cc = spawnSync('musl-gcc', ['-rdynamic', '-o', join(dir, 'loader'), join(dir, 'loader.c')], { encoding: 'utf8' });
   if (cc.status !== 0) return { status: cc.status, output: `musl-gcc: ${cc.stderr}` };
-  const r = spawnSync(join(dir, 'loader'), [file], { encoding: 'utf8' });
+  const r = spawnSync(join(dir, 'loader'), [file], { encoding: 'utf8', env: muslEnv() });
   return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
+}
+
+/**
+ * The environment for a musl program: ours without LD_PRELOAD. Under `npm run
+ * test:asan` it names glibc's ASan runtime, which musl's loader cannot load
+ * (libgcc_s, libstdc++ and glibc symbols missing): the program would exit 127
+ * before its first line.
+ */
+export function muslEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.LD_PRELOAD;
+  return env;
 }

@@ -1,0 +1,144 @@
+// Acceptor: a listening socket that accepts on demand, in batches, checks
+// each peer with `allow` before anything is read, and hands out bare fds
+// (with their peer's credentials) for the caller to wrap in whatever it
+// needs: FdServer makes FdSockets, UServer makes USockets (FdStreams).
+import { systemError } from '../errors.js';
+import { native } from '../native.js';
+import { peerCredentials, type PeerCredentials } from './sockops.js';
+import { POLLIN, WatchedFd } from './watched.js';
+
+/** A connection accepted and allowed: its fd is the receiver's. */
+export interface Accepted {
+  fd: number;
+  peer: PeerCredentials;
+}
+
+export interface AcceptorHooks {
+  /** True while someone wants connections. */
+  demand(): boolean;
+  /** Hand out one connection; the receiver owns its fd from now on. */
+  deliver(conn: Accepted): void;
+  /** A failure worth reporting: `allow` threw, or accept4 failed (EMFILE...). */
+  error(err: Error): void;
+}
+
+const ACCEPT_BATCH = 64;
+// Batches accepted per wake-up. Unbounded, a flood of connections was accepted
+// in one synchronous pass: every socket and every fd its handler received
+// stayed open until the pass ended (10,000 connections hit RLIMIT_NOFILE).
+const ACCEPT_BATCHES_PER_WAKE = 4;
+// After a failure that leaves the listener readable (out of fds), wait this
+// long instead of spinning.
+const BACKOFF_MS = 100;
+const acceptBuf = new Int32Array(ACCEPT_BATCH);
+
+export class Acceptor {
+  readonly #io: WatchedFd;
+  readonly #allow: ((peer: PeerCredentials) => boolean) | undefined;
+  readonly #hooks: AcceptorHooks;
+  #ready: Accepted[] = [];
+  #backoff: NodeJS.Timeout | null = null;
+  #pumping = false;
+  #closed = false;
+
+  /** Takes the listening `fd` (closed at once if watching it fails). */
+  constructor(fd: number, allow: ((peer: PeerCredentials) => boolean) | undefined, hooks: AcceptorHooks) {
+    this.#allow = allow;
+    this.#hooks = hooks;
+    // Any event (POLLIN; POLLERR, which accept4 explains) means: accept if
+    // someone wants a connection.
+    this.#io = new WatchedFd(fd, () => {
+      if (this.#hooks.demand()) this.pump();
+      else this.#io.want(0);
+    });
+  }
+
+  /** The listening fd, or -1 once closed. */
+  get fd(): number {
+    return this.#io.fd;
+  }
+
+  /** Hand out accepted connections while there is demand, accepting more as needed. */
+  pump(): void {
+    if (this.#pumping || this.#closed) return;
+    this.#pumping = true;
+    try {
+      let batches = 0;
+      for (;;) {
+        while (this.#ready.length > 0 && this.#hooks.demand()) {
+          this.#hooks.deliver(this.#ready.shift()!);
+          if (this.#closed) return;
+        }
+        if (!this.#hooks.demand() || this.#backoff) break;
+        if (batches++ >= ACCEPT_BATCHES_PER_WAKE) {
+          // Let the loop (and the microtasks of the connections handed out)
+          // run before accepting more; the listener's readiness brings us back.
+          this.#io.want(POLLIN);
+          break;
+        }
+        const n = native.acceptBatch(this.#io.fd, acceptBuf);
+        if (n === native.EAGAIN) {
+          this.#io.want(POLLIN);
+          break;
+        }
+        if (n < 0) {
+          this.#failed(n);
+          break;
+        }
+        for (let i = 0; i < n; i++) this.#admit(acceptBuf[i]!);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** Check the peer with `allow` before anything is read; refuse by closing. */
+  #admit(fd: number): void {
+    let peer: PeerCredentials;
+    try {
+      peer = peerCredentials(fd);
+    } catch {
+      native.close(fd);
+      return;
+    }
+    if (this.#allow) {
+      let ok = false;
+      try {
+        ok = this.#allow(peer) === true;
+      } catch (err) {
+        this.#hooks.error(err as Error);
+      }
+      if (!ok) {
+        native.close(fd);
+        return;
+      }
+    }
+    this.#ready.push({ fd, peer });
+  }
+
+  #failed(errno: number): void {
+    const err = systemError(errno, 'accept4');
+    if (err.code === 'ECONNABORTED' || err.code === 'EPROTO') return;
+    // Out of fds (EMFILE, ENFILE, ENOBUFS...): the listener stays readable,
+    // so stop watching for a while instead of spinning; demand is kept.
+    this.#hooks.error(err);
+    this.#io.want(0);
+    this.#backoff = setTimeout(() => {
+      this.#backoff = null;
+      this.pump();
+    }, BACKOFF_MS);
+    this.#backoff.unref?.();
+  }
+
+  /** Stop: close the listening fd and the connections nobody was handed. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#backoff) clearTimeout(this.#backoff);
+    this.#backoff = null;
+    this.#io.close();
+    const ready = this.#ready;
+    this.#ready = [];
+    for (const c of ready) native.close(c.fd);
+  }
+}
