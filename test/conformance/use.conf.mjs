@@ -10,8 +10,9 @@ import { PtyStream } from 'fdpass/runc';
 import { noLeak, test } from './harness.mjs';
 
 test('Pidfd: signal a process and wait for its exit on the event loop', async () => {
-  // The child is started outside the fd count: Deno keeps sockets for its
-  // children for a while.
+  // The child is started outside the fd count, and the count is taken again
+  // only once the runtime has seen the child close: Deno opens sockets for
+  // its children after spawn() returns and closes them with the child.
   const child = spawn('sleep', ['30'], { stdio: 'ignore' });
   const closed = new Promise((r) => child.once('close', r));
   await noLeak(async () => {
@@ -21,8 +22,8 @@ test('Pidfd: signal a process and wait for its exit on the event loop', async ()
     p.signal('SIGTERM');
     await exited;
     p.close();
+    await closed;
   });
-  await closed;
 });
 
 test('peerPidfd: the peer of a socketpair is this process', () =>
