@@ -268,6 +268,12 @@ test('a worker that ends closes the pidfds it did not close, waiting or not', as
       const fds = await new Promise<number[]>((r) => worker.once('message', r));
       assert.deepEqual(fds.map(fdTarget), ['anon_inode:[pidfd]', 'anon_inode:[pidfd]']);
       await worker.terminate();
+      // The worker's environment is torn down (and its cleanup hook closes
+      // the pidfds) on its own thread: on Node 24 that can finish after
+      // terminate() resolved. Wait for it, bounded, before counting.
+      for (let i = 0; i < 200 && fds.some((fd) => fdTarget(fd) === 'anon_inode:[pidfd]'); i++) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
     });
     assert.equal(running(pid), true, 'the process is untouched');
   } finally {
