@@ -104,5 +104,5 @@ napi_status fdp_init_tty(napi_env env, napi_value exports) {
       {"setWindowSize", fdp_set_window_size},
       {"getWindowSize", fdp_get_window_size},
   };
-  return fdp_export(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_NONE, NULL);
 }
