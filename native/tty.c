@@ -9,70 +9,46 @@
 
 #include "args.h"
 
-// The fd and the bytes [offset, offset + length) of a typed array; 0, or -1
-// with a JS exception pending.
-static int fd_span(napi_env env, napi_value *argv, int *fd, char **span,
-                   size_t *len) {
-  size_t n = 0;
-  int32_t off, length;
+// (fd, buf, offset, length): read(2) or write(2) the bytes [offset, offset +
+// length) of buf until all moved or the fd has no more now (EAGAIN, end of
+// file): one call a batch. The count, or -errno if the first call failed;
+// an error or the end after some bytes is the next batch's result.
+static napi_value batch(napi_env env, napi_callback_info info, int writing) {
+  FDP_ARGS(4);
+  size_t n = 0, done = 0;
+  int32_t fd, off, len;
   char *data = fdp_bytes(env, argv[1], &n);
-  if (!data || fdp_int(env, argv[0], fd) || fdp_int(env, argv[2], &off) ||
-      fdp_int(env, argv[3], &length))
-    return -1;
-  if (off < 0 || length < 0 || (size_t)off + (size_t)length > n) {
-    fdp_range_error(env, "offset and length out of the buffer's bounds");
-    return -1;
+  if (!data || fdp_int(env, argv[0], &fd) || fdp_int(env, argv[2], &off) ||
+      fdp_int(env, argv[3], &len))
+    return NULL;
+  if (off < 0 || len < 0 || (size_t)off + (size_t)len > n)
+    return fdp_range_error(env, "offset and length out of the buffer's bounds");
+  char *p = data + off;
+  while (done < (size_t)len) {
+    size_t left = (size_t)len - done;
+    ssize_t r = writing ? write(fd, p + done, left) : read(fd, p + done, left);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && done == 0)
+      return fdp_number(env, -errno);
+    if (r <= 0)
+      break;
+    done += (size_t)r;
   }
-  *span = data + off;
-  *len = (size_t)length;
-  return 0;
+  return fdp_number(env, (int64_t)done);
 }
 
 // readBytes(fd, buf, offset, length) -> bytes read | 0 at end of file |
 // -errno (EAGAIN: nothing to read now; EIO: a pty master whose terminal hung
-// up). Reads until the span is full or the fd is empty: one call a batch.
-// An error or the end after some bytes is the next call's result.
+// up).
 static napi_value fdp_read_bytes(napi_env env, napi_callback_info info) {
-  FDP_ARGS(4);
-  int fd;
-  char *p;
-  size_t len, got = 0;
-  if (fd_span(env, argv, &fd, &p, &len))
-    return NULL;
-  while (got < len) {
-    ssize_t r = read(fd, p + got, len - got);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0 && got == 0)
-      return fdp_number(env, -errno);
-    if (r <= 0)
-      break;
-    got += (size_t)r;
-  }
-  return fdp_number(env, (int64_t)got);
+  return batch(env, info, 0);
 }
 
 // writeBytes(fd, buf, offset, length) -> bytes written | -errno (EAGAIN: no
-// room now). Writes until all is written or the fd is full; an error after
-// some bytes is the next call's result.
+// room now).
 static napi_value fdp_write_bytes(napi_env env, napi_callback_info info) {
-  FDP_ARGS(4);
-  int fd;
-  char *p;
-  size_t len, put = 0;
-  if (fd_span(env, argv, &fd, &p, &len))
-    return NULL;
-  while (put < len) {
-    ssize_t r = write(fd, p + put, len - put);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0 && put == 0)
-      return fdp_number(env, -errno);
-    if (r <= 0)
-      break;
-    put += (size_t)r;
-  }
-  return fdp_number(env, (int64_t)put);
+  return batch(env, info, 1);
 }
 
 // setWindowSize(fd, cols, rows) -> 0 | -errno (ENOTTY: not a terminal). The
