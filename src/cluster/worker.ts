@@ -40,6 +40,14 @@ interface FakeHandle {
   getsockname?: (out: Record<string, unknown>) => number;
 }
 
+/** A serve() waiting for the primary's answer; `cancelled` once the server closed meanwhile. */
+interface Waiting {
+  name: string;
+  server: Server;
+  cancelled: boolean;
+  onClose: () => void;
+}
+
 interface Served {
   server: Server;
   index: number;
@@ -49,7 +57,7 @@ interface Served {
 class Channel {
   readonly socket: FdSocket;
   readonly servers = new Map<number, Served>();
-  readonly waiting: { name: string; server: Server }[] = [];
+  readonly waiting: Waiting[] = [];
   // Every server that took connections here, closed ones too while they drain.
   readonly #all = new Set<ServerInternals>();
   /** The primary schedules by load: report each close (once per loop turn); else the load goes with acknowledgements only. */
@@ -154,8 +162,17 @@ class Channel {
   #onListening(reply: ListeningReply): void {
     const at = this.waiting.findIndex((w) => w.name === reply.name);
     if (at < 0) return;
-    const { server } = this.waiting.splice(at, 1)[0]!;
+    const { server, cancelled, onClose } = this.waiting.splice(at, 1)[0]!;
+    server.off('close', onClose);
     pendingServe.delete(server);
+    if (cancelled) {
+      // server.close() came before the answer: the server stays closed, and
+      // the primary stops sending what it just started to.
+      if (reply.index !== undefined && !this.#maybeClose() && !this.socket.closed) {
+        void this.socket.send(encodeJson(CLOSED, { index: reply.index })).catch(() => {});
+      }
+      return;
+    }
     if (reply.error !== undefined || reply.index === undefined) {
       server.emit('error', new FdPassError(ErrorCodes.BAD_ENV, `fdpass/cluster: ${reply.error ?? 'bad answer from the primary'}`));
       this.#maybeClose();
@@ -210,7 +227,8 @@ class Channel {
     if (channel === this) channel = null;
     for (const w of this.waiting.splice(0)) {
       pendingServe.delete(w.server);
-      w.server.emit('error', new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the primary closed the channel'));
+      w.server.off('close', w.onClose);
+      if (!w.cancelled) w.server.emit('error', new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the primary closed the channel'));
     }
     for (const s of [...this.servers.values()]) s.server.close();
     this.#cancelReport();
@@ -267,12 +285,25 @@ export function serve<T extends Server>(server: T, options: ServeOptions = {}): 
     );
   }
   pendingServe.add(server);
+  // server.close() before the primary answered (net emits 'close' at once
+  // on a server with no handle): the answer, when it comes, is turned down.
+  const waiting: Waiting = {
+    name,
+    server,
+    cancelled: false,
+    onClose: () => {
+      waiting.cancelled = true;
+      pendingServe.delete(server);
+    },
+  };
+  server.once('close', waiting.onClose);
   const failed = (err: unknown): void => {
     pendingServe.delete(server);
-    server.emit('error', err as Error);
+    server.off('close', waiting.onClose);
+    if (!waiting.cancelled) server.emit('error', err as Error);
   };
   getChannel(address).then((ch) => {
-    ch.waiting.push({ name, server });
+    ch.waiting.push(waiting);
     ch.socket.send(encodeJson(SERVE, { name })).catch(failed);
   }, failed);
   return server;

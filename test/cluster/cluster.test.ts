@@ -367,7 +367,7 @@ describe('fdpass/cluster', () => {
     }
   });
 
-  it('the primary closing ends the workers’ servers; bad arguments throw before anything opens', async () => {
+  it('the primary closing ends the workers’ servers; a server closed before the answer stays closed; bad arguments throw before anything opens', async () => {
     const primary = await ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, setEnv: false });
     const w = startChild(primary.env, ['http']);
     await message(w, (m) => m.listening === 'default');
@@ -376,6 +376,36 @@ describe('fdpass/cluster', () => {
     await closed;
     w.kill('SIGKILL');
     await exited(w);
+
+    // server.close() before the primary answered serve(): the server stays
+    // closed, the worker's channel goes, and serve() works again afterwards.
+    const saved0 = process.env.FDPASS_CLUSTER;
+    const early = await ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, setEnv: false });
+    try {
+      process.env.FDPASS_CLUSTER = early.env.FDPASS_CLUSTER;
+      const server = http.createServer();
+      let listened = 0;
+      server.on('listening', () => listened++);
+      const answered = new Promise((r) => early.once('listening', r));
+      const channelGone = new Promise<ClusterWorkerExit>((r) => early.once('workerExit', r));
+      serve(server);
+      server.close();
+      await answered;
+      const listening = new Promise((r) => server.once('listening', () => r('listening')));
+      const first = await Promise.race([channelGone.then(() => 'channel gone'), listening]);
+      assert.equal(first, 'channel gone', 'the answer was turned down, the server stayed closed');
+      assert.equal(listened, 0, 'no listening event after close()');
+      assert.equal(server.listening, false);
+      const again = new Promise((r) => server.once('listening', r));
+      serve(server);
+      await again;
+      assert.deepEqual(server.address(), early.address());
+      await new Promise((r) => server.close(r));
+    } finally {
+      await early.close();
+      if (saved0 !== undefined) process.env.FDPASS_CLUSTER = saved0;
+      else delete process.env.FDPASS_CLUSTER;
+    }
 
     await assert.rejects(ClusterPrimary.start({} as never), { code: 'ERR_INVALID_ARG_TYPE' });
     await assert.rejects(ClusterPrimary.start({ listen: { port: 70000 } }), { code: 'ERR_OUT_OF_RANGE' });
