@@ -49,6 +49,7 @@ import('fdpass').then(async ({ FdSocket, closeFds }) => {
     parentPort.postMessage({ second: true });
     process.exit(0);
   }
+  globalThis.held = sock; // not collected (and closed by the GC) before the worker ends
   parentPort.postMessage({ waiting: true });
   setInterval(() => {}, 1000); // stays until terminated
 });
@@ -163,6 +164,7 @@ Promise.all([import('fdpass'), import('fdpass/stream')]).then(([{ closeFds }, { 
     if (n === 20) {
       // Stop reading: what comes next stays in the stream (and the kernel).
       s.off('readable', onReadable);
+      globalThis.held = s; // not collected (and closed by the GC) before the worker ends
       parentPort.postMessage({ read: n });
     }
   };
@@ -205,6 +207,7 @@ Promise.all([import('fdpass'), import('fdpass/runc')]).then(async ([{ closeFds }
     closeFds([c.fd]);
     if (++n === 10) break; // the next values wait in the listener, nobody takes them
   }
+  globalThis.held = listener; // not collected (and closed by the GC) before the worker ends
   parentPort.postMessage({ taken: n });
 });`;
     const worker = new Worker(code, { eval: true, workerData: { path: t.path('console') } });
@@ -239,6 +242,7 @@ const { parentPort, workerData } = require('node:worker_threads');
 import('fdpass/handoff').then(async ({ Handoff }) => {
   const handoff = await Handoff.start({ path: workerData.path, exit: false });
   // The listeners arrived; nobody took them (no listen(), take() or ready()).
+  globalThis.held = handoff; // not collected (and closed by the GC) before the worker ends
   parentPort.postMessage({ inherited: handoff.inherited });
   setInterval(() => {}, 1000); // stays until terminated
 });`;
