@@ -1,7 +1,9 @@
-// Argument helpers shared by every binding file (sock.c, msg.c, watcher.c,
-// pidfd.c, seccomp.c, tty.c, inet.c): each binding takes numbers and typed
-// arrays and returns a number, a result or -errno. Bad arguments throw
-// (ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE) before any syscall.
+// Argument and export helpers shared by every binding file (sock.c, msg.c,
+// watcher.c, watcher_thread.c, pidfd.c, seccomp.c, tty.c, inet.c): each
+// binding takes numbers and typed arrays and returns a number, a result or
+// -errno. Bad arguments throw (ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE)
+// before any syscall. Each file's fdp_init_* exports its bindings and
+// constants with fdp_export; fdpass.c calls every fdp_init_*.
 #ifndef FDPASS_ARGS_H
 #define FDPASS_ARGS_H
 
@@ -16,20 +18,23 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-// Read argc arguments into argv (undefined where the caller passed fewer);
-// 0, or -1 with a JS exception pending.
+// Read argc arguments into argv (undefined where the caller passed fewer),
+// and, if data is not NULL, the data the function was exported with; 0, or
+// -1 with a JS exception pending.
 static inline int fdp_get_args(napi_env env, napi_callback_info info,
-                               size_t argc, napi_value *argv) {
+                               size_t argc, napi_value *argv, void **data) {
   size_t n = argc;
-  return napi_get_cb_info(env, info, &n, argv, NULL, NULL) == napi_ok ? 0 : -1;
+  return napi_get_cb_info(env, info, &n, argv, NULL, data) == napi_ok ? 0 : -1;
 }
 
 // The one argument macro: every binding that takes arguments starts with
-// FDP_ARGS(n), and finds them in argv[0..n).
-#define FDP_ARGS(n)                                                            \
+// FDP_ARGS(n), and finds them in argv[0..n). FDP_ARGS_DATA(n, p) also sets
+// the pointer p to the function's data (fdp_export's `data`).
+#define FDP_ARGS_DATA(n, p)                                                    \
   napi_value argv[(n)];                                                        \
-  if (fdp_get_args(env, info, (n), argv) != 0)                                 \
+  if (fdp_get_args(env, info, (n), argv, (void **)(p)) != 0)                   \
   return NULL
+#define FDP_ARGS(n) FDP_ARGS_DATA(n, NULL)
 
 static inline napi_value fdp_type_error(napi_env env, const char *what) {
   napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", what);
@@ -49,11 +54,19 @@ static inline int fdp_int(napi_env env, napi_value v, int32_t *out) {
   return -1;
 }
 
+// A boolean argument; 0, or -1 with a TypeError pending.
+static inline int fdp_bool(napi_env env, napi_value v, bool *out) {
+  if (napi_get_value_bool(env, v, out) == napi_ok)
+    return 0;
+  fdp_type_error(env, "expected a boolean");
+  return -1;
+}
+
 // Read argc int32 arguments into out; 0, or -1 with a JS exception pending.
 static inline int fdp_int_args(napi_env env, napi_callback_info info,
                                size_t argc, int32_t *out) {
   napi_value argv[8];
-  if (argc > 8 || fdp_get_args(env, info, argc, argv))
+  if (argc > 8 || fdp_get_args(env, info, argc, argv, NULL))
     return -1;
   for (size_t i = 0; i < argc; i++)
     if (fdp_int(env, argv[i], &out[i]))
@@ -130,34 +143,32 @@ typedef struct {
 } fdp_const_t;
 
 #define FDP_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+// An array and its length, as fdp_export takes them; FDP_NONE: no array.
+#define FDP_LIST(a) (a), FDP_COUNT(a)
+#define FDP_NONE NULL, 0
 
-// Add functions to exports; napi_ok or the first failure.
+// The one export helper, what every fdp_init_* returns: add a file's
+// functions (each created with `data`, for FDP_ARGS_DATA) and constants to
+// exports. napi_ok or the first failure.
 static inline napi_status fdp_export(napi_env env, napi_value exports,
-                                     const fdp_function_t *fns, size_t count) {
-  for (size_t i = 0; i < count; i++) {
+                                     const fdp_function_t *fns, size_t nfns,
+                                     const fdp_const_t *consts, size_t nconsts,
+                                     void *data) {
+  napi_status s = napi_ok;
+  for (size_t i = 0; s == napi_ok && i < nfns; i++) {
     napi_value fn;
-    napi_status s = napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH,
-                                         fns[i].fn, NULL, &fn);
+    s = napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn,
+                             data, &fn);
     if (s == napi_ok)
       s = napi_set_named_property(env, exports, fns[i].name, fn);
-    if (s != napi_ok)
-      return s;
   }
-  return napi_ok;
-}
-
-// Add constants to exports; napi_ok or the first failure.
-static inline napi_status fdp_export_consts(napi_env env, napi_value exports,
-                                            const fdp_const_t *consts,
-                                            size_t count) {
-  for (size_t i = 0; i < count; i++) {
-    napi_value v = fdp_number(env, consts[i].value);
-    napi_status s = v ? napi_set_named_property(env, exports, consts[i].name, v)
-                      : napi_generic_failure;
-    if (s != napi_ok)
-      return s;
+  for (size_t i = 0; s == napi_ok && i < nconsts; i++) {
+    napi_value v;
+    s = napi_create_int32(env, consts[i].value, &v);
+    if (s == napi_ok)
+      s = napi_set_named_property(env, exports, consts[i].name, v);
   }
-  return napi_ok;
+  return s;
 }
 
 // Registration of each file's bindings, called from the addon's init
@@ -169,5 +180,6 @@ napi_status fdp_init_pidfd(napi_env env, napi_value exports);
 napi_status fdp_init_seccomp(napi_env env, napi_value exports);
 napi_status fdp_init_tty(napi_env env, napi_value exports);
 napi_status fdp_init_inet(napi_env env, napi_value exports);
+napi_status fdp_init_thread(napi_env env, napi_value exports);
 
 #endif

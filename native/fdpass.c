@@ -4,7 +4,6 @@
 // TypeScript. This file: the per-environment instance, the owned-fd map,
 // the end of an environment, and the exports of every file.
 #include "fdpass.h"
-#include "watcher_thread.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -77,13 +76,12 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   inst->owned = bits;
   inst->owned_bits = OWNED_BITS;
   if (napi_add_env_cleanup_hook(env, close_owned, inst) != napi_ok ||
-      napi_set_named_property(env, exports, "ownedMap", map) != napi_ok ||
-      fdp_thread_backend_init(env, exports) != napi_ok)
+      napi_set_named_property(env, exports, "ownedMap", map) != napi_ok)
     return NULL;
   // Each file's bindings and constants.
   napi_status (*const inits[])(napi_env, napi_value) = {
-      fdp_init_sock,    fdp_init_msg, fdp_init_watcher, fdp_init_pidfd,
-      fdp_init_seccomp, fdp_init_tty, fdp_init_inet,
+      fdp_init_sock,  fdp_init_msg,     fdp_init_watcher, fdp_init_thread,
+      fdp_init_pidfd, fdp_init_seccomp, fdp_init_tty,     fdp_init_inet,
   };
   for (size_t i = 0; i < FDP_COUNT(inits); i++)
     if (inits[i](env, exports) != napi_ok)

@@ -3,7 +3,8 @@
 // syscalls), msg.c (sendmsg and batched receives), watcher.c (readiness
 // through libuv), fdpass.c (the instance, the owned-fd map, the exports);
 // pidfd.c, seccomp.c, tty.c and inet.c the syscalls of their modules.
-// Arguments are unpacked the same way everywhere (args.h).
+// Arguments are unpacked, and each file's bindings exported, the same way
+// everywhere (args.h).
 #ifndef FDPASS_H
 #define FDPASS_H
 

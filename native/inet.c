@@ -95,5 +95,5 @@ napi_status fdp_init_inet(napi_env env, napi_value exports) {
       {"inetListen", fdp_inet_listen},
       {"inetSockName", fdp_inet_sock_name},
   };
-  return fdp_export(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_NONE, NULL);
 }

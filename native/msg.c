@@ -284,8 +284,5 @@ static const fdp_const_t consts[] = {
 };
 
 napi_status fdp_init_msg(napi_env env, napi_value exports) {
-  napi_status s = fdp_export(env, exports, fns, FDP_COUNT(fns));
-  return s == napi_ok
-             ? fdp_export_consts(env, exports, consts, FDP_COUNT(consts))
-             : s;
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_LIST(consts), NULL);
 }

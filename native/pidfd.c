@@ -72,5 +72,5 @@ napi_status fdp_init_pidfd(napi_env env, napi_value exports) {
       {"pidfdGetfd", fdp_pidfd_getfd},
       {"peerPidfd", fdp_peer_pidfd},
   };
-  return fdp_export(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_NONE, NULL);
 }

@@ -163,5 +163,5 @@ napi_status fdp_init_seccomp(napi_env env, napi_value exports) {
       {"seccompIdValid", fdp_seccomp_id_valid},
       {"seccompAddfd", fdp_seccomp_addfd},
   };
-  return fdp_export(env, exports, fns, sizeof(fns) / sizeof(fns[0]));
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_NONE, NULL);
 }

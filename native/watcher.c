@@ -227,7 +227,7 @@ static napi_value fdp_close_watcher(napi_env env, napi_callback_info info) {
   FDP_ARGS(2);
   bool close_fd;
   watcher_t *w = arg_watcher(env, argv[0]);
-  if (!w || napi_get_value_bool(env, argv[1], &close_fd) != napi_ok)
+  if (!w || fdp_bool(env, argv[1], &close_fd))
     return NULL;
   return fdp_number(env, shut_watcher(env, w, close_fd));
 }
@@ -245,8 +245,5 @@ static const fdp_const_t consts[] = {
 };
 
 napi_status fdp_init_watcher(napi_env env, napi_value exports) {
-  napi_status s = fdp_export(env, exports, fns, FDP_COUNT(fns));
-  return s == napi_ok
-             ? fdp_export_consts(env, exports, consts, FDP_COUNT(consts))
-             : s;
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_LIST(consts), NULL);
 }

@@ -33,7 +33,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-#include "watcher_thread.h"
+#include "args.h"
 
 // glibc 2.34 moved pthread_create and pthread_join into libc under a new
 // symbol version; bind the old ones, so that the prebuilt addon loads on
@@ -415,23 +415,19 @@ static void finalize_watcher(napi_env env, void *data, void *hint) {
 
 // threadWatch(fd, callback(pollEvents)) -> watcher | -errno
 static napi_value thread_watch(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], external, result;
   backend_t *b;
+  FDP_ARGS_DATA(2, &b);
+  napi_value external;
   int fd, r;
   uint32_t slot;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, (void **)&b) != napi_ok ||
-      argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok)
+  if (fdp_int(env, argv[0], &fd))
     return NULL;
-  if ((r = start(env, b)) < 0 || (r = take_slot(b, &slot)) < 0) {
-    napi_create_int32(env, r, &result);
-    return result;
-  }
+  if ((r = start(env, b)) < 0 || (r = take_slot(b, &slot)) < 0)
+    return fdp_number(env, r);
   twatcher_t *w = calloc(1, sizeof(*w));
   if (!w) {
     b->free_slots[b->nfree++] = slot;
-    napi_create_int32(env, -ENOMEM, &result);
-    return result;
+    return fdp_number(env, -ENOMEM);
   }
   w->b = b;
   w->fd = fd;
@@ -443,8 +439,7 @@ static napi_value thread_watch(napi_env env, napi_callback_info info) {
     r = -errno;
     free(w);
     b->free_slots[b->nfree++] = slot;
-    napi_create_int32(env, r, &result);
-    return result;
+    return fdp_number(env, r);
   }
   if (napi_create_reference(env, argv[1], 0, &w->callback) != napi_ok ||
       napi_create_external(env, w, finalize_watcher, NULL, &external) !=
@@ -467,18 +462,16 @@ static napi_value thread_watch(napi_env env, napi_callback_info info) {
 // threadWatch does), so that its epoll and eventfd exist from the start, as
 // libuv's own fds do, and are never mistaken for fds a test leaked.
 static napi_value thread_start(napi_env env, napi_callback_info info) {
-  napi_value result;
   backend_t *b;
-  if (napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&b) != napi_ok)
+  if (fdp_get_args(env, info, 0, NULL, (void **)&b))
     return NULL;
-  napi_create_int32(env, start(env, b), &result);
-  return result;
+  return fdp_number(env, start(env, b));
 }
 
 static twatcher_t *arg_watcher(napi_env env, napi_value v) {
   void *p = NULL;
   if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "not a watcher");
+    fdp_type_error(env, "not a watcher");
     return NULL;
   }
   return p;
@@ -489,13 +482,10 @@ static twatcher_t *arg_watcher(napi_env env, napi_value v) {
 // thread (one wake-up at most, as the interest is one-shot), which saves a
 // syscall per pause in the common stop-start pattern.
 static napi_value thread_set_events(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], result;
+  FDP_ARGS(2);
   int events, r = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
-    return NULL;
   twatcher_t *w = arg_watcher(env, argv[0]);
-  if (!w || napi_get_value_int32(env, argv[1], &events) != napi_ok)
+  if (!w || fdp_int(env, argv[1], &events))
     return NULL;
   events &= INTEREST;
   if (w->fd < 0) {
@@ -509,23 +499,18 @@ static napi_value thread_set_events(napi_env env, napi_callback_info info) {
     w->events = 0;
     set_polling(env, w, 0);
   }
-  napi_create_int32(env, r, &result);
-  return result;
+  return fdp_number(env, r);
 }
 
 // threadCloseWatcher(watcher, closeFd) -> 0 | -errno. With closeFd false the
 // fd is released to the caller, out of the epoll set and still open.
 static napi_value thread_close_watcher(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], result;
+  FDP_ARGS(2);
   bool close_fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok)
-    return NULL;
   twatcher_t *w = arg_watcher(env, argv[0]);
-  if (!w || napi_get_value_bool(env, argv[1], &close_fd) != napi_ok)
+  if (!w || fdp_bool(env, argv[1], &close_fd))
     return NULL;
-  napi_create_int32(env, shut(env, w, close_fd), &result);
-  return result;
+  return fdp_number(env, shut(env, w, close_fd));
 }
 
 // ---- environment lifetime --------------------------------------------------------
@@ -557,11 +542,12 @@ static void on_env_cleanup(void *arg) {
   maybe_free_backend(b);
 }
 
-napi_status fdp_thread_backend_init(napi_env env, napi_value exports) {
-  static const struct {
-    const char *name;
-    napi_callback fn;
-  } fns[] = {
+// Adds threadStart, threadWatch, threadSetEvents and threadCloseWatcher
+// (each with this environment's backend as its data) and registers the
+// environment's cleanup hook. Starts no thread: threadStart or the first
+// threadWatch does.
+napi_status fdp_init_thread(napi_env env, napi_value exports) {
+  static const fdp_function_t fns[] = {
       {"threadStart", thread_start},
       {"threadWatch", thread_watch},
       {"threadSetEvents", thread_set_events},
@@ -579,12 +565,5 @@ napi_status fdp_thread_backend_init(napi_env env, napi_value exports) {
     free(b);
     return s;
   }
-  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
-    napi_value fn;
-    if ((s = napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn,
-                                  b, &fn)) != napi_ok ||
-        (s = napi_set_named_property(env, exports, fns[i].name, fn)) != napi_ok)
-      return s;
-  }
-  return napi_ok;
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_NONE, b);
 }

@@ -70,6 +70,8 @@ export interface NativeBinding {
   seccompIdValid(fd: number, id: bigint): number;
   seccompAddfd(fd: number, id: bigint, srcFd: number, targetFd: number, send: number, cloexec: number): number;
   // native/tty.c
+  readBytes(fd: number, buffer: Uint8Array, offset: number, length: number): number;
+  writeBytes(fd: number, buffer: Uint8Array, offset: number, length: number): number;
   setWindowSize(fd: number, cols: number, rows: number): number;
   getWindowSize(fd: number): number;
   // native/inet.c

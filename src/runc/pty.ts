@@ -4,25 +4,23 @@
 // cannot reopen a master, so it falls back to blocking writes (a full pty
 // freezes the whole process), and with O_NONBLOCK set it spins on EAGAIN.
 // Here the fd is made non-blocking, readiness comes from the core's poll
-// watcher, and read(2)/write(2) are called only when they cannot block.
+// watcher, and the core's readBytes/writeBytes (read(2)/write(2) in batches,
+// in the addon) are called only when they cannot block. Not node:fs: Deno
+// refuses readSync/writeSync (EBADF) on an fd it did not open itself, such
+// as one received from runc.
 import { Duplex, type DuplexOptions } from 'node:stream';
-import { readSync, writeSync } from 'node:fs';
+import { constants } from 'node:os';
 import { closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
+import { readBytes, writeBytes, type OutgoingBytes } from '../io/bytes.js';
 import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
 
 const READ_SIZE = 65536;
+const { EIO } = constants.errno;
 
-interface PendingWrite {
-  chunk: Buffer;
-  offset: number;
+interface PendingWrite extends OutgoingBytes {
   callback: (error?: Error | null) => void;
-}
-
-function errnoCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : undefined;
 }
 
 function checkDimension(value: unknown, name: string): void {
@@ -91,26 +89,18 @@ export class PtyStream extends Duplex {
 
   #readNow(): void {
     while (this.#wantRead && this.#io.fd >= 0) {
-      let n: number;
-      try {
-        n = readSync(this.#io.fd, this.#buffer, 0, READ_SIZE, null);
-      } catch (err) {
-        const code = errnoCode(err);
-        if (code === 'EINTR') continue;
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') break;
+      const n = readBytes(this.#io.fd, this.#buffer);
+      if (n === native.EAGAIN) break;
+      if (n <= 0) {
         this.#wantRead = false;
-        if (code === 'EIO') this.#hangUp();
-        else this.destroy(err as Error);
-        return;
-      }
-      if (n === 0) {
-        this.#wantRead = false;
-        this.#hangUp();
+        // EIO: the terminal's last user closed its side.
+        if (n === 0 || n === -EIO) this.#hangUp();
+        else this.destroy(systemError(n, 'read'));
         return;
       }
       this.#wantRead = this.push(Buffer.from(this.#buffer.subarray(0, n)));
-      // A short read most likely emptied the pty: let readiness say when there
-      // is more rather than read again into EAGAIN (a thrown exception).
+      // A short batch ended at EAGAIN (or at what the next read reports):
+      // readiness says when there is more.
       if (n < READ_SIZE) break;
     }
     this.#updatePoll();
@@ -129,31 +119,23 @@ export class PtyStream extends Duplex {
   /** @internal */
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     if (this.#hungUp) return callback();
-    this.#pending = { chunk, offset: 0, callback };
+    this.#pending = { data: chunk, offset: 0, callback };
     this.#writeNow();
   }
 
   #writeNow(): void {
     const p = this.#pending;
-    while (p && this.#io.fd >= 0 && p.offset < p.chunk.length) {
-      try {
-        p.offset += writeSync(this.#io.fd, p.chunk, p.offset, p.chunk.length - p.offset);
-      } catch (err) {
-        const code = errnoCode(err);
-        if (code === 'EINTR') continue;
-        if (code === 'EAGAIN' || code === 'EWOULDBLOCK') break;
-        this.#pending = null;
-        if (code === 'EIO') {
-          // The terminal hung up: what is typed into it is lost, like on a real one.
-          p.callback();
-          this.#hangUp();
-        } else p.callback(err as Error);
+    if (!p || this.#io.fd < 0) return;
+    const r = writeBytes(this.#io.fd, p);
+    if (r !== native.EAGAIN) {
+      this.#pending = null;
+      if (r === -EIO) {
+        // The terminal hung up: what is typed into it is lost, like on a real one.
+        p.callback();
+        this.#hangUp();
         return;
       }
-    }
-    if (p && p.offset >= p.chunk.length) {
-      this.#pending = null;
-      p.callback();
+      p.callback(r < 0 ? systemError(r, 'write') : null);
     }
     this.#updatePoll();
   }

@@ -162,7 +162,8 @@ export class StoredListeners extends EventEmitter<StoredListenersEvents> {
  *
  * Throws TypeError/RangeError for bad arguments before anything happens,
  * and ERR_FDPASS_BAD_SOCKET when an fd systemd passed is not a listening
- * stream socket.
+ * stream socket. Whatever fails (listening, storing, READY=1), the servers
+ * it made listen are closed, and the fds it took, before the error surfaces.
  */
 export async function listenStored(
   server: Server,
@@ -203,7 +204,10 @@ export async function listenStored(
   for (const { fd, name } of passed) byName.set(name, [...(byName.get(name) ?? []), fd]);
   const claimed = new Set(specs.map((s) => s.name));
   const inherited: string[] = [];
+  // Servers this call made listen: each owns its fd from then on, and is
+  // closed (its fd with it, at once) if anything after fails, storing too.
   const listening: Server[] = [];
+  let service: StoredListeners | undefined;
   try {
     for (const spec of specs) {
       const fds = byName.get(spec.name);
@@ -221,7 +225,22 @@ export async function listenStored(
       }
       listening.push(spec.server);
     }
+    // Store every listener, also one systemd passed, so that a socket unit's
+    // listener outlives the socket unit. One that systemd passed may be in the
+    // store already: systemd 252 checks FileDescriptorStoreMax= before it
+    // notices a copy it holds, so a plain second FDSTORE with a full store logs
+    // "Cannot store more fds" and drops it. Remove the name first, then store:
+    // exactly one copy per name, whichever way it came.
+    let stored = true;
+    for (const spec of specs) {
+      if (inherited.includes(spec.name)) await removeStoredFds(spec.name);
+      stored = (await storeFds(spec.name, [spec.server])) && stored;
+    }
+    service = new StoredListeners(specs, inherited, stored, timeout, opts.exit ?? true);
+    if (opts.handleSigterm ?? true) service.handleSigterm();
+    if (opts.ready ?? true) await notify('READY=1');
   } catch (err) {
+    service?.close();
     for (const s of listening) s.close();
     // The fds passed for listeners not reached yet are ours too: close them.
     for (const name of claimed) closeFds(byName.get(name) ?? []);
@@ -231,19 +250,5 @@ export async function listenStored(
     // (the manager keeps its own copies), left to the caller who passed them.
     if (ours) for (const [name, fds] of byName) if (!claimed.has(name)) closeFds(fds);
   }
-  // Store every listener, also one systemd passed, so that a socket unit's
-  // listener outlives the socket unit. One that systemd passed may be in the
-  // store already: systemd 252 checks FileDescriptorStoreMax= before it
-  // notices a copy it holds, so a plain second FDSTORE with a full store logs
-  // "Cannot store more fds" and drops it. Remove the name first, then store:
-  // exactly one copy per name, whichever way it came.
-  let stored = true;
-  for (const spec of specs) {
-    if (inherited.includes(spec.name)) await removeStoredFds(spec.name);
-    stored = (await storeFds(spec.name, [spec.server])) && stored;
-  }
-  const service = new StoredListeners(specs, inherited, stored, timeout, opts.exit ?? true);
-  if (opts.handleSigterm ?? true) service.handleSigterm();
-  if (opts.ready ?? true) await notify('READY=1');
   return service;
 }

@@ -3,9 +3,9 @@
 // one after another, prints one TAP-like line each and exits 1 on a failure.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { delimiter, join } from 'node:path';
 
 /** The runtime running this file: node, bun or deno. */
 export const runtime = typeof process.versions.bun === 'string' ? 'bun' : typeof process.versions.deno === 'string' ? 'deno' : 'node';
@@ -84,6 +84,14 @@ export function runChild(code, { env = {}, timeout = 30_000, stdio, wrap = (argv
     });
   });
 }
+
+/** The path of a program on PATH, or undefined. */
+export const which = (name) =>
+  (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((d) => join(d, name))
+    .find((p) => existsSync(p));
 
 /** The fds open in this process, with what they point to. */
 export function openFds() {

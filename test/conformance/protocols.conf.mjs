@@ -2,21 +2,14 @@
 // against peers written with fdpass itself or real tools where the protocol
 // needs them (systemd-socket-activate).
 import assert from 'node:assert/strict';
-import { existsSync, readlinkSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { readlinkSync } from 'node:fs';
 import { FdSocket, closeFds } from 'fdpass';
 import { FdStream } from 'fdpass/stream';
 import { listenConsoleSocket, listenPidfdSocket, listenSeccompAgent, sendConsole, sendContainerProcessState, sendPidfd } from 'fdpass/runc';
 import { notify, storeFds } from 'fdpass/systemd';
-import { noLeak, runChild, tempDir, test } from './harness.mjs';
+import { noLeak, runChild, tempDir, test, which } from './harness.mjs';
 
 const target = (fd) => readlinkSync(`/proc/self/fd/${fd}`);
-const which = (name) =>
-  (process.env.PATH ?? '')
-    .split(delimiter)
-    .filter(Boolean)
-    .map((d) => join(d, name))
-    .find((p) => existsSync(p));
 
 test("stream: the README's FdStream example: bytes in order, an fd with the bytes it was written with", () =>
   noLeak(async () => {

@@ -1,13 +1,14 @@
 // Acting on fds (issue 14) on every runtime: a Pidfd waits for a process it
 // did not start through the runtime's readiness backend, peerPidfd names the
-// peer of a socket, and a pty master takes a window size.
+// peer of a socket, and a pty master takes a window size and carries bytes
+// both ways.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { constants, openSync } from 'node:fs';
 import { FdSocket } from 'fdpass';
 import { Pidfd } from 'fdpass/pidfd';
-import { PtyStream } from 'fdpass/runc';
-import { noLeak, test } from './harness.mjs';
+import { PtyStream, listenConsoleSocket } from 'fdpass/runc';
+import { noLeak, tempDir, test, which } from './harness.mjs';
 
 test('Pidfd: signal a process and wait for its exit on the event loop', async () => {
   // The child is started outside the fd count, and the count is taken again
@@ -44,3 +45,79 @@ test('PtyStream.resize and getWindowSize on a pty master', () =>
     pty.destroy();
     await new Promise((r) => pty.once('close', r));
   }));
+
+// A terminal on a real pty pair, made by Python: it sends the master the way
+// runc does (over a console socket: an fd this runtime did not open, which
+// Deno's node:fs refuses), sets the slave raw and echoes every byte it reads
+// back through the slave. More than the pty holds goes each way, so both
+// directions wait for readiness (EAGAIN, then POLLOUT / POLLIN).
+const ptyPeer = `import os, socket, sys, tty
+m, s = os.openpty()
+tty.setraw(s)
+c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+c.connect(sys.argv[1])
+socket.send_fds(c, [b'/dev/pts/ptmx'], [m])
+c.close()
+os.close(m)
+want, got = int(sys.argv[2]), 0
+while got < want:
+    d = os.read(s, 65536)
+    if not d:
+        break
+    got += len(d)
+    os.write(s, d)
+end = os.read(s, 1)
+print(got, end.decode(), flush=True)
+`;
+
+test(
+  'PtyStream: bytes both ways through a real pty pair, then the hang-up ends it',
+  () =>
+    noLeak(async () => {
+      const t = tempDir();
+      const listener = await listenConsoleSocket(t.path('tty.sock'));
+      const payload = Buffer.alloc(256 * 1024);
+      for (let i = 0; i < payload.length; i++) payload[i] = 0x21 + (i % 90);
+      const peer = spawn('python3', ['-c', ptyPeer, t.path('tty.sock'), String(payload.length)], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      peer.stdout.on('data', (d) => (out += d));
+      peer.stderr.on('data', (d) => (out += d));
+      const exited = new Promise((r) => peer.once('close', (code) => r(code)));
+      try {
+        const got = await listener.next();
+        assert.equal(got.name, '/dev/pts/ptmx');
+        const pty = new PtyStream(got.fd);
+        const chunks = [];
+        let size = 0;
+        const echoed = new Promise((resolve, reject) => {
+          pty.on('error', reject);
+          pty.on('data', (d) => {
+            chunks.push(d);
+            size += d.length;
+            if (size >= payload.length) resolve();
+          });
+        });
+        for (let i = 0; i < payload.length; i += 65536) pty.write(payload.subarray(i, i + 65536));
+        await echoed;
+        assert.equal(size, payload.length);
+        assert.ok(Buffer.concat(chunks).equals(payload), 'the echo differs from what was written');
+        // The last byte lets the peer exit: its slave closes, the master
+        // reads EIO, and the readable side ends.
+        const ended = new Promise((r) => pty.once('end', r));
+        pty.write('q');
+        await ended;
+        assert.equal(await exited, 0, out);
+        assert.equal(out, `${payload.length} q\n`);
+        pty.destroy();
+        await new Promise((r) => pty.once('close', r));
+      } finally {
+        peer.kill();
+        await exited;
+        await listener.close();
+        t.cleanup();
+      }
+    }),
+  which('python3') ? {} : { needs: 'python3 not found on PATH: apt-get install -y python3' },
+);

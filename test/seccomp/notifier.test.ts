@@ -1,7 +1,8 @@
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { join } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { closeSync, openSync, writeFileSync } from 'node:fs';
@@ -27,30 +28,84 @@ function notify(config: OciConfig, listenerPath: string, names: string[]): void 
   };
 }
 
+type TempDir = ReturnType<typeof tempDir>;
+
+/**
+ * Run `args` in a container (no terminal) whose filter notifies an agent of
+ * the syscalls `names`; `body` gets the state the agent received, runc's
+ * run, and a temp dir. The whole is counted for leaks; the container and
+ * the dir are removed whatever happens.
+ */
+async function withRuncAgent(
+  args: string[],
+  names: string[],
+  body: (got: ReceivedContainerProcessState, running: ReturnType<typeof runc.run>, t: TempDir) => Promise<void>,
+  runArgs: string[] = [],
+): Promise<void> {
+  const t = tempDir();
+  const id = runc.id();
+  const socketPath = t.path('agent.sock');
+  const bundle = runc.bundle((c) => {
+    c.process.terminal = false;
+    c.process.args = args;
+    notify(c, socketPath, names);
+  });
+  try {
+    await noLeak(async () => {
+      const agent = await listenSeccompAgent(socketPath);
+      const running = runc.run(['run', ...runArgs, id], bundle);
+      const got = (await agent.next()) as ReceivedContainerProcessState;
+      await agent.close();
+      await body(got, running, t);
+    });
+  } finally {
+    runc.remove(id);
+    t.cleanup();
+  }
+}
+
+/**
+ * Start test/peers/seccomp_peer (a C program under its own filter), take the
+ * notify fd it sends (message "seccompFd"), and run `body` with it. Counted
+ * for leaks; the peer is killed and the dir removed whatever happens.
+ */
+async function withSeccompPeer(
+  body: (fd: number, peer: ChildProcessByStdio<Writable, Readable, null>, exited: Promise<unknown>, t: TempDir) => Promise<void>,
+): Promise<void> {
+  const peerPath = buildPeer('seccomp_peer');
+  const t = tempDir();
+  try {
+    await noLeak(async () => {
+      const server = await FdServer.listen(t.path('agent.sock'));
+      const peer = spawn(peerPath, [server.path as string], { stdio: ['pipe', 'pipe', 'inherit'] });
+      const exited = new Promise((r) => peer.once('close', r));
+      try {
+        const sock = await server.accept();
+        const m = (await sock.recv())!;
+        await sock.close();
+        assert.equal(m.data.toString(), 'seccompFd');
+        await body(m.fds[0]!, peer, exited, t);
+      } finally {
+        peer.kill('SIGKILL');
+        await exited;
+        await server.close();
+      }
+    });
+  } finally {
+    t.cleanup();
+  }
+}
+
 describe('SeccompNotifier with the real runc', needs('runc', 'busybox-static', 'root'), () => {
-  test('an agent refuses mkdir with its errno, injects a file into open, lets the rest through', async () => {
-    const t = tempDir();
-    const id = runc.id();
-    const hostFile = t.path('served.txt');
-    writeFileSync(hostFile, 'served by the agent\n');
-    const socketPath = t.path('agent.sock');
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = false;
-      c.process.args = [
-        '/bin/sh',
-        '-c',
-        'mkdir /tmp/refused; echo "mkdir=$?"; cat /magic; echo "cat=$?"; cat /nothing-here; echo "other=$?"',
-      ];
+  test('an agent refuses mkdir with its errno, injects a file into open, lets the rest through', () =>
+    withRuncAgent(
+      ['/bin/sh', '-c', 'mkdir /tmp/refused; echo "mkdir=$?"; cat /magic; echo "cat=$?"; cat /nothing-here; echo "other=$?"'],
       // openat: busybox cat, and runc's own start-up (its exec fifo), which
       // deadlocked an agent that waited for the state's end of file.
-      notify(c, socketPath, ['mkdir', 'mkdirat', 'openat']);
-    });
-    try {
-      await noLeak(async () => {
-        const agent = await listenSeccompAgent(socketPath);
-        const running = runc.run(['run', id], bundle);
-        const got = (await agent.next()) as ReceivedContainerProcessState;
-        await agent.close();
+      ['mkdir', 'mkdirat', 'openat'],
+      async (got, running, t) => {
+        const hostFile = t.path('served.txt');
+        writeFileSync(hostFile, 'served by the agent\n');
         const served = openSync(hostFile, 'r');
         const seen: SeccompRequest[] = [];
         const paths: string[] = [];
@@ -86,28 +141,14 @@ describe('SeccompNotifier with the real runc', needs('runc', 'busybox-static', '
         assert.equal(typeof mkdir.instructionPointer, 'bigint');
         assert.equal(await notifier.next(), null);
         await assert.rejects(notifier.respond(mkdir, { continue: true }), { code: 'ENOENT', syscall: 'ioctl' });
-      });
-    } finally {
-      runc.remove(id);
-      t.cleanup();
-    }
-  });
+      },
+    ));
 
-  test('the container killed mid-request: ENOENT for the answer, the iteration ends, nothing hangs', async () => {
-    const t = tempDir();
-    const id = runc.id();
-    const socketPath = t.path('agent.sock');
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = false;
-      c.process.args = ['/bin/mkdir', '/tmp/never'];
-      notify(c, socketPath, ['mkdir', 'mkdirat']);
-    });
-    try {
-      await noLeak(async () => {
-        const agent = await listenSeccompAgent(socketPath);
-        const running = runc.run(['run', '-d', id], bundle);
-        const got = (await agent.next()) as ReceivedContainerProcessState;
-        await agent.close();
+  test('the container killed mid-request: ENOENT for the answer, the iteration ends, nothing hangs', () =>
+    withRuncAgent(
+      ['/bin/mkdir', '/tmp/never'],
+      ['mkdir', 'mkdirat'],
+      async (got, running) => {
         await running;
         const notifier = new SeccompNotifier(got.fds.seccompFd!);
         const req = (await notifier.next())!;
@@ -130,63 +171,32 @@ describe('SeccompNotifier with the real runc', needs('runc', 'busybox-static', '
         assert.equal(notifier.fd, -1);
         assert.equal(await notifier.next(), null);
         assert.throws(() => notifier.isValid(req), { code: 'ERR_FDPASS_CLOSED' });
-      });
-    } finally {
-      runc.remove(id);
-      t.cleanup();
-    }
-  });
+      },
+      ['-d'],
+    ));
 
-  test('close() with a request pending: the syscall fails with ENOSYS in the container, never hangs', async () => {
-    const t = tempDir();
-    const id = runc.id();
-    const socketPath = t.path('agent.sock');
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = false;
-      c.process.args = ['/bin/sh', '-c', 'mkdir /tmp/x; echo "mkdir=$?"'];
-      notify(c, socketPath, ['mkdir', 'mkdirat']);
-    });
-    try {
-      await noLeak(async () => {
-        const agent = await listenSeccompAgent(socketPath);
-        const running = runc.run(['run', id], bundle);
-        const got = (await agent.next()) as ReceivedContainerProcessState;
-        await agent.close();
-        const notifier = new SeccompNotifier(got.fds.seccompFd!);
-        const req = (await notifier.next())!;
-        assert.match(req.syscall!, /^mkdir(at)?$/);
-        const waiting = notifier.next();
-        notifier.close();
-        assert.equal(await waiting, null);
-        const { stdout, stderr } = await running;
-        assert.equal(stdout, 'mkdir=1\n');
-        assert.match(stderr, /Function not implemented/);
-      });
-    } finally {
-      runc.remove(id);
-      t.cleanup();
-    }
-  });
+  test('close() with a request pending: the syscall fails with ENOSYS in the container, never hangs', () =>
+    withRuncAgent(['/bin/sh', '-c', 'mkdir /tmp/x; echo "mkdir=$?"'], ['mkdir', 'mkdirat'], async (got, running) => {
+      const notifier = new SeccompNotifier(got.fds.seccompFd!);
+      const req = (await notifier.next())!;
+      assert.match(req.syscall!, /^mkdir(at)?$/);
+      const waiting = notifier.next();
+      notifier.close();
+      assert.equal(await waiting, null);
+      const { stdout, stderr } = await running;
+      assert.equal(stdout, 'mkdir=1\n');
+      assert.match(stderr, /Function not implemented/);
+    }));
 
-  test('respond with a value: the syscall returns it without running; addFd without send, then respond', async () => {
-    const t = tempDir();
-    const id = runc.id();
-    const socketPath = t.path('agent.sock');
-    const hostFile = t.path('at-fd-7.txt');
-    writeFileSync(hostFile, 'read from fd 7\n');
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = false;
+  test('respond with a value: the syscall returns it without running; addFd without send, then respond', () =>
+    withRuncAgent(
       // The shell's own chdir "succeeds" (value 0) but changes nothing, and
       // the agent installs fd 7 in the shell while chdir waits.
-      c.process.args = ['/bin/sh', '-c', 'cd /tmp/fake && echo "cd=ok"; ls /tmp/fake; cat <&7'];
-      notify(c, socketPath, ['chdir']);
-    });
-    try {
-      await noLeak(async () => {
-        const agent = await listenSeccompAgent(socketPath);
-        const running = runc.run(['run', id], bundle);
-        const got = (await agent.next()) as ReceivedContainerProcessState;
-        await agent.close();
+      ['/bin/sh', '-c', 'cd /tmp/fake && echo "cd=ok"; ls /tmp/fake; cat <&7'],
+      ['chdir'],
+      async (got, running, t) => {
+        const hostFile = t.path('at-fd-7.txt');
+        writeFileSync(hostFile, 'read from fd 7\n');
         using notifier = new SeccompNotifier(got.fds.seccompFd!);
         const file = openSync(hostFile, 'r');
         const seen: string[] = [];
@@ -206,167 +216,104 @@ describe('SeccompNotifier with the real runc', needs('runc', 'busybox-static', '
         assert.ok(seen.includes('chdir /tmp/fake'), seen.join(', '));
         assert.equal(stdout, 'cd=ok\nread from fd 7\n');
         assert.match(stderr, /\/tmp\/fake: No such file or directory/);
-      });
-    } finally {
-      runc.remove(id);
-      t.cleanup();
-    }
-  });
+      },
+    ));
 });
 
 describe('SeccompNotifier with a C peer under its own filter', () => {
-  test('a notification that vanished before it was received does not block the next receive', async () => {
-    const peerPath = buildPeer('seccomp_peer');
-    const t = tempDir();
-    const served = t.path('magic.txt');
-    writeFileSync(served, 'injected by the agent\n');
-    try {
-      await noLeak(async () => {
-        const server = await FdServer.listen(t.path('agent.sock'));
-        const peer = spawn(peerPath, [server.path as string], { stdio: ['pipe', 'pipe', 'inherit'] });
-        let out = '';
-        const vanished = new Promise<void>((resolve) =>
-          peer.stdout.on('data', (d: Buffer) => {
-            out += d.toString();
-            if (out.includes('vanished\n')) resolve();
-          }),
-        );
-        const exited = new Promise((r) => peer.once('close', r));
-        try {
-          const sock = await server.accept();
-          const m = (await sock.recv())!;
-          await sock.close();
-          assert.equal(m.data.toString(), 'seccompFd');
-          using notifier = new SeccompNotifier(m.fds[0]!);
-          // The kernel's count is off by one now: only readiness may lead to a receive.
-          await vanished;
-          const first = notifier.next();
-          peer.stdin.write('g');
-          const mkdir = (await first)!;
-          assert.equal(mkdir.syscall, 'mkdirat');
-          assert.equal(mkdir.pid, peer.pid);
-          assert.equal(BigInt.asIntN(32, mkdir.args[0]!), -100n); // AT_FDCWD
-          assert.equal(await notifier.readString(mkdir, mkdir.args[1]!), '/tmp/refused');
-          assert.equal(notifier.isValid(mkdir), true);
-          await notifier.respond(mkdir, { error: 'EACCES' });
-          assert.equal(notifier.isValid(mkdir), false);
-          // Answered already: EINPROGRESS until the process has taken the answer, ENOENT after.
-          await assert.rejects(notifier.respond(mkdir, { continue: true }), (err: { code: string }) =>
-            ['EINPROGRESS', 'ENOENT'].includes(err.code),
-          );
-          const open = (await notifier.next())!;
-          assert.equal(open.syscall, 'openat');
-          assert.equal(await notifier.readString(open, open.args[1]!), '/magic');
-          const fd = openSync(served, 'r');
-          assert.ok((await notifier.addFd(open, fd, { send: true })) >= 3);
-          closeSync(fd);
-          // The peer exits: the filter has no process left.
-          assert.equal(await notifier.next(), null);
-          await exited;
-          assert.equal(out, 'vanished\nmkdirat=-1 errno=EACCES\nopenat=fd read=injected by the agent\n');
-        } finally {
-          peer.kill('SIGKILL');
-          await exited;
-          await server.close();
-        }
-      });
-    } finally {
-      t.cleanup();
-    }
-  });
+  test('a notification that vanished before it was received does not block the next receive', () =>
+    withSeccompPeer(async (notifyFd, peer, exited, t) => {
+      const served = t.path('magic.txt');
+      writeFileSync(served, 'injected by the agent\n');
+      let out = '';
+      const vanished = new Promise<void>((resolve) =>
+        peer.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('vanished\n')) resolve();
+        }),
+      );
+      using notifier = new SeccompNotifier(notifyFd);
+      // The kernel's count is off by one now: only readiness may lead to a receive.
+      await vanished;
+      const first = notifier.next();
+      peer.stdin.write('g');
+      const mkdir = (await first)!;
+      assert.equal(mkdir.syscall, 'mkdirat');
+      assert.equal(mkdir.pid, peer.pid);
+      assert.equal(BigInt.asIntN(32, mkdir.args[0]!), -100n); // AT_FDCWD
+      assert.equal(await notifier.readString(mkdir, mkdir.args[1]!), '/tmp/refused');
+      assert.equal(notifier.isValid(mkdir), true);
+      await notifier.respond(mkdir, { error: 'EACCES' });
+      assert.equal(notifier.isValid(mkdir), false);
+      // Answered already: EINPROGRESS until the process has taken the answer, ENOENT after.
+      await assert.rejects(notifier.respond(mkdir, { continue: true }), (err: { code: string }) =>
+        ['EINPROGRESS', 'ENOENT'].includes(err.code),
+      );
+      const open = (await notifier.next())!;
+      assert.equal(open.syscall, 'openat');
+      assert.equal(await notifier.readString(open, open.args[1]!), '/magic');
+      const fd = openSync(served, 'r');
+      assert.ok((await notifier.addFd(open, fd, { send: true })) >= 3);
+      closeSync(fd);
+      // The peer exits: the filter has no process left.
+      assert.equal(await notifier.next(), null);
+      await exited;
+      assert.equal(out, 'vanished\nmkdirat=-1 errno=EACCES\nopenat=fd read=injected by the agent\n');
+    }));
 
-  test('arguments are checked before any ioctl', async () => {
-    const peerPath = buildPeer('seccomp_peer');
-    const t = tempDir();
-    try {
-      await noLeak(async () => {
-        const server = await FdServer.listen(t.path('agent.sock'));
-        const peer = spawn(peerPath, [server.path as string], { stdio: ['pipe', 'pipe', 'inherit'] });
-        const exited = new Promise((r) => peer.once('close', r));
-        try {
-          const sock = await server.accept();
-          const m = (await sock.recv())!;
-          await sock.close();
-          const notifier = new SeccompNotifier(m.fds[0]!);
-          const req = { id: 1n } as SeccompRequest;
-          for (const bad of [
-            {},
-            { continue: false },
-            { error: 'ENOPE' },
-            { error: 0 },
-            { value: 1.5 },
-            { value: 2n ** 63n },
-            { continue: true, value: 1 },
-          ]) {
-            assert.throws(
-              () => notifier.respond(req, bad as never),
-              { name: /TypeError|RangeError/ },
-              JSON.stringify(bad, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)),
-            );
-          }
-          assert.throws(() => notifier.respond({ id: 1 } as unknown as SeccompRequest, { continue: true }), {
-            code: 'ERR_INVALID_ARG_TYPE',
-          });
-          assert.throws(() => notifier.addFd(req, -1), { code: 'ERR_OUT_OF_RANGE' });
-          assert.throws(() => notifier.addFd(req, 0, { targetFd: -2 }), { code: 'ERR_OUT_OF_RANGE' });
-          assert.throws(() => notifier.addFd(req, 0, { send: 1 as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' });
-          await assert.rejects(notifier.readString(req, -1n), { code: 'ERR_OUT_OF_RANGE' });
-          await assert.rejects(notifier.readString(req, 0n, 0), { code: 'ERR_OUT_OF_RANGE' });
-          // A well-formed answer to a request that does not exist.
-          await assert.rejects(notifier.respond(req, { value: -1n }), { code: 'ENOENT', syscall: 'ioctl' });
-          assert.equal(notifier.isValid(req), false);
-          await assert.rejects(notifier.next({ signal: AbortSignal.abort() }), { name: 'AbortError' });
-          notifier.close();
-          notifier.close();
-          assert.throws(() => notifier.respond(req, { continue: true }), { code: 'ERR_FDPASS_CLOSED' });
-        } finally {
-          peer.kill('SIGKILL');
-          await exited;
-          await server.close();
-        }
+  test('arguments are checked before any ioctl', () =>
+    withSeccompPeer(async (notifyFd) => {
+      const notifier = new SeccompNotifier(notifyFd);
+      const req = { id: 1n } as SeccompRequest;
+      for (const bad of [
+        {},
+        { continue: false },
+        { error: 'ENOPE' },
+        { error: 0 },
+        { value: 1.5 },
+        { value: 2n ** 63n },
+        { continue: true, value: 1 },
+      ]) {
+        assert.throws(
+          () => notifier.respond(req, bad as never),
+          { name: /TypeError|RangeError/ },
+          JSON.stringify(bad, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v)),
+        );
+      }
+      assert.throws(() => notifier.respond({ id: 1 } as unknown as SeccompRequest, { continue: true }), {
+        code: 'ERR_INVALID_ARG_TYPE',
       });
-    } finally {
-      t.cleanup();
-    }
-  });
+      assert.throws(() => notifier.addFd(req, -1), { code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => notifier.addFd(req, 0, { targetFd: -2 }), { code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => notifier.addFd(req, 0, { send: 1 as unknown as boolean }), { code: 'ERR_INVALID_ARG_TYPE' });
+      await assert.rejects(notifier.readString(req, -1n), { code: 'ERR_OUT_OF_RANGE' });
+      await assert.rejects(notifier.readString(req, 0n, 0), { code: 'ERR_OUT_OF_RANGE' });
+      // A well-formed answer to a request that does not exist.
+      await assert.rejects(notifier.respond(req, { value: -1n }), { code: 'ENOENT', syscall: 'ioctl' });
+      assert.equal(notifier.isValid(req), false);
+      await assert.rejects(notifier.next({ signal: AbortSignal.abort() }), { name: 'AbortError' });
+      notifier.close();
+      notifier.close();
+      assert.throws(() => notifier.respond(req, { continue: true }), { code: 'ERR_FDPASS_CLOSED' });
+    }));
 });
 
-test('a worker that ends closes the notify fd of a SeccompNotifier it did not close', async () => {
-  const peerPath = buildPeer('seccomp_peer');
-  const t = tempDir();
-  try {
-    await noLeak(async () => {
-      const server = await FdServer.listen(t.path('agent.sock'));
-      const peer = spawn(peerPath, [server.path as string], { stdio: ['pipe', 'pipe', 'inherit'] });
-      const exited = new Promise((r) => peer.once('close', r));
-      try {
-        const sock = await server.accept();
-        const m = (await sock.recv())!;
-        await sock.close();
-        const fd = m.fds[0]!;
-        const url = pathToFileURL(join(repoRoot, 'dist', 'seccomp', 'index.js')).href;
-        const worker = new Worker(
-          `import(${JSON.stringify(url)}).then(({ SeccompNotifier }) => {
+test('a worker that ends closes the notify fd of a SeccompNotifier it did not close', () =>
+  withSeccompPeer(async (fd) => {
+    const url = pathToFileURL(join(repoRoot, 'dist', 'seccomp', 'index.js')).href;
+    const worker = new Worker(
+      `import(${JSON.stringify(url)}).then(({ SeccompNotifier }) => {
   const { parentPort, workerData } = require('node:worker_threads');
   const notifier = new SeccompNotifier(workerData.fd);
   void notifier.next();
   parentPort.postMessage(notifier.fd);
 });`,
-          { eval: true, workerData: { fd } },
-        );
-        assert.equal(await new Promise((r) => worker.once('message', r)), fd);
-        await worker.terminate();
-        assert.equal(isOpen(fd), false, 'the worker closed the notify fd');
-      } finally {
-        peer.kill('SIGKILL');
-        await exited;
-        await server.close();
-      }
-    });
-  } finally {
-    t.cleanup();
-  }
-});
+      { eval: true, workerData: { fd } },
+    );
+    assert.equal(await new Promise((r) => worker.once('message', r)), fd);
+    await worker.terminate();
+    assert.equal(isOpen(fd), false, 'the worker closed the notify fd');
+  }));
 
 describe('SeccompNotifier arguments and names', () => {
   test('refuses an fd that is no seccomp notify fd and leaves it open; checks arguments before any ioctl', async () => {

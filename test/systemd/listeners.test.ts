@@ -7,9 +7,16 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import { join } from 'node:path';
 import { listenStored } from 'fdpass/systemd';
-import { delay, noLeak, repoRoot, tempDir } from '../helpers.js';
+import { delay, isOpen, noLeak, repoRoot, tempDir } from '../helpers.js';
 import { JsonLines, exited, type Json } from '../lines.js';
 import { needs } from '../tools.js';
+
+type SockOps = typeof import('../../dist/io/sockops.js');
+type Address = typeof import('../../dist/address.js');
+type Native = typeof import('../../dist/native.js');
+const { listenSocket } = (await import(new URL(`file://${repoRoot}/dist/io/sockops.js`).href)) as SockOps;
+const { encodeAddress } = (await import(new URL(`file://${repoRoot}/dist/address.js`).href)) as Address;
+const { native } = (await import(new URL(`file://${repoRoot}/dist/native.js`).href)) as Native;
 
 const claim = join(repoRoot, 'build-test', 'test', 'systemd', 'fixtures', 'claim.js');
 
@@ -104,5 +111,41 @@ test('outside systemd: listens on the fallback, stored is false, drain() finishe
       server.close();
       t.cleanup();
       for (const [k, v] of Object.entries(saved)) if (v !== undefined) process.env[k] = v;
+    }
+  }));
+
+test('when storing fails, every server listenStored made listen is closed, with the fd it took, before the error surfaces', () =>
+  noLeak(async () => {
+    const saved = { NOTIFY_SOCKET: process.env.NOTIFY_SOCKET, LISTEN_PID: process.env.LISTEN_PID };
+    const t = tempDir();
+    // A listener "systemd passed" (by the fds option) and one made anew; the
+    // notify socket is a path nobody listens on, so the first FDSTORE fails.
+    const passed = listenSocket(encodeAddress({ path: t.path('passed.sock') }), native.SOCK_STREAM, 16, 0o600).fd;
+    const inherited = http.createServer();
+    const fresh = http.createServer();
+    process.env.NOTIFY_SOCKET = t.path('no-manager.sock');
+    delete process.env.LISTEN_PID;
+    try {
+      await assert.rejects(
+        listenStored(
+          [
+            { server: inherited, name: 'passed' },
+            { server: fresh, name: 'fresh', fallback: t.path('fresh.sock') },
+          ],
+          { fds: [{ fd: passed, name: 'passed' }], exit: false, handleSigterm: false },
+        ),
+        { code: 'ENOENT', syscall: 'connect' },
+      );
+      assert.equal(inherited.listening, false);
+      assert.equal(fresh.listening, false);
+      assert.equal(isOpen(passed), false, 'the passed fd went with its server');
+    } finally {
+      inherited.close();
+      fresh.close();
+      t.cleanup();
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
     }
   }));
