@@ -130,13 +130,25 @@ export async function settleRuntime() {
 
 /**
  * Run fn and check that /proc/self/fd is back where it was (the runc way),
- * once the event loop had a few turns (closes in flight settle); no timer.
+ * once the event loop had a few turns (closes in flight settle).
+ *
+ * Bun 1.4.5 closes a child's stdio sockets a little after the child's
+ * 'close' event and its streams' 'close' events (1-4 ms later, for about one
+ * child in five here; the PtyStream test failed 1 run of 20 so), and nothing
+ * signals it. So on Bun, and only for sockets, the count is looked
+ * at again every 10 ms, for up to 10 s, before they are called leaked.
  */
 export async function noLeak(fn) {
   const before = openFds();
   const result = await fn();
   for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
-  const leaked = [...openFds()].filter(([fd, target]) => before.get(fd) !== target);
+  const leakedNow = () => [...openFds()].filter(([fd, target]) => before.get(fd) !== target);
+  let leaked = leakedNow();
+  const deadline = Date.now() + 10_000;
+  while (runtime === 'bun' && leaked.length > 0 && leaked.every(([, t]) => t?.startsWith('socket:')) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 10));
+    leaked = leakedNow();
+  }
   if (leaked.length > 0) throw new Error(`leaked fds: ${leaked.map(([fd, t]) => `${fd} -> ${t}`).join(', ')}`);
   return result;
 }
