@@ -2,6 +2,7 @@
 // or -errno. Sockets are created SOCK_CLOEXEC | SOCK_NONBLOCK and accepted
 // with accept4, so no child inherits them and nothing here blocks, except
 // poll (for the *Sync functions only).
+#define _GNU_SOURCE // POLLRDHUP
 #include "fdpass.h"
 
 #include <errno.h>
@@ -252,7 +253,7 @@ static const fdp_const_t consts[] = {
     {"SOCK_DGRAM", SOCK_DGRAM}, {"SOCK_SEQPACKET", SOCK_SEQPACKET},
     {"POLLIN", POLLIN},         {"POLLOUT", POLLOUT},
     {"POLLERR", POLLERR},       {"POLLHUP", POLLHUP},
-    {"EAGAIN", -EAGAIN},
+    {"POLLRDHUP", POLLRDHUP},   {"EAGAIN", -EAGAIN},
 };
 
 napi_status fdp_init_sock(napi_env env, napi_value exports) {

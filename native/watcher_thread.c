@@ -4,7 +4,7 @@
 // (src/io/readiness.ts); its contract, in poll(2)'s terms:
 // - threadWatch(fd, callback): the watcher owns its fd; closing the watcher,
 //   collecting it, or the end of the environment closes the fd;
-// - threadSetEvents(watcher, POLLIN | POLLOUT, or 0 to stop);
+// - threadSetEvents(watcher, POLLIN | POLLOUT | POLLRDHUP, or 0 to stop);
 // - callback(events): POLLIN and POLLOUT of the interest, POLLHUP, POLLERR;
 //   on a hang-up or an error every event of the interest is reported too (as
 //   libuv does), and POLLERR stops the watcher until its interest is set
@@ -46,7 +46,8 @@ __asm__(".symver pthread_create,pthread_create@GLIBC_2.17");
 __asm__(".symver pthread_join,pthread_join@GLIBC_2.17");
 #endif
 
-#define INTEREST (EPOLLIN | EPOLLOUT) // equal to POLLIN and POLLOUT
+// Equal to POLLIN, POLLOUT and POLLRDHUP.
+#define INTEREST (EPOLLIN | EPOLLOUT | EPOLLRDHUP)
 #define EPOLL_BATCH 64
 #define WAKE_ID 0 // the eventfd that stops the thread; watcher ids are never 0
 
@@ -56,7 +57,7 @@ typedef struct {
   backend_t *b;
   uint64_t id;       // slot | generation << 32
   int fd;            // -1 once closed or released
-  int events;        // what JS wants: EPOLLIN | EPOLLOUT
+  int events;        // what JS wants: EPOLLIN | EPOLLOUT | EPOLLRDHUP
   int armed;         // the events armed in epoll; 0 once fired (JS thread)
   int polling;       // events != 0: the callback is strong, counted active
   napi_ref callback; // strong while polling, weak otherwise
@@ -477,7 +478,7 @@ static twatcher_t *arg_watcher(napi_env env, napi_value v) {
   return p;
 }
 
-// threadSetEvents(watcher, POLLIN | POLLOUT or 0) -> 0 | -errno. Stopping
+// threadSetEvents(watcher, POLLIN | POLLOUT | POLLRDHUP or 0) -> 0 | -errno. Stopping
 // leaves the fd armed: if it fires meanwhile, the event is dropped on the JS
 // thread (one wake-up at most, as the interest is one-shot), which saves a
 // syscall per pause in the common stop-start pattern.

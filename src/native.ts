@@ -84,6 +84,7 @@ export interface NativeBinding {
   readonly POLLOUT: number;
   readonly POLLERR: number;
   readonly POLLHUP: number;
+  readonly POLLRDHUP: number;
   /** -EAGAIN, as the bindings return it. */
   readonly EAGAIN: number;
   // msg.c: sizes and the layout of recvBatch's meta array

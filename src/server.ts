@@ -70,13 +70,17 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     this.type = socketTypeName(type);
     this.path = where.path;
     this.abstract = where.abstract;
-    this.#acceptor = new Acceptor(fd, allow, {
-      demand: () => this.#waiters.length > 0 || this.listenerCount('connection') > 0,
-      deliver: (conn) => this.#deliver(conn),
-      error: (err) => {
-        if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.#acceptor = new Acceptor(
+      fd,
+      { allow },
+      {
+        demand: () => this.#waiters.length > 0 || this.listenerCount('connection') > 0,
+        deliver: (conn) => this.#deliver(conn),
+        error: (err) => {
+          if (this.listenerCount('error') > 0) this.emit('error', err);
+        },
       },
-    });
+    );
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'connection') queueMicrotask(() => this.#acceptor.pump());
     });

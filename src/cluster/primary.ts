@@ -1,17 +1,31 @@
-// The primary of fdpass/cluster: accepts connections in batches (accept4 in
-// the addon, on the library's Readiness watcher: src/io), hands their fds to worker
-// processes over SCM_RIGHTS (many per message), keeps its own copy of each
-// until the worker acknowledges it, and re-sends what a dead worker never
-// acknowledged.
+// The primary of fdpass/cluster: accepts connections in batches (the io
+// core's Acceptor), hands their fds to worker processes over SCM_RIGHTS (many
+// per message, the io core's SendQueue), keeps its own copy of each until the
+// worker acknowledges it, and re-sends what a dead worker never acknowledged.
+//
+// Acknowledgements are read lazily. A worker sends one per loop turn in
+// which it received connections, before it reads any of them; if the primary
+// watched for them, each would wake it (a context switch per turn of each
+// worker, as many as the connections themselves under load). So while a
+// worker holds unacknowledged fds and has room for more, its channel is
+// watched for POLLRDHUP only (its death still wakes us at once), and its
+// acknowledgements are read when the primary wakes anyway: before it hands
+// out what it accepted, and at the latest TIDY_MS later. A channel with
+// nothing unacknowledged (control messages come then) or no room left (its
+// acknowledgements are what we wait for) is watched for POLLIN as usual.
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
+import { encodeAddress } from '../address.js';
+import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { MAX_FDS } from '../fds.js';
-import { watch } from '../io/backend.js';
-import { POLLIN, type Readiness } from '../io/readiness.js';
+import { Acceptor } from '../io/acceptor.js';
+import { discardFds } from '../io/owned.js';
+import { SendQueue } from '../io/send.js';
+import { listenSocket, type PeerCredentials } from '../io/sockops.js';
+import { POLLIN, POLLOUT, POLLRDHUP, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
-import { FdServer } from '../server.js';
-import type { FdSocket, ReceivedMessage } from '../socket.js';
+import { BATCH, DEFAULT_MAX_BYTES, FLAG_CTRUNC, FLAG_EOF, FLAG_TRUNC, READ_DRAINED, readBatch, type RawEntry } from '../recv.js';
+import { sameUid } from '../server.js';
 import { ClusterListenOptions, OpenListener, checkListenOptions, openListener, unlinkIfOurs } from './listen.js';
 import { ACK, CLOSED, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
 
@@ -68,25 +82,22 @@ export interface ClusterPrimaryEvents {
   close: [];
 }
 
-const ACCEPT_BATCH = 64;
-const ACCEPT_BATCHES_PER_WAKE = 4;
-const acceptBuf = new Int32Array(ACCEPT_BATCH);
-const ECONNABORTED = 103;
-const EPROTO = 71;
+// Acknowledgements waiting in a lazily watched channel are read at least this
+// often (they free the primary's copies and make room).
+const TIDY_MS = 10;
 
 interface Listener extends OpenListener {
   index: number;
-  io: Readiness | null;
-  /** Held here: the backend holds it weakly while the interest is 0. */
-  poll: () => void;
+  acceptor: Acceptor | null;
   /** Accepted or returned fds waiting for a worker (owned by the primary). */
   pending: number[];
   cursor: number;
-  backoff: NodeJS.Timeout | null;
 }
 
+/** One worker's channel: a SOCK_SEQPACKET connection, on the io core. */
 class Link {
-  readonly socket: FdSocket;
+  readonly io: WatchedFd;
+  readonly sends: SendQueue;
   readonly pid: number;
   readonly serves = new Set<number>();
   /** Sent and not acknowledged: the primary's copies, oldest first. */
@@ -96,13 +107,19 @@ class Link {
   load = 0;
   connections = 0;
   closed = false;
-  constructor(socket: FdSocket) {
-    this.socket = socket;
-    this.pid = socket.peer.pid;
+  /** Read and not yet handled (a batch read ahead). */
+  inbox: RawEntry[] = [];
+
+  constructor(fd: number, peer: PeerCredentials, onReady: (link: Link, events: number) => void, onQueued: (link: Link) => void) {
+    this.pid = peer.pid;
+    this.io = new WatchedFd(fd, (events) => onReady(this, events));
+    this.sends = new SendQueue(() => onQueued(this));
   }
+
   get unacked(): number {
     return this.fds.length - this.head;
   }
+
   info(): ClusterWorkerInfo {
     return { pid: this.pid, connections: this.connections, load: this.load + this.unacked };
   }
@@ -126,7 +143,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   /** The environment a worker needs to find this primary (already in process.env unless setEnv is false). */
   readonly env: Readonly<Record<string, string>>;
   readonly #listeners: Listener[];
-  readonly #control: FdServer;
+  readonly #control: Acceptor;
   readonly #links: Link[] = [];
   readonly #leastLoaded: boolean;
   readonly #maxUnacked: number;
@@ -134,22 +151,43 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   readonly #respawn: boolean;
   #closed = false;
   readonly #respawning = new Set<NodeJS.Timeout>();
+  #tidy: NodeJS.Timeout | null = null;
+  readonly #onLinkReady = (link: Link, events: number): void => this.#linkReady(link, events);
+  readonly #onLinkQueued = (link: Link): void => this.#watchLink(link);
 
-  private constructor(listeners: Listener[], control: FdServer, options: PrimaryOptions) {
+  private constructor(listeners: Listener[], controlFd: number, controlName: string, options: PrimaryOptions) {
     super();
     this.#listeners = listeners;
-    this.#control = control;
-    this.env = { [ENV_NAME]: control.abstract as string };
+    this.env = { [ENV_NAME]: controlName };
     this.#leastLoaded = options.schedule === 'least-loaded';
     this.#maxUnacked = options.maxUnacked ?? 1024;
     this.#fork = options.fork;
     this.#respawn = options.respawn ?? true;
+    // Workers connect here; an abstract name has no file permissions, so
+    // only our own uid, as FdServer.
+    this.#control = new Acceptor(
+      controlFd,
+      { allow: sameUid },
+      {
+        demand: () => !this.#closed,
+        deliver: (conn) => this.#addLink(conn.fd, conn.peer!),
+        error: (err) => this.emit('error', err),
+      },
+    );
+    this.#control.pump();
     for (const l of listeners) {
-      l.poll = () => this.#onListenerPoll(l);
-      l.io = watch(l.fd, l.poll);
+      // TCP peers have no credentials to ask for; a worker with room is the demand.
+      l.acceptor = new Acceptor(
+        l.fd,
+        { credentials: false },
+        {
+          demand: () => !this.#closed && this.#room(l) > l.pending.length,
+          deliver: (conn) => l.pending.push(conn.fd),
+          error: (err) => this.emit('error', err),
+          pumped: () => this.#handOut(l),
+        },
+      );
     }
-    control.on('connection', (socket) => this.#addLink(socket));
-    control.on('error', (err) => this.emit('error', err));
   }
 
   /**
@@ -177,10 +215,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       throw outOfRange('options.maxUnacked', 'an integer >= 1', maxUnacked);
     }
     const opened: OpenListener[] = [];
-    let control: FdServer | null = null;
+    const controlName = `fdpass-cluster/${process.pid}/${randomBytes(8).toString('hex')}`;
+    let controlFd: number;
     try {
       for (const o of checked) opened.push(await openListener(o));
-      control = await FdServer.listen({ abstract: `fdpass-cluster/${process.pid}/${randomBytes(8).toString('hex')}`, type: 'seqpacket' });
+      controlFd = listenSocket(encodeAddress({ abstract: controlName }), native.SOCK_SEQPACKET, 511, 0o600).fd;
     } catch (err) {
       for (const l of opened) {
         native.close(l.fd);
@@ -188,16 +227,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       }
       throw err;
     }
-    const listeners = opened.map((l, index): Listener => ({
-      ...l,
-      index,
-      io: null,
-      poll: () => {},
-      pending: [],
-      cursor: 0,
-      backoff: null,
-    }));
-    const primary = new ClusterPrimary(listeners, control, options);
+    const listeners = opened.map((l, index): Listener => ({ ...l, index, acceptor: null, pending: [], cursor: 0 }));
+    const primary = new ClusterPrimary(listeners, controlFd, controlName, options);
     if (options.setEnv !== false) Object.assign(process.env, primary.env);
     if (primary.#fork) for (let i = 0; i < workers; i++) primary.#startWorker();
     return primary;
@@ -210,8 +241,9 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     return l.address;
   }
 
-  /** The workers connected now. */
+  /** The workers connected now, their counts as of the acknowledgements they have sent. */
   get workers(): ClusterWorkerInfo[] {
+    if (!this.#closed) this.#readLazy();
     return this.#links.map((l) => l.info());
   }
 
@@ -242,50 +274,124 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     });
   }
 
-  #addLink(socket: FdSocket): void {
-    if (this.#closed) {
-      void socket.close();
+  #addLink(fd: number, peer: PeerCredentials): void {
+    let link: Link;
+    try {
+      link = new Link(fd, peer, this.#onLinkReady, this.#onLinkQueued);
+    } catch (err) {
+      this.emit('error', err as Error); // watching failed; the fd is closed
       return;
     }
-    const link = new Link(socket);
     this.#links.push(link);
-    socket.on('message', (m) => this.#onMessage(link, m));
-    socket.on('error', () => this.#dropLink(link));
-    socket.on('end', () => this.#dropLink(link));
+    this.#watchLink(link);
     this.emit('worker', link.info());
   }
 
-  #onMessage(link: Link, m: ReceivedMessage): void {
-    // Workers send no fds: close any that came.
-    for (const fd of m.fds) native.close(fd);
-    if (link.closed || m.data.length === 0) return;
+  /**
+   * What to watch a channel for: its death always; its messages while it
+   * holds nothing unacknowledged (control messages and load reports) or has
+   * no room left (we wait for its acknowledgements); room to send while
+   * sends wait. Otherwise its acknowledgements are read lazily.
+   */
+  #watchLink(link: Link): void {
+    if (link.closed) return;
+    const unacked = link.unacked;
+    const eager = unacked === 0 || unacked >= this.#maxUnacked;
+    link.io.want(POLLRDHUP | (eager ? POLLIN : 0) | (link.sends.length > 0 ? POLLOUT : 0));
+    if (!eager) this.#tidy ??= setTimeout(this.#onTidy, TIDY_MS).unref();
+  }
+
+  readonly #onTidy = (): void => {
+    this.#tidy = null;
+    this.#readLazy();
+    for (const l of this.#listeners) this.#kick(l);
+  };
+
+  #linkReady(link: Link, events: number): void {
+    if (events & POLLOUT) {
+      link.sends.flush(link.io.fd);
+      if (link.closed) return;
+    }
+    if (events & ~POLLOUT) this.#read(link);
+    if (link.closed) return;
+    this.#watchLink(link);
+    for (const l of this.#listeners) this.#kick(l);
+  }
+
+  /** Read the acknowledgements waiting in every lazily watched channel. */
+  #readLazy(): void {
+    for (const link of this.#links.slice()) {
+      if (link.unacked > 0 && !link.closed) {
+        this.#read(link);
+        this.#watchLink(link);
+      }
+    }
+  }
+
+  /** Read and handle what the worker sent, until the channel is empty (or ends). */
+  #read(link: Link): void {
+    for (;;) {
+      const r = link.io.fd < 0 ? native.EAGAIN : readBatch(link.io.fd, BATCH, DEFAULT_MAX_BYTES, true, link.inbox);
+      const inbox = link.inbox;
+      link.inbox = [];
+      for (const entry of inbox) {
+        if (link.closed) {
+          if (!(entry instanceof Error)) discardFds(entry.fds);
+          continue;
+        }
+        if (entry instanceof Error) {
+          this.#dropLink(link);
+          continue;
+        }
+        // Workers send no fds: close any that came.
+        discardFds(entry.fds);
+        if (entry.flags & FLAG_EOF) this.#dropLink(link);
+        else if (entry.flags & (FLAG_TRUNC | FLAG_CTRUNC)) this.#protocolError(link, 'a message was truncated');
+        else this.#onMessage(link, entry.data);
+      }
+      if (link.closed || r === READ_DRAINED || r === native.EAGAIN) return;
+      if (r < 0) return this.#dropLink(link);
+    }
+  }
+
+  #protocolError(link: Link, what: string): void {
+    this.emit('error', new FdPassError(ErrorCodes.PROTOCOL, `fdpass/cluster: ${what}`));
+    this.#dropLink(link);
+  }
+
+  #send(link: Link, data: Uint8Array, fds: Int32Array | null): void {
+    // A failed send drops the channel: the fds it carried are still in
+    // link.fds and go to another worker.
+    link.sends.write(link.io.fd, data, fds, (err) => {
+      if (err) this.#dropLink(link);
+    });
+  }
+
+  #onMessage(link: Link, data: Buffer): void {
+    if (data.length === 0) return;
     try {
-      switch (m.data[0]) {
+      switch (data[0]) {
         case ACK:
-          return this.#onAck(link, m.data);
+          return this.#onAck(link, data);
         case SERVE: {
-          const { name } = decodeJson<{ name: string }>(m.data);
+          const { name } = decodeJson<{ name: string }>(data);
           const l = this.#listeners.find((x) => x.name === name);
           if (!l) {
-            void link.socket
-              .send(encodeJson(LISTENING, { name, error: `the primary has no listener named ${JSON.stringify(name)}` }))
-              .catch(() => {});
+            this.#send(link, encodeJson(LISTENING, { name, error: `the primary has no listener named ${JSON.stringify(name)}` }), null);
             return;
           }
-          void link.socket
-            .send(encodeJson(LISTENING, { name, index: l.index, address: l.address, eager: this.#leastLoaded }))
-            .catch(() => {});
+          this.#send(link, encodeJson(LISTENING, { name, index: l.index, address: l.address, eager: this.#leastLoaded }), null);
           link.serves.add(l.index);
           this.emit('listening', link.info(), name);
-          return this.#kick(l);
+          return;
         }
         case CLOSED: {
-          const { index } = decodeJson<{ index: number }>(m.data);
+          const { index } = decodeJson<{ index: number }>(data);
           link.serves.delete(index);
           return;
         }
         default:
-          throw new FdPassError(ErrorCodes.PROTOCOL, `fdpass/cluster: unknown message kind ${m.data[0]}`);
+          return this.#protocolError(link, `unknown message kind ${data[0]}`);
       }
     } catch (err) {
       this.emit('error', err as Error);
@@ -317,7 +423,6 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       link.listeners = link.listeners.slice(link.head);
       link.head = 0;
     }
-    for (const l of this.#listeners) this.#kick(l);
   }
 
   /** A worker is gone: what it never acknowledged goes to the others. */
@@ -337,7 +442,10 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     link.fds = [];
     link.listeners = [];
     link.head = 0;
-    void link.socket.close();
+    link.sends.close(new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the worker is gone'));
+    link.io.close();
+    for (const entry of link.inbox) if (!(entry instanceof Error)) discardFds(entry.fds);
+    link.inbox = [];
     for (const [idx, fds] of back) {
       const l = this.#listeners[idx]!;
       l.pending = fds.concat(l.pending);
@@ -354,58 +462,19 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   #kick(l: Listener): void {
     if (this.#closed) return;
     if (l.pending.length > 0) this.#dispatch(l);
-    if (l.pending.length === 0 && l.backoff === null && this.#room(l) > 0) this.#setPolling(l, true);
+    l.acceptor?.pump();
+  }
+
+  /** The Acceptor handed out a batch: learn the workers' room and load, then give it out. */
+  #handOut(l: Listener): void {
+    this.#readLazy();
+    this.#dispatch(l);
   }
 
   #room(l: Listener): number {
     let room = 0;
     for (const link of this.#links) if (link.serves.has(l.index)) room += Math.max(0, this.#maxUnacked - link.unacked);
     return room;
-  }
-
-  #onListenerPoll(l: Listener): void {
-    if (this.#closed) return;
-    // Any event (POLLIN; POLLERR stopped the watching, and accept4 tells why)
-    // means: accept if some worker has room. Up to a few batches per wake,
-    // then one message per worker for all of them.
-    if (l.pending.length > 0) this.#dispatch(l);
-    let room = l.pending.length > 0 ? 0 : this.#room(l);
-    let interest = false;
-    for (let batch = 0; room > 0; batch++) {
-      if (batch >= ACCEPT_BATCHES_PER_WAKE) {
-        interest = true; // more next turn
-        break;
-      }
-      const n = native.acceptBatch(l.fd, room >= ACCEPT_BATCH ? acceptBuf : acceptBuf.subarray(0, room));
-      if (n === native.EAGAIN) {
-        interest = true;
-        break;
-      }
-      if (n < 0) {
-        if (-n === ECONNABORTED || -n === EPROTO) continue;
-        // Out of fds (EMFILE, ENFILE...): the listener stays readable, so
-        // stop polling for a while instead of spinning.
-        this.emit('error', systemError(n, 'accept4'));
-        if (l.pending.length > 0) this.#dispatch(l);
-        this.#setPolling(l, false);
-        l.backoff = setTimeout(() => {
-          l.backoff = null;
-          this.#kick(l);
-        }, 100);
-        return;
-      }
-      for (let i = 0; i < n; i++) l.pending.push(acceptBuf[i]!);
-      room -= n;
-    }
-    if (l.pending.length > 0) this.#dispatch(l);
-    // No room left (or fds still waiting): an acknowledgement or a new worker kicks us.
-    this.#setPolling(l, interest && l.pending.length === 0 && room > 0);
-  }
-
-  #setPolling(l: Listener, on: boolean): void {
-    if (this.#closed || !l.io) return;
-    const want = on ? POLLIN : 0;
-    if (l.io.interest !== want) l.io.setInterest(want);
   }
 
   /** Give the listener's pending fds to workers: one message per worker (per 253 fds). */
@@ -439,22 +508,19 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     }
     l.pending = taken === pending.length ? [] : pending.slice(taken);
     if (l.cursor > 1e9) l.cursor = 0;
-    for (const [link, fds] of shares) this.#send(link, l.index, fds);
-  }
-
-  #send(link: Link, index: number, fds: number[]): void {
-    for (let at = 0; at < fds.length; at += MAX_FDS) {
-      const chunk = fds.slice(at, at + MAX_FDS);
-      const data = Buffer.allocUnsafe(chunk.length + 1);
-      data[0] = FDS;
-      data.fill(index, 1);
-      for (const fd of chunk) {
-        link.fds.push(fd);
-        link.listeners.push(index);
+    for (const [link, fds] of shares) {
+      for (let at = 0; at < fds.length; at += MAX_FDS) {
+        const chunk = fds.slice(at, at + MAX_FDS);
+        const data = Buffer.allocUnsafe(chunk.length + 1);
+        data[0] = FDS;
+        data.fill(l.index, 1);
+        for (const fd of chunk) {
+          link.fds.push(fd);
+          link.listeners.push(l.index);
+        }
+        this.#send(link, data, Int32Array.from(chunk));
       }
-      // A failed send shows as the link's end or error: its fds are still
-      // in link.fds and go to another worker then.
-      link.socket.send(data, chunk).catch(() => this.#dropLink(link));
+      this.#watchLink(link);
     }
   }
 
@@ -466,30 +532,32 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
    */
   async close(): Promise<void> {
     if (this.#closed) return;
-    // Hand out what was accepted before closing the channels.
+    // Hand out what was accepted, and learn what was acknowledged, first.
+    this.#readLazy();
     for (const l of this.#listeners) if (l.pending.length > 0) this.#dispatch(l);
     this.#closed = true;
     for (const timer of this.#respawning) clearTimeout(timer);
     this.#respawning.clear();
+    if (this.#tidy) clearTimeout(this.#tidy);
+    this.#tidy = null;
     for (const l of this.#listeners) {
-      if (l.backoff) clearTimeout(l.backoff);
-      l.io?.close(true);
-      l.io = null;
+      l.acceptor?.close();
+      l.acceptor = null;
       if (l.file) unlinkIfOurs(l.file);
       for (const fd of l.pending) native.close(fd);
       l.pending = [];
     }
-    await this.#control.close();
+    this.#control.close();
     const links = this.#links.splice(0);
     await Promise.all(
       links.map(async (link) => {
-        try {
-          await link.socket.end();
-        } catch {
-          // gone already
-        }
+        // What the kernel could not take yet goes first; the worker reads
+        // what is queued for it even after we close, then sees the end.
+        await new Promise<void>((resolve) => link.sends.whenDrained(() => resolve()));
         link.closed = true;
-        await link.socket.close();
+        link.io.close();
+        for (const entry of link.inbox) if (!(entry instanceof Error)) discardFds(entry.fds);
+        link.inbox = [];
         // The worker has its own copies of everything sent (in its receive
         // queue if not read yet): the primary's go.
         closeAll(link.fds, link.head, link.fds.length);

@@ -1,7 +1,8 @@
 // Acceptor: a listening socket that accepts on demand, in batches, checks
 // each peer with `allow` before anything is read, and hands out bare fds
 // (with their peer's credentials) for the caller to wrap in whatever it
-// needs: FdServer makes FdSockets, UServer makes USockets (FdStreams).
+// needs: FdServer makes FdSockets, UServer makes USockets (FdStreams), the
+// cluster primary passes TCP connections on to its workers.
 import { systemError } from '../errors.js';
 import { native } from '../native.js';
 import { peerCredentials, type PeerCredentials } from './sockops.js';
@@ -10,7 +11,15 @@ import { POLLIN, WatchedFd } from './watched.js';
 /** A connection accepted and allowed: its fd is the receiver's. */
 export interface Accepted {
   fd: number;
-  peer: PeerCredentials;
+  /** SO_PEERCRED as of connect(); undefined when the Acceptor was told not to ask (TCP). */
+  peer: PeerCredentials | undefined;
+}
+
+export interface AcceptorOptions {
+  /** Keep a connection only if this says yes to its peer's credentials. */
+  allow?: ((peer: PeerCredentials) => boolean) | undefined;
+  /** Ask each connection for its peer's credentials (SO_PEERCRED, AF_UNIX only); default true. */
+  credentials?: boolean;
 }
 
 export interface AcceptorHooks {
@@ -20,6 +29,8 @@ export interface AcceptorHooks {
   deliver(conn: Accepted): void;
   /** A failure worth reporting: `allow` threw, or accept4 failed (EMFILE...). */
   error(err: Error): void;
+  /** After a pump that handed some connections out: the receiver may act on all of them at once. */
+  pumped?(): void;
 }
 
 const ACCEPT_BATCH = 64;
@@ -35,6 +46,7 @@ const acceptBuf = new Int32Array(ACCEPT_BATCH);
 export class Acceptor {
   readonly #io: WatchedFd;
   readonly #allow: ((peer: PeerCredentials) => boolean) | undefined;
+  readonly #credentials: boolean;
   readonly #hooks: AcceptorHooks;
   #ready: Accepted[] = [];
   #backoff: NodeJS.Timeout | null = null;
@@ -42,8 +54,9 @@ export class Acceptor {
   #closed = false;
 
   /** Takes the listening `fd` (closed at once if watching it fails). */
-  constructor(fd: number, allow: ((peer: PeerCredentials) => boolean) | undefined, hooks: AcceptorHooks) {
-    this.#allow = allow;
+  constructor(fd: number, options: AcceptorOptions, hooks: AcceptorHooks) {
+    this.#allow = options.allow;
+    this.#credentials = options.credentials ?? true;
     this.#hooks = hooks;
     // Any event (POLLIN; POLLERR, which accept4 explains) means: accept if
     // someone wants a connection.
@@ -62,11 +75,13 @@ export class Acceptor {
   pump(): void {
     if (this.#pumping || this.#closed) return;
     this.#pumping = true;
+    let delivered = 0;
     try {
       let batches = 0;
       for (;;) {
         while (this.#ready.length > 0 && this.#hooks.demand()) {
           this.#hooks.deliver(this.#ready.shift()!);
+          delivered++;
           if (this.#closed) return;
         }
         if (!this.#hooks.demand() || this.#backoff) break;
@@ -89,11 +104,16 @@ export class Acceptor {
       }
     } finally {
       this.#pumping = false;
+      if (delivered > 0 && !this.#closed) this.#hooks.pumped?.();
     }
   }
 
   /** Check the peer with `allow` before anything is read; refuse by closing. */
   #admit(fd: number): void {
+    if (!this.#credentials) {
+      this.#ready.push({ fd, peer: undefined });
+      return;
+    }
     let peer: PeerCredentials;
     try {
       peer = peerCredentials(fd);

@@ -7,12 +7,15 @@
 // - watch(fd, onReady) takes the fd: closing the watcher closes it (or hands
 //   it back, release), and so do the end of the environment (a worker that
 //   exits) and the garbage collection of a watcher nobody references.
-// - Interest is POLLIN, POLLOUT, both or 0 (stopped). Level-triggered: while
-//   the fd stays ready for an event of the interest, onReady runs again on
-//   each turn of the loop.
-// - onReady(events) gets the events as poll(2) names them: POLLIN and POLLOUT
-//   (only those of the interest), POLLHUP (the peer hung up), POLLERR (an
-//   error is pending on the fd). With POLLERR the backend stops watching
+// - Interest is POLLIN, POLLOUT and POLLRDHUP in any mix, or 0 (stopped).
+//   Level-triggered: while the fd stays ready for an event of the interest,
+//   onReady runs again on each turn of the loop. POLLRDHUP alone watches for
+//   the peer's going away only: data arriving does not wake the process (the
+//   kernel's epoll callback drops wake-ups outside the interest), which is
+//   how a reader that drains on its own schedule still learns of a hang-up.
+// - onReady(events) gets the events as poll(2) names them: POLLIN, POLLOUT
+//   and POLLRDHUP (only those of the interest), POLLHUP (the peer hung up),
+//   POLLERR (an error is pending on the fd). With POLLERR the backend stops watching
 //   (interest becomes 0): the next syscall on the fd reports and clears the
 //   error; set the interest again to go on watching.
 // - While the interest is 0 the backend holds onReady weakly: the owner keeps
@@ -23,15 +26,16 @@ export const POLLIN: number = native.POLLIN;
 export const POLLOUT: number = native.POLLOUT;
 export const POLLERR: number = native.POLLERR;
 export const POLLHUP: number = native.POLLHUP;
+export const POLLRDHUP: number = native.POLLRDHUP;
 
 /** Called with the events that happened (POLLIN, POLLOUT, POLLHUP, POLLERR). */
 export type ReadyCallback = (events: number) => void;
 
 /** One fd under watch. */
 export interface Readiness {
-  /** The events watched for now (POLLIN | POLLOUT, or 0). */
+  /** The events watched for now (POLLIN | POLLOUT | POLLRDHUP, or 0). */
   readonly interest: number;
-  /** Watch for `events` (POLLIN | POLLOUT; 0 stops). Returns 0 or -errno. */
+  /** Watch for `events` (POLLIN | POLLOUT | POLLRDHUP; 0 stops). Returns 0 or -errno. */
   setInterest(events: number): number;
   /**
    * Stop watching, for good. `closeFd` true closes the fd; false hands it

@@ -4,8 +4,8 @@
 // but Node-API: the backend of Bun (no libuv loop) and Deno (uv_poll does not
 // report events); FDPASS_BACKEND=thread picks it on Node.
 //
-// The addon speaks poll(2)'s events both ways: interest POLLIN | POLLOUT,
-// callbacks with those of the interest, POLLHUP, and POLLERR (after which it
+// The addon speaks poll(2)'s events both ways: interest POLLIN | POLLOUT |
+// POLLRDHUP, callbacks with those of the interest, POLLHUP, and POLLERR (after which it
 // has stopped watching). Keep-alive as libuv's: the environment is held open
 // while some fd has an interest, not while all are idle.
 import { systemError } from '../errors.js';

@@ -4,7 +4,7 @@
 // uv_poll_* (see FACTS.md).
 import { systemError } from '../errors.js';
 import { native, type Watcher } from '../native.js';
-import { POLLERR, POLLHUP, POLLIN, POLLOUT, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
+import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
 
 const { UV_READABLE, UV_WRITABLE, UV_DISCONNECT } = native;
 
@@ -42,6 +42,7 @@ class UvReadiness implements Readiness {
     // libuv folds POLLHUP into the interest's events, and into UV_DISCONNECT
     // (with a peer's half-close, EPOLLRDHUP): ask the kernel which it is.
     if (status & UV_DISCONNECT) {
+      if (this.#interest & POLLRDHUP) events |= POLLRDHUP;
       const revents = native.poll(this.#fd, 0, 0);
       if (revents > 0 && revents & POLLHUP) events |= POLLHUP;
     }
@@ -51,7 +52,8 @@ class UvReadiness implements Readiness {
   setInterest(events: number): number {
     if (events === this.#interest || !this.#handle) return 0;
     this.#interest = events;
-    const uv = (events & POLLIN ? UV_READABLE | UV_DISCONNECT : 0) | (events & POLLOUT ? UV_WRITABLE : 0);
+    const uv =
+      (events & POLLIN ? UV_READABLE | UV_DISCONNECT : 0) | (events & POLLOUT ? UV_WRITABLE : 0) | (events & POLLRDHUP ? UV_DISCONNECT : 0);
     return native.setEvents(this.#handle, uv);
   }
 

@@ -6,7 +6,7 @@
 import { watch } from './backend.js';
 import { POLLERR, POLLHUP, type Readiness } from './readiness.js';
 
-export { POLLERR, POLLHUP, POLLIN, POLLOUT } from './readiness.js';
+export { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP } from './readiness.js';
 
 export class WatchedFd {
   #fd: number;
@@ -35,7 +35,7 @@ export class WatchedFd {
     return this.#fd;
   }
 
-  /** Watch for `events` (POLLIN | POLLOUT; 0 stops); nothing once closed. */
+  /** Watch for `events` (POLLIN | POLLOUT | POLLRDHUP; 0 stops); nothing once closed. */
   want(events: number): void {
     if (events === this.#interest || !this.#io) return;
     this.#interest = events;

@@ -136,11 +136,15 @@ export class UServer extends EventEmitter {
       this.#path = address.path;
       this.#file = listening.file;
       // Abstract names have no file permissions: our own uid only, as FdServer.
-      this.#acceptor = new Acceptor(listening.fd, address.abstract !== undefined ? sameUid : undefined, {
-        demand: () => !this.#paused,
-        deliver: (conn) => this.#deliver(conn),
-        error: (err) => this.emit('error', err),
-      });
+      this.#acceptor = new Acceptor(
+        listening.fd,
+        { allow: address.abstract !== undefined ? sameUid : undefined },
+        {
+          demand: () => !this.#paused,
+          deliver: (conn) => this.#deliver(conn),
+          error: (err) => this.emit('error', err),
+        },
+      );
       this.emit('listening');
       this.#pumpSoon();
     });

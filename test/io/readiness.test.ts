@@ -11,7 +11,7 @@ type Events = typeof import('../../dist/io/readiness.js');
 type Native = typeof import('../../dist/native.js');
 const dist = (m: string): string => new URL(`file://${repoRoot}/dist/${m}`).href;
 const { watch, readinessBackend } = (await import(dist('io/backend.js'))) as Backend;
-const { POLLIN, POLLOUT, POLLERR, POLLHUP } = (await import(dist('io/readiness.js'))) as Events;
+const { POLLIN, POLLOUT, POLLERR, POLLHUP, POLLRDHUP } = (await import(dist('io/readiness.js'))) as Events;
 const { native } = (await import(dist('native.js'))) as Native;
 
 function pair(): [number, number] {
@@ -66,6 +66,26 @@ test('readiness: POLLHUP when the peer is gone', () =>
     native.close(b);
     const e = await next(seen, POLLHUP);
     assert.ok(e & POLLHUP);
+    w.close(true);
+  }));
+
+test('readiness: POLLRDHUP alone: data arriving calls nobody, the peer going away does', () =>
+  noLeak(async () => {
+    const [a, b] = pair();
+    const seen: number[] = [];
+    const w = watch(a, (e) => seen.push(e));
+    assert.equal(w.setInterest(POLLRDHUP), 0);
+    assert.equal(native.sendmsg(b, Buffer.from('x'), 0, 1, null, 0, null), 1);
+    // Several turns of the loop (immediates and a timer) with a byte waiting:
+    // no callback, as the kernel does not wake a watcher for what it does not want.
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(seen, [], 'no callback for data while watching for POLLRDHUP only');
+    native.close(b);
+    const e = await next(seen, POLLRDHUP | POLLHUP);
+    assert.ok(e & POLLRDHUP, 'POLLRDHUP is of the interest');
+    assert.ok(e & POLLHUP, 'and the peer is gone');
+    assert.equal(e & POLLIN, 0, 'POLLIN is not of the interest');
     w.close(true);
   }));
 
