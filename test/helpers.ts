@@ -169,6 +169,20 @@ export function delay(ms: number): Promise<void> {
   return new Promise((res) => setTimeout(res, ms));
 }
 
+/**
+ * Wait until `cond()` holds, where nothing signals the moment (another
+ * thread or process gets there in its own time): checked every 10 ms, for up
+ * to 60 s, half a test's time limit, so that a busy machine is not a failure
+ * and a real one still names `what` did not happen.
+ */
+export async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`not within 60 s: ${what}`);
+    await delay(10);
+  }
+}
+
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 

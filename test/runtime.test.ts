@@ -101,7 +101,8 @@ describe('runtime and backend choice', () => {
       assert.equal(idle.status, 0, idle.stderr);
       assert.equal(idle.stdout, 'idle\n');
       // Pending: the child waits in recv() with no timer and no other handle;
-      // we answer only after it said it waits. Had the receive not held the
+      // we answer only after it said that its loop ran with nothing left but
+      // the receive (a setImmediate after recv()). Had the receive not held the
       // process, it would have ended (exit 13, unsettled top-level await)
       // without printing the answer.
       const t = tempDir();
@@ -111,8 +112,9 @@ describe('runtime and backend choice', () => {
         `import { FdServer } from 'fdpass';
          const server = await FdServer.listen(${JSON.stringify(t.path('s'))});
          const conn = await server.accept();
-         console.log('waiting');
-         const m = await conn.recv();
+         const received = conn.recv();
+         setImmediate(() => console.log('waiting'));
+         const m = await received;
          console.log('got', m.data.toString());
          await conn.close();
          await server.close();`,
@@ -139,8 +141,6 @@ describe('runtime and backend choice', () => {
             if (out.includes('waiting\n')) resolve();
           });
         });
-        // Let the child's loop go idle apart from the pending receive.
-        await new Promise((r) => setTimeout(r, 100));
         await client!.send('answer');
         const code = await new Promise((resolve) => child.on('close', resolve));
         await client!.close();

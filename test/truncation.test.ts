@@ -64,14 +64,17 @@ s.connect(sys.argv[1])
 fd = os.open(sys.argv[2], os.O_RDONLY)
 socket.send_fds(s, [b"many"], [fd] * 200)
 socket.send_fds(s, [b"next"], [fd])
+print("sent", flush=True)
 s.recv(1)`,
       path,
       t.path('f'),
     ]);
+    let out = '';
+    const sent = new Promise<void>((res) => child.stdout.on('data', (d: Buffer) => (out += d.toString()).includes('sent\n') && res()));
     const conn = await server.accept();
     try {
-      // Wait until both messages are in our receive queue.
-      await new Promise((res) => setTimeout(res, 200));
+      // Wait until both messages are in our receive queue: the sender says so.
+      await sent;
       // RLIMIT_NOFILE bounds fd numbers: set it so that 40 numbers are free.
       const open = new Set(openFds());
       let limit = 0;

@@ -162,35 +162,34 @@ test('an idle socket does not hold the process open; a pending receive does unti
   assert.equal(idle.stdout, 'idle\n');
   assert.equal(idle.timedOut, false);
   // The child waits in recv() on a server socket, with no timer of its own;
-  // we connect and answer only after it said so. Had the receive not held it
-  // open, it would have ended without printing the answer.
+  // we connect when it says it listens, and answer only once it said that its
+  // loop ran with nothing left but the receive (a setImmediate after recv()).
+  // Had the receive not held it open, it would have ended there, without
+  // printing the answer.
   const t = tempDir();
   try {
+    let saidListening, saidIdle;
+    const said = { listening: new Promise((r) => (saidListening = r)), idle: new Promise((r) => (saidIdle = r)) };
     const child = runChild(
       `import { FdServer } from 'fdpass';
        const server = await FdServer.listen(${JSON.stringify(t.path('s'))});
        console.log('listening');
        const conn = await server.accept();
-       const m = await conn.recv();
+       const received = conn.recv();
+       setImmediate(() => console.log('idle'));
+       const m = await received;
        console.log('got', m.data.toString());
        await conn.close();
        await server.close();`,
-      { timeout: 20_000 },
+      { timeout: 20_000, onLine: (line) => (line === 'listening' ? saidListening() : line === 'idle' && saidIdle()) },
     );
-    let client;
-    for (let i = 0; !client; i++) {
-      try {
-        client = await FdSocket.connect(t.path('s'));
-      } catch (err) {
-        if (i > 1000) throw err;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    }
-    await new Promise((r) => setTimeout(r, 200)); // the child's loop goes idle but for the receive
+    await Promise.race([said.listening, child]);
+    const client = await FdSocket.connect(t.path('s'));
+    await Promise.race([said.idle, child]);
     await client.send('answer');
     const r = await child;
     await client.close();
-    assert.equal(r.stdout, 'listening\ngot answer\n', r.stderr);
+    assert.equal(r.stdout, 'listening\nidle\ngot answer\n', r.stderr);
     assert.equal(r.code, 0);
   } finally {
     t.cleanup();

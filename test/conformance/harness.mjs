@@ -41,8 +41,10 @@ export function runtimeArgv(script) {
  * inside this directory so that 'fdpass' resolves as it does here. Resolves
  * with { code, signal, stdout, stderr }; kills the child after `timeout` ms.
  * `wrap(argv)` puts a program in front (systemd-socket-activate).
+ * `onLine(line, 'stdout' | 'stderr')` is called with each line as it comes,
+ * so that a test can wait for what the child says instead of for a while.
  */
-export function runChild(code, { env = {}, timeout = 30_000, stdio, wrap = (argv) => argv } = {}) {
+export function runChild(code, { env = {}, timeout = 30_000, stdio, wrap = (argv) => argv, onLine } = {}) {
   const dir = new URL('.', import.meta.url).pathname;
   const file = join(dir, `.child-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
   return import('node:fs').then(({ writeFileSync }) => {
@@ -52,8 +54,23 @@ export function runChild(code, { env = {}, timeout = 30_000, stdio, wrap = (argv
       const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: stdio ?? ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
-      child.stdout?.on('data', (d) => (stdout += d));
-      child.stderr?.on('data', (d) => (stderr += d));
+      // Each complete line of `text` from offset `from` on.
+      const newLines = (text, from, name) => {
+        if (!onLine) return;
+        const lines = text.slice(text.lastIndexOf('\n', from - 1) + 1).split('\n');
+        lines.pop(); // not ended yet (or the empty tail after the last newline)
+        for (const line of lines) onLine(line, name);
+      };
+      child.stdout?.on('data', (d) => {
+        const from = stdout.length;
+        stdout += d;
+        newLines(stdout, from, 'stdout');
+      });
+      child.stderr?.on('data', (d) => {
+        const from = stderr.length;
+        stderr += d;
+        newLines(stderr, from, 'stderr');
+      });
       let timedOut = false;
       const timer = setTimeout(() => {
         timedOut = true;
@@ -89,19 +106,50 @@ export function openFds() {
   return out;
 }
 
-/** Run fn and check that /proc/self/fd is back where it was (the runc way). */
+/**
+ * Let the runtime open the fds it opens once per process, before any test
+ * counts fds. Deno 2.9.6 opens a socketpair of its own (kept for good) about
+ * 500 ms after it spawned its first child, by its own clock, whatever the
+ * child does: in whichever test was running then, noLeak saw it as leaked (3
+ * runs of 12 under load). So spawn a child here, and wait for that pair.
+ * Resolves with a line to print, or null when there is nothing to wait for.
+ */
+export async function settleRuntime() {
+  if (runtime !== 'deno') return null;
+  const sockets = () => [...openFds()].filter(([, target]) => target?.startsWith('socket:')).map(([fd]) => fd);
+  const before = new Set(sockets());
+  const t0 = Date.now();
+  await new Promise((resolve, reject) => spawn('true', { stdio: 'ignore' }).once('close', resolve).once('error', reject));
+  // Nothing signals it: look every 10 ms, for up to 10 s.
+  while (sockets().filter((fd) => !before.has(fd)).length < 2) {
+    if (Date.now() - t0 > 10_000) return `# Deno opened no socketpair of its own within 10 s of its first child (counts may see it later)`;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return `# Deno opened its own socketpair ${Date.now() - t0} ms after its first child; fd counts start after it`;
+}
+
+/**
+ * Run fn and check that /proc/self/fd is back where it was (the runc way),
+ * once the event loop had a few turns (closes in flight settle).
+ *
+ * Bun 1.4.5 closes a child's stdio sockets a little after the child's
+ * 'close' event and its streams' 'close' events (1-4 ms later, for about one
+ * child in five here; the PtyStream test failed 1 run of 20 so), and nothing
+ * signals it. So on Bun, and only for sockets, the count is looked
+ * at again every 10 ms, for up to 10 s, before they are called leaked.
+ */
 export async function noLeak(fn) {
   const before = openFds();
   const result = await fn();
-  // Closing is synchronous in fdpass, but a runtime may close its own fds
-  // (a child's pipes) a tick later.
-  for (let i = 0; i < 20; i++) {
-    const after = openFds();
-    const leaked = [...after].filter(([fd, target]) => before.get(fd) !== target);
-    if (leaked.length === 0) return result;
-    if (i === 19) throw new Error(`leaked fds: ${leaked.map(([fd, t]) => `${fd} -> ${t}`).join(', ')}`);
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+  const leakedNow = () => [...openFds()].filter(([fd, target]) => before.get(fd) !== target);
+  let leaked = leakedNow();
+  const deadline = Date.now() + 10_000;
+  while (runtime === 'bun' && leaked.length > 0 && leaked.every(([, t]) => t?.startsWith('socket:')) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
+    leaked = leakedNow();
   }
+  if (leaked.length > 0) throw new Error(`leaked fds: ${leaked.map(([fd, t]) => `${fd} -> ${t}`).join(', ')}`);
   return result;
 }
 

@@ -106,6 +106,10 @@ test(
   async () => {
     const t = tempDir();
     try {
+      // systemd-socket-activate says when it listens (on stderr), and starts
+      // the child when we connect.
+      let saidListening;
+      const listening = new Promise((r) => (saidListening = r));
       const child = runChild(
         `import { FdServer } from 'fdpass';
          import { listenFds } from 'fdpass/systemd';
@@ -117,17 +121,13 @@ test(
          console.log('got', m.data.toString());
          await conn.close();
          await server.close();`,
-        { wrap: (argv) => [activate, '-l', t.path('s'), '--fdname=web', ...argv] },
+        {
+          wrap: (argv) => [activate, '-l', t.path('s'), '--fdname=web', ...argv],
+          onLine: (line, from) => from === 'stderr' && line.startsWith('Listening on ') && saidListening(),
+        },
       );
-      let client;
-      for (let i = 0; !client; i++) {
-        try {
-          client = await FdSocket.connect(t.path('s'));
-        } catch (err) {
-          if (i > 1000) throw err;
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }
+      await Promise.race([listening, child]);
+      const client = await FdSocket.connect(t.path('s'));
       await client.send('activated');
       const r = await child;
       await client.close();

@@ -11,7 +11,7 @@
 // installed package. Filters pick tests whose "file: name" contains one.
 // Exit status 0 when every test passed (or was skipped, with its reason).
 import { readdirSync } from 'node:fs';
-import { runtime, tests } from './harness.mjs';
+import { runtime, settleRuntime, tests } from './harness.mjs';
 
 const dir = new URL('.', import.meta.url).pathname;
 const files = readdirSync(dir)
@@ -21,6 +21,8 @@ const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 
 const version = process.versions[runtime] ?? process.version;
 console.log(`# fdpass conformance on ${runtime} ${version} (${process.arch}), FDPASS_BACKEND=${process.env.FDPASS_BACKEND ?? ''}`);
+const settled = await settleRuntime();
+if (settled) console.log(settled);
 let failed = 0;
 let passed = 0;
 let skipped = 0;

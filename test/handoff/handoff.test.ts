@@ -297,10 +297,11 @@ describe('Handoff in one process', () => {
       assert.equal(await hb.listen(server, 'web', { fd }), false);
       assert.deepEqual(server.address(), seed.address());
       await hb.ready();
+      const drained = new Promise((r) => h0.once('drained', r));
       await h1.ready(); // closes the unused 'b' fd; h0 drains
       await hb.close();
       await new Promise((r) => server.close(r));
-      await new Promise((r) => setTimeout(r, 10));
+      await drained;
       assert.equal(seed.listening, false);
       assert.equal(extra.listening, false);
       await h1.close();
@@ -316,10 +317,13 @@ describe('Handoff.start and AbortSignal', () => {
       // A "predecessor" that accepts and never offers.
       const silent = await FdServer.listen({ path, type: 'seqpacket' });
       const held: FdSocket[] = [];
-      silent.on('connection', (s) => held.push(s));
       const ac = new AbortController();
+      // Aborted once it waits: the predecessor has its connection.
+      silent.on('connection', (s) => {
+        held.push(s);
+        ac.abort();
+      });
       const started = Handoff.start({ path, signal: ac.signal, exit: false });
-      setTimeout(() => ac.abort(), 50);
       await assert.rejects(started, { name: 'AbortError' });
       await assert.rejects(Handoff.start({ path, signal: 'no' as never }), { name: 'TypeError' });
       await Promise.all(held.map((s) => s.close()));

