@@ -14,7 +14,9 @@ export const consumerEnv: NodeJS.ProcessEnv = { ...process.env };
 delete consumerEnv.FDPASS_NATIVE;
 
 export function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = consumerEnv): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { cwd, env, encoding: 'utf8', timeout: 180_000 });
+  // npm 11 turns on Node's compile cache (module.enableCompileCache, Node >=
+  // 22), which leaves a node-compile-cache folder in TMPDIR after the run.
+  return spawnSync(cmd, args, { cwd, env: { ...env, NODE_DISABLE_COMPILE_CACHE: '1' }, encoding: 'utf8', timeout: 180_000 });
 }
 
 export function ok(r: SpawnSyncReturns<string>, what: string): string {
