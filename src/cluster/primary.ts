@@ -52,6 +52,12 @@ export interface PrimaryOptions {
   maxUnacked?: number;
   /** Set process.env.FDPASS_CLUSTER so that every child started from now on finds this primary; default true. */
   setEnv?: boolean;
+  /**
+   * The abstract socket name workers connect to (their FDPASS_CLUSTER); default a random one. Give a
+   * fixed one when the workers are not started from this process, as in PM2's cluster mode (set
+   * FDPASS_CLUSTER to it in their environment). Only processes of this uid may connect.
+   */
+  channel?: string;
 }
 
 /** A worker connected to the primary. */
@@ -214,12 +220,16 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     if (typeof maxUnacked !== 'number' || !Number.isInteger(maxUnacked) || maxUnacked < 1) {
       throw outOfRange('options.maxUnacked', 'an integer >= 1', maxUnacked);
     }
+    if (options.channel !== undefined && (typeof options.channel !== 'string' || options.channel === '')) {
+      throw invalidArgType('options.channel', 'a non-empty string', options.channel);
+    }
+    const controlName = options.channel ?? `fdpass-cluster/${process.pid}/${randomBytes(8).toString('hex')}`;
+    const controlAddress = encodeAddress({ abstract: controlName }); // throws on a bad name before anything opens
     const opened: OpenListener[] = [];
-    const controlName = `fdpass-cluster/${process.pid}/${randomBytes(8).toString('hex')}`;
     let controlFd: number;
     try {
       for (const o of checked) opened.push(await openListener(o));
-      controlFd = listenSocket(encodeAddress({ abstract: controlName }), native.SOCK_SEQPACKET, 511, 0o600).fd;
+      controlFd = listenSocket(controlAddress, native.SOCK_SEQPACKET, 511, 0o600).fd;
     } catch (err) {
       for (const l of opened) {
         native.close(l.fd);

@@ -411,6 +411,25 @@ describe('fdpass/cluster', () => {
     await assert.rejects(ClusterPrimary.start({ listen: { port: 70000 } }), { code: 'ERR_OUT_OF_RANGE' });
     await assert.rejects(ClusterPrimary.start({ listen: { port: 0, path: '/tmp/x' } }), { code: 'ERR_INVALID_ARG_VALUE' });
     await assert.rejects(ClusterPrimary.start({ listen: { port: 0 }, schedule: 'random' as never }), { code: 'ERR_INVALID_ARG_VALUE' });
+    await assert.rejects(ClusterPrimary.start({ listen: { port: 0 }, channel: 42 as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+    await assert.rejects(ClusterPrimary.start({ listen: { port: 0 }, channel: 'x'.repeat(200) }), { code: 'ERR_FDPASS_PATH_TOO_LONG' });
+    // A fixed channel name is one primary's: a second one with it fails, and opens nothing.
+    const named = await ClusterPrimary.start({
+      listen: { port: 0, host: '127.0.0.1' },
+      setEnv: false,
+      channel: `fdpass-test/${process.pid}`,
+    });
+    try {
+      assert.equal(named.env.FDPASS_CLUSTER, `fdpass-test/${process.pid}`);
+      await assert.rejects(
+        ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, setEnv: false, channel: `fdpass-test/${process.pid}` }),
+        {
+          code: 'EADDRINUSE',
+        },
+      );
+    } finally {
+      await named.close();
+    }
     const saved = process.env.FDPASS_CLUSTER;
     delete process.env.FDPASS_CLUSTER;
     try {
