@@ -91,6 +91,8 @@ export interface ClusterPrimaryEvents {
 // Acknowledgements waiting in a lazily watched channel are read at least this
 // often (they free the primary's copies and make room).
 const TIDY_MS = 10;
+// Round robin hands out connections in runs of at most this many per worker.
+const RUN = 8;
 
 interface Listener extends OpenListener {
   index: number;
@@ -492,6 +494,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     const candidates = this.#links.filter((k) => k.serves.has(l.index) && k.unacked < this.#maxUnacked);
     if (candidates.length === 0) return;
     const shares = new Map<Link, number[]>();
+    // Round robin in runs: up to RUN consecutive connections of a batch go
+    // to one worker, so that a wake-up that accepted a few costs one sendmsg
+    // and wakes one worker, not all of them; big batches still spread.
+    let runTarget: Link | undefined;
+    let runLeft = 0;
     let taken = 0;
     const pending = l.pending;
     for (; taken < pending.length; taken++) {
@@ -506,9 +513,17 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
           }
         }
       } else {
+        if (runLeft > 0 && runTarget && runTarget.unacked + shares.get(runTarget)!.length < this.#maxUnacked) {
+          target = runTarget;
+          runLeft--;
+        }
         for (let tries = 0; tries < candidates.length && !target; tries++) {
           const k = candidates[l.cursor++ % candidates.length]!;
-          if (k.unacked + (shares.get(k)?.length ?? 0) < this.#maxUnacked) target = k;
+          if (k.unacked + (shares.get(k)?.length ?? 0) < this.#maxUnacked) {
+            target = k;
+            runTarget = k;
+            runLeft = RUN - 1;
+          }
         }
       }
       if (!target) break;
