@@ -350,7 +350,15 @@ describe('fdpass/systemd against a real systemd 252 (systemd-nspawn)', needsCont
           m.event === 'progress' && Number((m.byGeneration as Record<string, number>)[pid] ?? 0) >= 50;
         await next(served((await c.show(unitName, 'MainPID')).MainPID));
         for (let i = 0; i < 5; i++) {
-          await c.systemctl('restart', unitName); // returns once the new process sent READY=1
+          try {
+            await c.systemctl('restart', unitName); // returns once the new process sent READY=1
+          } catch (err) {
+            // Seen once under heavy load, not reproduced since: say why.
+            const journal = await c.journal(unitName).catch((e: Error) => `(no journal: ${e.message})`);
+            throw new Error(
+              `${(err as Error).message}\nrestart ${i + 1}; the unit's journal:\n${journal.split('\n').slice(-40).join('\n')}`,
+            );
+          }
           await next(served((await c.show(unitName, 'MainPID')).MainPID));
         }
         load.send('stop');
