@@ -46,6 +46,17 @@ static inline napi_value fdp_range_error(napi_env env, const char *what) {
   return NULL;
 }
 
+// The pointer an external holds (a watcher), or NULL with a TypeError
+// pending naming `what`.
+static inline void *fdp_external(napi_env env, napi_value v, const char *what) {
+  void *p = NULL;
+  if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
+    fdp_type_error(env, what);
+    return NULL;
+  }
+  return p;
+}
+
 // An int32 argument; 0, or -1 with a TypeError pending.
 static inline int fdp_int(napi_env env, napi_value v, int32_t *out) {
   if (napi_get_value_int32(env, v, out) == napi_ok)

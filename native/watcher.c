@@ -186,12 +186,7 @@ static napi_value fdp_watch(napi_env env, napi_callback_info info) {
 }
 
 static watcher_t *arg_watcher(napi_env env, napi_value v) {
-  void *p = NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok) {
-    fdp_type_error(env, "not a watcher");
-    return NULL;
-  }
-  return p;
+  return fdp_external(env, v, "not a watcher");
 }
 
 // setEvents(watcher, events) -> 0 | -errno. events: UV_READABLE,

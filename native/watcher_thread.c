@@ -470,18 +470,13 @@ static napi_value thread_start(napi_env env, napi_callback_info info) {
 }
 
 static twatcher_t *arg_watcher(napi_env env, napi_value v) {
-  void *p = NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok || !p) {
-    fdp_type_error(env, "not a watcher");
-    return NULL;
-  }
-  return p;
+  return fdp_external(env, v, "not a watcher");
 }
 
-// threadSetEvents(watcher, POLLIN | POLLOUT | POLLRDHUP or 0) -> 0 | -errno. Stopping
-// leaves the fd armed: if it fires meanwhile, the event is dropped on the JS
-// thread (one wake-up at most, as the interest is one-shot), which saves a
-// syscall per pause in the common stop-start pattern.
+// threadSetEvents(watcher, POLLIN | POLLOUT | POLLRDHUP or 0) -> 0 | -errno.
+// Stopping leaves the fd armed: if it fires meanwhile, the event is dropped on
+// the JS thread (one wake-up at most, as the interest is one-shot), which
+// saves a syscall per pause in the common stop-start pattern.
 static napi_value thread_set_events(napi_env env, napi_callback_info info) {
   FDP_ARGS(2);
   int events, r = 0;

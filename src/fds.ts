@@ -109,3 +109,15 @@ export function closeFds(fds: readonly number[]): void {
   const r = native.closeMany(out, n);
   if (r < 0) throw systemError(r, 'close');
 }
+
+/**
+ * Close fds[from..to), fds the library owns and knows to be open (nothing is
+ * checked), in one call into the addon. Returns 0 or -errno of the first failure.
+ */
+export function closeRange(fds: readonly number[], from: number, to: number): number {
+  const n = to - from;
+  if (n <= 0) return 0;
+  if (n > closeScratch.length) closeScratch = new Int32Array(n);
+  for (let i = 0; i < n; i++) closeScratch[i] = fds[from + i]!;
+  return native.closeMany(closeScratch, n);
+}

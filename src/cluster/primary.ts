@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { encodeAddress } from '../address.js';
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
-import { MAX_FDS } from '../fds.js';
+import { MAX_FDS, closeRange } from '../fds.js';
 import { Acceptor } from '../io/acceptor.js';
 import { discardFds } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
@@ -133,16 +133,6 @@ class Link {
   }
 }
 
-let closeScratch = new Int32Array(256);
-
-function closeAll(fds: readonly number[], from: number, to: number): void {
-  const n = to - from;
-  if (n <= 0) return;
-  if (closeScratch.length < n) closeScratch = new Int32Array(n * 2);
-  for (let i = 0; i < n; i++) closeScratch[i] = fds[from + i]!;
-  native.closeMany(closeScratch, n);
-}
-
 /**
  * The accepting side of fdpass/cluster. Start it with ClusterPrimary.start()
  * in the primary process; workers call serve(server).
@@ -160,6 +150,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   #closed = false;
   readonly #respawning = new Set<NodeJS.Timeout>();
   #tidy: NodeJS.Timeout | null = null;
+  /** When #readLazy last ran (Date.now()). */
+  #lastRead = 0;
   readonly #onLinkReady = (link: Link, events: number): void => this.#linkReady(link, events);
   readonly #onLinkQueued = (link: Link): void => this.#watchLink(link);
 
@@ -332,8 +324,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
 
   /** Read the acknowledgements waiting in every lazily watched channel. */
   #readLazy(): void {
-    for (const link of this.#links.slice()) {
-      if (link.unacked > 0 && !link.closed) {
+    this.#lastRead = Date.now();
+    // Backwards: a read that ends a channel removes it from #links.
+    for (let i = this.#links.length - 1; i >= 0; i--) {
+      const link = this.#links[i];
+      if (link && link.unacked > 0 && !link.closed) {
         this.#read(link);
         this.#watchLink(link);
       }
@@ -418,7 +413,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     link.head = end;
     link.load = ack.load;
     link.connections += end - start - ack.refused.length;
-    if (ack.refused.length === 0) closeAll(link.fds, start, end);
+    if (ack.refused.length === 0) closeRange(link.fds, start, end);
     else {
       const refused = new Set(ack.refused);
       for (let i = start; i < end; i++) {
@@ -479,7 +474,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
 
   /** The Acceptor handed out a batch: learn the workers' room and load, then give it out. */
   #handOut(l: Listener): void {
-    this.#readLazy();
+    // Once per millisecond at most: under load the listener wakes several
+    // times a millisecond, and each read is a recvmmsg per worker that mostly
+    // finds nothing. Room and load a millisecond old only delay a hand-out;
+    // a worker with no room left is watched for its acknowledgements anyway.
+    if (Date.now() !== this.#lastRead) this.#readLazy();
     this.#dispatch(l);
   }
 
@@ -585,7 +584,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
         link.inbox = [];
         // The worker has its own copies of everything sent (in its receive
         // queue if not read yet): the primary's go.
-        closeAll(link.fds, link.head, link.fds.length);
+        closeRange(link.fds, link.head, link.fds.length);
         link.fds = [];
       }),
     );
