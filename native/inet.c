@@ -11,12 +11,17 @@
 
 #include "args.h"
 
-#define INET_V6ONLY 1 // flags bit: IPV6_V6ONLY on an AF_INET6 listener
+#define INET_V6ONLY 1    // flags bit: IPV6_V6ONLY on an AF_INET6 listener
+#define INET_REUSEPORT 2 // flags bit: SO_REUSEPORT (one of a group)
 
 static napi_value result(napi_env env, int64_t v) { return fdp_number(env, v); }
 
 // inetListen(family 4|6, address: Uint8Array(4|16), port, backlog, flags)
-//   -> listening fd | -errno. SO_REUSEADDR as Node sets it.
+//   -> listening fd | -errno. SO_REUSEADDR as Node sets it. With
+//   INET_REUSEPORT the socket joins the group of listeners of the same uid
+//   on that address and port (SO_REUSEPORT): the kernel spreads incoming
+//   connections over the group by a hash of the 4-tuple, and a socket's
+//   queue stays its own (a connection in it dies with its last fd).
 static napi_value fdp_inet_listen(napi_env env, napi_callback_info info) {
   FDP_ARGS(5);
   size_t n = 0;
@@ -52,6 +57,8 @@ static napi_value fdp_inet_listen(napi_env env, napi_callback_info info) {
     return result(env, -errno);
   int v6only = (flags & INET_V6ONLY) ? 1 : 0;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+      ((flags & INET_REUSEPORT) &&
+       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
       (family == 6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only,
                                  sizeof(v6only)) < 0) ||
       bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {

@@ -1,16 +1,37 @@
 // An http server answering "ok" with 2 workers, clustered three ways:
-//   node cluster-server.mjs rr|none|fdpass [workers]
+//   node cluster-server.mjs rr|none|fdpass|reuseport [workers]
 // rr: node:cluster's default (round robin, the primary accepts and hands
 // each socket over with child_process.send); none: SCHED_NONE (workers
-// accept from the shared socket); fdpass: fdpass/cluster.
+// accept from the shared socket); fdpass: fdpass/cluster's default (round
+// robin, its primary accepts and passes fds in batches); reuseport:
+// fdpass/cluster with schedule 'reuseport' (each worker accepts from its own
+// socket of a SO_REUSEPORT group; the primary takes over a dead one's).
 // The primary prints "ready PORT" once every worker listens, then obeys
 // lines on stdin: "counts" (prints "counts [requests per worker]" and
-// resets them), "kill" (SIGKILLs the oldest worker; a new one is forked),
-// "quit". With fdpass it prints "exit PID INFLIGHT REDISPATCHED" for each
-// worker that goes.
+// resets them), "kill" (SIGKILLs the oldest worker, a new one is forked, and
+// prints "killed PID HELD": the sockets in its fd table other than those it
+// had when it began to listen (stdio, channels, listener), counted while it is
+// stopped just before the SIGKILL: the connections it was serving when it
+// died), "quit". With fdpass it prints "exit PID INFLIGHT
+// REDISPATCHED" for each worker that goes.
 import cluster from 'node:cluster';
 import http from 'node:http';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { createInterface } from 'node:readline';
+
+/** The sockets in process `pid`'s fd table ('socket:[inode]'), from /proc. */
+function sockets(pid) {
+  const out = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      if (target.startsWith('socket:')) out.push(target);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return out;
+}
 
 const mode = process.argv[2];
 const workers = Number(process.argv[3] ?? 2);
@@ -21,9 +42,14 @@ if (cluster.isPrimary) {
   let fdpassPrimary = null;
   let port = 0;
   let quitting = false;
-  if (mode === 'fdpass') {
+  if (mode === 'fdpass' || mode === 'reuseport') {
     const { ClusterPrimary } = await import('fdpass/cluster');
-    fdpassPrimary = await ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, fork: () => cluster.fork(), workers });
+    fdpassPrimary = await ClusterPrimary.start({
+      listen: { port: 0, host: '127.0.0.1' },
+      fork: () => cluster.fork(),
+      workers,
+      schedule: mode === 'reuseport' ? 'reuseport' : 'round-robin',
+    });
     fdpassPrimary.on('workerExit', (e) => console.log(`exit ${e.pid} ${e.inFlight} ${e.redispatched}`));
     port = fdpassPrimary.address().port;
   } else {
@@ -34,8 +60,10 @@ if (cluster.isPrimary) {
   }
   let listening = 0;
   const pendingCounts = new Map();
+  const baseline = new Map();
   cluster.on('message', (worker, msg) => {
     if (msg.listening) {
+      baseline.set(worker.process.pid, msg.sockets);
       port ||= msg.port;
       if (++listening === workers) console.log(`ready ${port}`);
     } else if ('count' in msg) {
@@ -56,7 +84,18 @@ if (cluster.isPrimary) {
       console.log(`counts ${JSON.stringify(counts)}`);
     } else if (line === 'kill') {
       const oldest = Object.values(cluster.workers).sort((a, b) => a.id - b.id)[0];
-      oldest?.process.kill('SIGKILL');
+      if (oldest) {
+        const pid = oldest.process.pid;
+        oldest.process.kill('SIGSTOP');
+        let held = -1;
+        try {
+          const before = new Set(baseline.get(pid) ?? []);
+          held = sockets(pid).filter((s) => !before.has(s)).length;
+        } finally {
+          oldest.process.kill('SIGKILL');
+        }
+        console.log(`killed ${pid} ${held}`);
+      }
     } else if (line === 'quit') {
       quitting = true;
       await fdpassPrimary?.close();
@@ -80,8 +119,9 @@ if (cluster.isPrimary) {
       count = 0;
     }
   });
-  server.on('listening', () => process.send({ listening: true, port: server.address().port }));
-  if (mode === 'fdpass') {
+  // Before any connection: what the worker holds besides its connections.
+  server.on('listening', () => process.send({ listening: true, port: server.address().port, sockets: sockets(process.pid) }));
+  if (mode === 'fdpass' || mode === 'reuseport') {
     const { serve } = await import('fdpass/cluster');
     serve(server);
   } else {

@@ -36,12 +36,25 @@ export interface OpenListener {
   address: ListenerAddress;
   /** The socket file to unlink at close, with its identity. */
   file: { path: string; dev: number; ino: number } | null;
+  /** A TCP listener opened with SO_REUSEPORT: how to open another socket of its group. */
+  group: ReuseGroup | null;
+  backlog: number;
+}
+
+/** Where the sockets of a SO_REUSEPORT group are bound. */
+export interface ReuseGroup {
+  family: 4 | 6;
+  host: Uint8Array;
+  port: number;
+  backlog: number;
+  v6only: boolean;
 }
 
 const AF_INET = 2;
 const AF_INET6 = 10;
 const EAFNOSUPPORT = 97;
 const V6ONLY = 1;
+const REUSEPORT = 2;
 
 export function checkListenOptions(o: unknown): ClusterListenOptions {
   if (o === null || typeof o !== 'object') throw invalidArgType('listen', 'of type object', o);
@@ -125,14 +138,30 @@ export function tcpAddress(fd: number): { address: string; family: string; port:
   return { address: formatIp(family, nameBuf), family: family === 4 ? 'IPv4' : 'IPv6', port: r & 0xffff };
 }
 
-function tcpListen(host: string, port: number, backlog: number, v6only: boolean): number {
+function tcpListen(host: string, port: number, backlog: number, v6only: boolean, reuseport: boolean): number {
   const family = isIP(host);
-  const fd = native.inetListen(family, ipBytes(host), port, backlog, v6only ? V6ONLY : 0);
+  const fd = native.inetListen(family, ipBytes(host), port, backlog, (v6only ? V6ONLY : 0) | (reuseport ? REUSEPORT : 0));
   if (fd < 0) throw systemError(fd, 'listen', `${host}:${port}`);
   return fd;
 }
 
-export async function openListener(o: ClusterListenOptions): Promise<OpenListener> {
+/**
+ * One more socket of a SO_REUSEPORT group, bound where the first one is: the
+ * kernel now spreads the group's new connections over it too. Only sockets
+ * of the same uid can join a group.
+ */
+export function openGroupSocket(g: ReuseGroup): number {
+  const fd = native.inetListen(g.family, g.host, g.port, g.backlog, (g.v6only ? V6ONLY : 0) | REUSEPORT);
+  if (fd < 0) throw systemError(fd, 'listen', `port ${g.port}`);
+  return fd;
+}
+
+/**
+ * Open one listener. With `reuseport`, a TCP listener by port is the first
+ * socket of a SO_REUSEPORT group (listeners by path or fd are not: AF_UNIX
+ * has no such groups, and a socket bound without the option cannot join one).
+ */
+export async function openListener(o: ClusterListenOptions, reuseport = false): Promise<OpenListener> {
   const name = o.name ?? 'default';
   const backlog = o.backlog ?? 511;
   if (o.fd !== undefined) {
@@ -147,28 +176,38 @@ export async function openListener(o: ClusterListenOptions): Promise<OpenListene
       fd: o.fd,
       address: info.domain === AF_INET || info.domain === AF_INET6 ? tcpAddress(o.fd) : (o.path ?? null),
       file: null,
+      group: null,
+      backlog,
     };
   }
   if (o.port !== undefined) {
     let fd: number;
+    let host: string;
+    const v6only = o.ipv6Only === true;
     if (o.host === undefined) {
       try {
-        fd = tcpListen('::', o.port, backlog, o.ipv6Only === true);
+        host = '::';
+        fd = tcpListen(host, o.port, backlog, v6only, reuseport);
       } catch (err) {
         if ((err as FdPassError).errno !== -EAFNOSUPPORT) throw err;
-        fd = tcpListen('0.0.0.0', o.port, backlog, false);
+        host = '0.0.0.0';
+        fd = tcpListen(host, o.port, backlog, false, reuseport);
       }
     } else {
-      const host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
-      fd = tcpListen(host, o.port, backlog, o.ipv6Only === true);
+      host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
+      fd = tcpListen(host, o.port, backlog, v6only, reuseport);
     }
-    return { name, fd, address: tcpAddress(fd), file: null };
+    const address = tcpAddress(fd);
+    // The group's other sockets bind the port this one got (port 0 picks one).
+    const group: ReuseGroup | null =
+      reuseport && address ? { family: isIP(host) === 6 ? 6 : 4, host: ipBytes(host), port: address.port, backlog, v6only } : null;
+    return { name, fd, address, file: null, group, backlog };
   }
   const path = o.path as string;
   // The io core's listen: the mode before listen(2), a stale file replaced.
   const listening = listenSocket(encodeAddress({ path }), native.SOCK_STREAM, backlog, o.mode ?? 0o600);
   const file = { path: resolvePath(path), ...(listening.file as FileId) };
-  return { name, fd: listening.fd, address: file.path, file };
+  return { name, fd: listening.fd, address: file.path, file, group: null, backlog };
 }
 
 export function unlinkIfOurs(file: { path: string; dev: number; ino: number }): void {

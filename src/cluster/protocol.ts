@@ -11,11 +11,15 @@
 //                                primary keeps and re-sends those); `load` is
 //                                the worker's open connections; count 0 is a
 //                                load report (after closes: at once if the
-//                                'L' answer said eager, else within 100 ms).
+//                                'L' answer said eager; every 100 ms at
+//                                most, if it changed, from a worker that
+//                                listens on a group socket).
 //                                One 'A' covers every 'F' of a loop turn.
 // primary -> worker
-//   'L' JSON {name, index, address, eager} | {name, error}
-//                                answer to 'S'
+//   'L' JSON {name, index, address, eager, backlog?} | {name, error}
+//                                answer to 'S'; with `backlog` (schedule
+//                                'reuseport'), a listening socket in
+//                                SCM_RIGHTS for the worker to listen on
 //   'F' u8 index[n]              n connection fds in SCM_RIGHTS, the listener
 //                                index of each
 import { FdPassError, ErrorCodes } from '../errors.js';
@@ -38,6 +42,8 @@ export interface ListeningReply {
   address?: ListenerAddress;
   /** Report load changes at once (the primary schedules by load). */
   eager?: boolean;
+  /** With a listening socket attached: listen on it with this backlog. */
+  backlog?: number;
   error?: string;
 }
 

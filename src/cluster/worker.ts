@@ -1,6 +1,8 @@
 // The worker side of fdpass/cluster: serve(server) makes a net.Server (an
 // http, https or tls server too) take the connections the primary hands over,
-// as if it had accepted them itself.
+// as if it had accepted them itself. Under schedule 'reuseport' the primary's
+// answer carries a listening socket of its own, and the server listens on it
+// (and still takes what the primary hands over).
 import { Server, Socket } from 'node:net';
 import { FdPassError, ErrorCodes, invalidArgType } from '../errors.js';
 import { closeFds } from '../fds.js';
@@ -17,6 +19,9 @@ export interface ServeOptions {
 // onconnection) and that node:cluster's workers set the same way.
 interface ServerInternals {
   _handle: FakeHandle | null;
+  // net.Server.listen({ fd }) without node:cluster's detour: in a node:cluster
+  // worker, listen({ fd }) asks the primary to open that fd number (its own).
+  _listen2?: (address: null, port: null, addressType: null, backlog: number, fd: number) => void;
   _connections: number;
   _connectionKey?: string;
   _pipeName?: string;
@@ -34,7 +39,7 @@ interface SocketInternals {
 }
 
 interface FakeHandle {
-  close(callback?: () => void): void;
+  close(callback?: (...args: unknown[]) => void): void;
   ref(): void;
   unref(): void;
   getsockname?: (out: Record<string, unknown>) => number;
@@ -63,6 +68,11 @@ class Channel {
   /** The primary schedules by load: report each close (once per loop turn); else the load goes with acknowledgements only. */
   eager = false;
   #report: NodeJS.Immediate | null = null;
+  // Servers that accept by themselves (schedule 'reuseport') report their
+  // load at most every LOAD_REPORT_MS, when it changed: the primary has no
+  // other way to know what a worker held when it died.
+  #ticker: NodeJS.Timeout | null = null;
+  #reported = -1;
   // Fds received in this turn of the loop, acknowledged together.
   #ackCount = 0;
   #ackRefused: number[] = [];
@@ -90,12 +100,22 @@ class Channel {
     this.#ackCount = 0;
     this.#ackRefused = [];
     this.#cancelReport(); // the acknowledgement carries the load
-    if (!this.socket.closed) void this.socket.send(encodeAck(count, this.#load(), refused)).catch(() => {});
+    this.#reported = this.#load();
+    if (!this.socket.closed) void this.socket.send(encodeAck(count, this.#reported, refused)).catch(() => {});
   };
   #cancelReport(): void {
-    if (this.#report === null) return;
-    clearImmediate(this.#report);
+    if (this.#report !== null) clearImmediate(this.#report);
     this.#report = null;
+  }
+  readonly #tick = (): void => {
+    const load = this.#load();
+    if (load === this.#reported || this.socket.closed) return;
+    this.#reported = load;
+    void this.socket.send(encodeAck(0, load, [])).catch(() => {});
+  };
+  #stopTicker(): void {
+    if (this.#ticker !== null) clearInterval(this.#ticker);
+    this.#ticker = null;
   }
 
   constructor(socket: FdSocket) {
@@ -108,8 +128,17 @@ class Channel {
   #onMessage(m: ReceivedMessage): void {
     if (m.data.length === 0) return closeFds(m.fds);
     if (m.data[0] === FDS) return this.#onFds(m.data, m.fds);
-    closeFds(m.fds);
-    if (m.data[0] === LISTENING) this.#onListening(decodeJson<ListeningReply>(m.data));
+    if (m.data[0] !== LISTENING) return closeFds(m.fds);
+    let reply: ListeningReply;
+    try {
+      reply = decodeJson<ListeningReply>(m.data);
+    } catch {
+      return closeFds(m.fds);
+    }
+    // A listening socket comes only with an answer that says how to listen.
+    const fd = m.fds.length === 1 && reply.backlog !== undefined ? m.fds[0]! : -1;
+    if (fd < 0) closeFds(m.fds);
+    this.#onListening(reply, fd);
   }
 
   #onFds(data: Buffer, fds: number[]): void {
@@ -159,10 +188,16 @@ class Channel {
     server.emit('connection', socket);
   }
 
-  #onListening(reply: ListeningReply): void {
+  /** The primary's answer to serve(); `fd` is this worker's socket of a SO_REUSEPORT group, or -1. */
+  #onListening(reply: ListeningReply, fd: number): void {
     const at = this.waiting.findIndex((w) => w.name === reply.name);
-    if (at < 0) return;
+    if (at < 0) {
+      if (fd >= 0) closeFds([fd]);
+      return;
+    }
     const { server, cancelled, onClose } = this.waiting.splice(at, 1)[0]!;
+    // Unless the server listens on it below, the socket is the primary's alone again.
+    if (fd >= 0 && (cancelled || reply.error !== undefined || reply.index === undefined)) closeFds([fd]);
     server.off('close', onClose);
     pendingServe.delete(server);
     if (cancelled) {
@@ -183,6 +218,7 @@ class Channel {
     this.servers.set(reply.index, served);
     const srv = server as unknown as ServerInternals;
     this.#all.add(srv);
+    if (fd >= 0) return this.#listenOn(served, fd, reply.backlog!);
     const address = reply.address ?? null;
     const handle: FakeHandle = {
       close: (callback) => {
@@ -206,6 +242,30 @@ class Channel {
     server.emit('listening');
   }
 
+  /**
+   * Listen on a socket of the group as net.Server.listen({ fd }) does: the
+   * server accepts by itself, counts, drains and closes as usual. Its
+   * handle's close() also tells the primary, which then accepts from its
+   * own copy of the socket, so nothing waiting in that queue is lost.
+   */
+  #listenOn(served: Served, fd: number, backlog: number): void {
+    const srv = served.server as unknown as ServerInternals;
+    if (typeof srv._listen2 === 'function') srv._listen2(null, null, null, backlog, fd);
+    else served.server.listen({ fd, backlog });
+    const handle = srv._handle;
+    if (!handle) {
+      // Node could not make a handle of it (its 'error' follows): give the socket back.
+      this.#unserve(served);
+      return;
+    }
+    const close = handle.close.bind(handle);
+    handle.close = (callback) => {
+      this.#unserve(served);
+      close(callback);
+    };
+    this.#ticker ??= setInterval(this.#tick, LOAD_REPORT_MS).unref();
+  }
+
   #unserve(s: Served): void {
     if (!s.open) return;
     s.open = false;
@@ -218,6 +278,7 @@ class Channel {
     if (this.servers.size > 0 || this.waiting.length > 0) return false;
     if (channel === this) channel = null;
     this.#cancelReport();
+    this.#stopTicker();
     void this.socket.close();
     return true;
   }
@@ -232,10 +293,12 @@ class Channel {
     }
     for (const s of [...this.servers.values()]) s.server.close();
     this.#cancelReport();
+    this.#stopTicker();
     void this.socket.close();
   }
 }
 
+const LOAD_REPORT_MS = 100;
 let channel: Channel | null = null;
 // Servers whose serve() waits for the primary's answer.
 const pendingServe = new WeakSet<Server>();

@@ -150,6 +150,22 @@ export class Acceptor {
     this.#backoff.unref?.();
   }
 
+  /**
+   * Stop watching and give the listening fd back, open (the cluster primary
+   * hands it to a worker). Connections already accepted go to `deliver`
+   * first, demand or not: the receiver owns them.
+   */
+  release(): number {
+    if (this.#closed) return -1;
+    this.#closed = true;
+    if (this.#backoff) clearTimeout(this.#backoff);
+    this.#backoff = null;
+    const ready = this.#ready;
+    this.#ready = [];
+    for (const c of ready) this.#hooks.deliver(c);
+    return this.#io.release();
+  }
+
   /** Stop: close the listening fd and the connections nobody was handed. */
   close(): void {
     if (this.#closed) return;

@@ -235,6 +235,64 @@ describe('fdpass/cluster', () => {
     });
   });
 
+  it("schedule 'reuseport': each worker accepts on its own socket of the group; a dead or closed worker's queue goes to the others", async () => {
+    await noLeak(async () => {
+      const primary = await ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, schedule: 'reuseport', setEnv: false });
+      const exits: ClusterWorkerExit[] = [];
+      primary.on('workerExit', (e) => exits.push(e));
+      const [a, b] = [startChild(primary.env, ['http']), startChild(primary.env, ['http'])] as [ChildProcess, ChildProcess];
+      let c: ChildProcess | undefined;
+      try {
+        const address = primary.address() as { address: string; family: string; port: number };
+        const listening = await Promise.all([a, b].map((w) => message(w, (m) => m.listening === 'default')));
+        for (const m of listening) assert.deepEqual(m.address, address, "a worker's server.address() is the group's");
+        const { port } = address;
+        const spread = async (n: number): Promise<Map<number, number>> => {
+          const pids = new Map<number, number>();
+          for (const r of await Promise.all(Array.from({ length: n }, () => info({ port, host: '127.0.0.1' })))) {
+            pids.set(r.pid as number, (pids.get(r.pid as number) ?? 0) + 1);
+            assert.ok((r.connections as number) >= 1, 'getConnections() counts what the server accepted itself');
+          }
+          return pids;
+        };
+        // Each connection's source port is new, so the kernel's hash spreads
+        // them: both workers take some (all 40 on one: a chance of 2^-39).
+        assert.deepEqual([...(await spread(40)).keys()].sort(), [a.pid, b.pid].sort());
+
+        // a accepts nothing from now on: what hashes to its socket waits in
+        // its queue. When a dies the queue outlives it (the primary holds the
+        // socket too) and the primary hands it to b. Without the primary's
+        // copy those connections would be reset.
+        a.kill('SIGSTOP');
+        const replies = Array.from({ length: 30 }, () => info({ port, host: '127.0.0.1' }));
+        a.kill('SIGKILL');
+        const got = await Promise.all(replies);
+        assert.ok(
+          got.every((r) => r.pid === b.pid),
+          'every request answered by the live worker',
+        );
+        await until(() => exits.length === 1, 'workerExit');
+        assert.equal(exits[0]!.pid, a.pid);
+        assert.ok((primary.workers.find((w) => w.pid === b.pid)?.connections ?? 0) > 0, 'b took connections from the primary');
+
+        // A new worker takes the dead one's socket over: the kernel spreads again.
+        c = startChild(primary.env, ['http']);
+        await message(c, (m) => m.listening === 'default');
+        assert.deepEqual([...(await spread(40)).keys()].sort(), [b.pid, c.pid].sort());
+
+        // c closes its server: its socket's queue goes to b through the primary.
+        const closed = message(c, (m) => m.closed === 'default');
+        c.send('close');
+        await closed;
+        assert.deepEqual([...(await spread(30)).keys()], [b.pid], 'a closed server gets no new connections');
+      } finally {
+        await primary.close();
+        for (const w of [a, b, c]) w?.kill('SIGKILL');
+        await Promise.all([a, b, c].filter((w) => w !== undefined).map((w) => exited(w!)));
+      }
+    });
+  });
+
   it('respawns a worker that exits, and a closing worker drains: in-flight requests finish, new ones go elsewhere', async () => {
     const started: ChildProcess[] = [];
     const primary = await ClusterPrimary.start({
