@@ -82,6 +82,33 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   assert.ok(cond(), `never: ${what}`);
 }
 
+/** A self-signed certificate for localhost (openssl), for the TLS tests. */
+function makeCert(key: string, cert: string): { key: string; cert: string } {
+  const r = spawnSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+    ],
+    { encoding: 'utf8' },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  return { key, cert };
+}
+
 describe('fdpass/cluster', () => {
   it('node:cluster workers: round robin over TCP, address(), connection counts, keep-alive', async () => {
     await noLeak(async () => {
@@ -384,30 +411,7 @@ describe('fdpass/cluster', () => {
   it('https: a TLS server in the worker over the passed socket', needs('openssl'), async () => {
     const dir = tempDir();
     try {
-      const key = dir.path('key.pem');
-      const cert = dir.path('cert.pem');
-      const r = spawnSync(
-        'openssl',
-        [
-          'req',
-          '-x509',
-          '-newkey',
-          'ec',
-          '-pkeyopt',
-          'ec_paramgen_curve:P-256',
-          '-nodes',
-          '-keyout',
-          key,
-          '-out',
-          cert,
-          '-days',
-          '1',
-          '-subj',
-          '/CN=localhost',
-        ],
-        { encoding: 'utf8' },
-      );
-      assert.equal(r.status, 0, r.stderr);
+      const { key, cert } = makeCert(dir.path('key.pem'), dir.path('cert.pem'));
       const primary = await ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, setEnv: false });
       const w = startChild({ ...primary.env, TLS_KEY: key, TLS_CERT: cert }, ['tls']);
       try {
@@ -421,6 +425,50 @@ describe('fdpass/cluster', () => {
         await exited(w);
       }
     } finally {
+      dir.cleanup();
+    }
+  });
+
+  it("schedule 'reuseport' with node:cluster workers: https over IPv6, each worker on its own socket", needs('openssl'), async () => {
+    const dir = tempDir();
+    const listening: Msg[] = [];
+    const onMessage = (_w: unknown, m: Msg): void => {
+      if (m.listening) listening.push(m);
+    };
+    cluster.on('message', onMessage);
+    try {
+      const { key, cert } = makeCert(dir.path('key.pem'), dir.path('cert.pem'));
+      cluster.setupPrimary({ exec: fixture, args: ['tls'], silent: false });
+      await noLeak(async () => {
+        const primary = await ClusterPrimary.start({
+          listen: { port: 0, host: '::1' },
+          schedule: 'reuseport',
+          fork: (env) => cluster.fork({ ...env, TLS_KEY: key, TLS_CERT: cert }),
+          workers: 2,
+          setEnv: false,
+        });
+        try {
+          const address = primary.address() as { address: string; family: string; port: number };
+          assert.deepEqual({ address: address.address, family: address.family }, { address: '::1', family: 'IPv6' });
+          await until(() => listening.length === 2, 'two workers listening');
+          for (const m of listening) assert.deepEqual(m.address, address, "a worker's server.address() is the group's");
+          const tls = { port: address.port, host: '::1', tls: true, ca: readFileSync(cert), servername: 'localhost' };
+          const got = await Promise.all(Array.from({ length: 40 }, () => info(tls)));
+          const pids = new Set(got.map((r) => r.pid as number));
+          assert.deepEqual(
+            [...pids].sort(),
+            listening.map((m) => m.pid as number).sort(),
+            'both workers served (a chance of 2^-39 otherwise)',
+          );
+        } finally {
+          const workers = Object.values(cluster.workers ?? {});
+          await primary.close();
+          for (const w of workers) w?.process.kill('SIGKILL');
+          await Promise.all(workers.map((w) => new Promise((r) => (w!.isDead() ? r(null) : w!.once('exit', r)))));
+        }
+      });
+    } finally {
+      cluster.off('message', onMessage);
       dir.cleanup();
     }
   });
