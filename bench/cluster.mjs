@@ -3,9 +3,10 @@
 // robin, its default), node:cluster SCHED_NONE, fdpass/cluster's default
 // (round robin through its primary) and fdpass/cluster with schedule
 // 'reuseport'; the four loaded in turn within each round. The targets are
-// judged on 'reuseport', the fastest; the default's ratios are printed too. Then a worker is SIGKILLed every second
-// under load, and failed requests are set beside the connections the killed
-// workers held. Nothing here asserts speed.
+// judged on 'reuseport', the fastest; the default's ratios are printed too.
+// Then a worker is SIGKILLed every second under load, and failed requests are
+// set beside the connections the killed workers held. Nothing here asserts
+// speed.
 import { spawn, spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';

@@ -1,4 +1,4 @@
-// An http server answering "ok" with 2 workers, clustered three ways:
+// An http server answering "ok" with 2 workers, clustered four ways:
 //   node cluster-server.mjs rr|none|fdpass|reuseport [workers]
 // rr: node:cluster's default (round robin, the primary accepts and hands
 // each socket over with child_process.send); none: SCHED_NONE (workers
@@ -12,7 +12,7 @@
 // prints "killed PID HELD": the sockets in its fd table other than those it
 // had when it began to listen (stdio, channels, listener), counted while it is
 // stopped just before the SIGKILL: the connections it was serving when it
-// died), "quit". With fdpass it prints "exit PID INFLIGHT
+// died), "quit". With fdpass and reuseport it prints "exit PID INFLIGHT
 // REDISPATCHED" for each worker that goes.
 import cluster from 'node:cluster';
 import http from 'node:http';

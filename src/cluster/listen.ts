@@ -36,17 +36,15 @@ export interface OpenListener {
   address: ListenerAddress;
   /** The socket file to unlink at close, with its identity. */
   file: { path: string; dev: number; ino: number } | null;
-  /** A TCP listener opened with SO_REUSEPORT: how to open another socket of its group. */
+  /** A TCP listener opened with SO_REUSEPORT: where another socket of its group binds. */
   group: ReuseGroup | null;
   backlog: number;
 }
 
 /** Where the sockets of a SO_REUSEPORT group are bound. */
 export interface ReuseGroup {
-  family: 4 | 6;
-  host: Uint8Array;
+  host: string;
   port: number;
-  backlog: number;
   v6only: boolean;
 }
 
@@ -150,10 +148,8 @@ function tcpListen(host: string, port: number, backlog: number, v6only: boolean,
  * kernel now spreads the group's new connections over it too. Only sockets
  * of the same uid can join a group.
  */
-export function openGroupSocket(g: ReuseGroup): number {
-  const fd = native.inetListen(g.family, g.host, g.port, g.backlog, (g.v6only ? V6ONLY : 0) | REUSEPORT);
-  if (fd < 0) throw systemError(fd, 'listen', `port ${g.port}`);
-  return fd;
+export function openGroupSocket(g: ReuseGroup, backlog: number): number {
+  return tcpListen(g.host, g.port, backlog, g.v6only, true);
 }
 
 /**
@@ -182,25 +178,20 @@ export async function openListener(o: ClusterListenOptions, reuseport = false): 
   }
   if (o.port !== undefined) {
     let fd: number;
-    let host: string;
-    const v6only = o.ipv6Only === true;
-    if (o.host === undefined) {
-      try {
-        host = '::';
-        fd = tcpListen(host, o.port, backlog, v6only, reuseport);
-      } catch (err) {
-        if ((err as FdPassError).errno !== -EAFNOSUPPORT) throw err;
-        host = '0.0.0.0';
-        fd = tcpListen(host, o.port, backlog, false, reuseport);
-      }
-    } else {
-      host = isIP(o.host) ? o.host : (await lookup(o.host)).address;
+    let host = o.host === undefined ? '::' : isIP(o.host) ? o.host : (await lookup(o.host)).address;
+    let v6only = o.ipv6Only === true;
+    try {
+      fd = tcpListen(host, o.port, backlog, v6only, reuseport);
+    } catch (err) {
+      if (o.host !== undefined || (err as FdPassError).errno !== -EAFNOSUPPORT) throw err;
+      // No IPv6 on this machine: the default host falls back to IPv4.
+      host = '0.0.0.0';
+      v6only = false;
       fd = tcpListen(host, o.port, backlog, v6only, reuseport);
     }
     const address = tcpAddress(fd);
     // The group's other sockets bind the port this one got (port 0 picks one).
-    const group: ReuseGroup | null =
-      reuseport && address ? { family: isIP(host) === 6 ? 6 : 4, host: ipBytes(host), port: address.port, backlog, v6only } : null;
+    const group = reuseport && address ? { host, port: address.port, v6only } : null;
     return { name, fd, address, file: null, group, backlog };
   }
   const path = o.path as string;

@@ -246,7 +246,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     let slot = l.slots!.find((s) => s.link === null);
     if (!slot) {
       try {
-        slot = { fd: openGroupSocket(l.group!), link: null, acceptor: null };
+        slot = { fd: openGroupSocket(l.group!, l.backlog), link: null, acceptor: null };
       } catch (err) {
         this.emit('error', err as Error);
         return null;
@@ -260,6 +260,13 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     }
     slot.link = link;
     return slot;
+  }
+
+  /** The group sockets `link` had in listener `l` (every listener if none given) go back to the primary. */
+  #orphanSlotsOf(link: Link, l?: Listener): void {
+    for (const each of l ? [l] : this.#listeners) {
+      for (const slot of each.slots ?? []) if (slot.link === link) this.#orphan(each, slot);
+    }
   }
 
   /**
@@ -477,7 +484,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
           const { index } = decodeJson<{ index: number }>(data);
           link.serves.delete(index);
           const l = this.#listeners[index];
-          if (l?.slots) for (const slot of l.slots) if (slot.link === link) this.#orphan(l, slot);
+          if (l) this.#orphanSlotsOf(link, l);
           return;
         }
         default:
@@ -540,7 +547,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       const l = this.#listeners[idx]!;
       l.pending = fds.concat(l.pending);
     }
-    for (const l of this.#listeners) if (l.slots) for (const slot of l.slots) if (slot.link === link) this.#orphan(l, slot);
+    this.#orphanSlotsOf(link);
     if (this.#closed) {
       for (const fds of back.values()) for (const fd of fds) native.close(fd);
       for (const l of this.#listeners) l.pending = [];
@@ -656,8 +663,6 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       for (const slot of l.slots ?? []) {
         if (slot.acceptor) slot.acceptor.close();
         else native.close(slot.fd);
-        slot.acceptor = null;
-        slot.link = null;
       }
       if (l.slots) l.slots = [];
       if (l.file) unlinkIfOurs(l.file);

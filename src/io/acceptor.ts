@@ -156,25 +156,28 @@ export class Acceptor {
    * first, demand or not: the receiver owns them.
    */
   release(): number {
-    if (this.#closed) return -1;
-    this.#closed = true;
-    if (this.#backoff) clearTimeout(this.#backoff);
-    this.#backoff = null;
-    const ready = this.#ready;
-    this.#ready = [];
+    const ready = this.#stop();
+    if (!ready) return -1;
     for (const c of ready) this.#hooks.deliver(c);
     return this.#io.release();
   }
 
   /** Stop: close the listening fd and the connections nobody was handed. */
   close(): void {
-    if (this.#closed) return;
+    const ready = this.#stop();
+    if (!ready) return;
+    this.#io.close();
+    for (const c of ready) native.close(c.fd);
+  }
+
+  /** No more accepting: the connections accepted and not handed out, or null if already stopped. */
+  #stop(): Accepted[] | null {
+    if (this.#closed) return null;
     this.#closed = true;
     if (this.#backoff) clearTimeout(this.#backoff);
     this.#backoff = null;
-    this.#io.close();
     const ready = this.#ready;
     this.#ready = [];
-    for (const c of ready) native.close(c.fd);
+    return ready;
   }
 }

@@ -82,6 +82,18 @@ async function until(cond: () => boolean, what: string): Promise<void> {
   assert.ok(cond(), `never: ${what}`);
 }
 
+/** SIGKILL `dead` while `replies` are in flight: all are answered by `live`, and the primary saw `dead` go. */
+async function killMidway(dead: ChildProcess, live: ChildProcess, replies: Promise<Msg>[], exits: ClusterWorkerExit[]): Promise<void> {
+  dead.kill('SIGKILL');
+  const got = await Promise.all(replies);
+  assert.ok(
+    got.every((r) => r.pid === live.pid),
+    'every request answered by the live worker',
+  );
+  await until(() => exits.length === 1, 'workerExit');
+  assert.equal(exits[0]!.pid, dead.pid);
+}
+
 /** A self-signed certificate for localhost (openssl), for the TLS tests. */
 function makeCert(key: string, cert: string): { key: string; cert: string } {
   const r = spawnSync(
@@ -244,14 +256,7 @@ describe('fdpass/cluster', () => {
           'all 10 handed out',
         );
         const unacked = stuck();
-        a.kill('SIGKILL');
-        const got = await Promise.all(replies);
-        assert.ok(
-          got.every((r) => r.pid === b.pid),
-          'every request answered by the live worker',
-        );
-        await until(() => exits.length === 1, 'workerExit');
-        assert.equal(exits[0]!.pid, a.pid);
+        await killMidway(a, b, replies, exits);
         assert.equal(exits[0]!.redispatched, unacked);
       } finally {
         await primary.close();
@@ -292,14 +297,7 @@ describe('fdpass/cluster', () => {
         // copy those connections would be reset.
         a.kill('SIGSTOP');
         const replies = Array.from({ length: 30 }, () => info({ port, host: '127.0.0.1' }));
-        a.kill('SIGKILL');
-        const got = await Promise.all(replies);
-        assert.ok(
-          got.every((r) => r.pid === b.pid),
-          'every request answered by the live worker',
-        );
-        await until(() => exits.length === 1, 'workerExit');
-        assert.equal(exits[0]!.pid, a.pid);
+        await killMidway(a, b, replies, exits);
         assert.ok((primary.workers.find((w) => w.pid === b.pid)?.connections ?? 0) > 0, 'b took connections from the primary');
 
         // A new worker takes the dead one's socket over: the kernel spreads again.
