@@ -120,13 +120,21 @@ export function closedError(what = 'socket'): FdPassError {
 
 /** An optional AbortSignal argument: undefined, or a TypeError for anything else. */
 export function checkSignal(signal: unknown): AbortSignal | undefined {
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  // By its shape, not instanceof: a signal made in another realm (a vm
+  // context, a test sandbox) is one too, and a sandbox may have no global
+  // AbortSignal to compare with.
+  if (signal !== undefined && !isAbortSignal(signal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
   return signal;
 }
 
+function isAbortSignal(value: unknown): value is AbortSignal {
+  if (value === null || typeof value !== 'object') return false;
+  const s = value as Partial<AbortSignal>;
+  return typeof s.aborted === 'boolean' && typeof s.addEventListener === 'function' && typeof s.removeEventListener === 'function';
+}
+
 /** Node's AbortError shape: name 'AbortError', code 'ABORT_ERR'. */
-export function abortError(signal: AbortSignal): Error {
+export function abortError(signal: { readonly reason?: unknown }): Error {
   const err = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
   err.name = 'AbortError';
   err.code = 'ABORT_ERR';

@@ -84,7 +84,8 @@ type Waiter = { maxBytes: number; maxFds: number; keep: boolean; reject: (e: Err
 
 function checkData(data: unknown): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (data instanceof Uint8Array) return data;
+  // Any realm's Buffer, TypedArray or DataView (a vm context's, a test sandbox's).
+  if (ArrayBuffer.isView(data)) return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   throw invalidArgType('data', 'of type string or an instance of Buffer or Uint8Array', data);
 }
 

@@ -52,13 +52,25 @@ export function socketPair(type: number): [number, number] {
 }
 
 /**
+ * What stops a connect's retries: an AbortSignal (the wait ends at once), or
+ * any object whose `aborted` turns true (seen after the current wait, at most
+ * 50 ms), for callers that must not rely on a global AbortController (a
+ * sandbox may lack one).
+ */
+export interface Cancel {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+}
+
+/**
  * A socket connected to `address`. A non-blocking AF_UNIX connect fails
  * with EAGAIN while the listener's backlog is full and never completes
  * later on its own: retry, backing off up to 50 ms, until `signal` aborts.
  */
-export async function connectSocket(address: ResolvedAddress, type: number, signal: AbortSignal | undefined): Promise<number> {
+export async function connectSocket(address: ResolvedAddress, type: number, signal: AbortSignal | Cancel | undefined): Promise<number> {
   if (signal?.aborted) throw abortError(signal);
   const fd = openSocket(type);
+  const wakes = signal !== undefined && 'addEventListener' in signal ? { signal } : undefined;
   let delay = 1;
   for (;;) {
     const r = native.connect(fd, address.bytes);
@@ -68,10 +80,14 @@ export async function connectSocket(address: ResolvedAddress, type: number, sign
       throw systemError(r, 'connect', address.display);
     }
     try {
-      await sleep(delay, undefined, signal ? { signal } : undefined);
+      await sleep(delay, undefined, wakes);
     } catch (err) {
       native.close(fd);
       throw signal ? abortError(signal) : err;
+    }
+    if (signal?.aborted) {
+      native.close(fd);
+      throw abortError(signal);
     }
     delay = Math.min(delay * 2, 50);
   }
