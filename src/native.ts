@@ -64,6 +64,8 @@ export interface NativeBinding {
   pidfdSendSignal(pidfd: number, signal: number): number;
   pidfdGetfd(pidfd: number, targetFd: number): number;
   peerPidfd(fd: number): number;
+  pidfdExitInfo(pidfd: number): number;
+  pidfdWaitStatus(pidfd: number): number;
   // native/seccomp.c
   seccompRecv(fd: number, out: Uint8Array): number;
   seccompSend(fd: number, id: bigint, value: bigint, error: number, continueSyscall: number): number;
