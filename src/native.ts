@@ -24,6 +24,7 @@ export interface NativeBinding {
   peerCred(fd: number, out: Int32Array): number;
   setFlags(fd: number, cloexec: number, nonblock: number): number;
   getFlags(fd: number): number;
+  setPassRights(fd: number, on: number): number;
   shutdown(fd: number, how: number): number;
   close(fd: number): number;
   closeMany(fds: Int32Array, count: number): number;

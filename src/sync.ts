@@ -1,6 +1,6 @@
 // runc-compatible blocking helpers: the only functions that block the thread
 // (in poll(2), when a non-blocking socket is not ready).
-import { ErrorCodes, FdPassError, closedError, systemError } from './errors.js';
+import { ErrorCodes, FdPassError, closedError, sendError, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd } from './fds.js';
 import { sendSome } from './io/send.js';
 import { native } from './native.js';
@@ -34,7 +34,7 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
   for (;;) {
     const r = sendSome(s, out);
     if (r === 0) return;
-    if (r !== native.EAGAIN) throw systemError(r, 'sendmsg');
+    if (r !== native.EAGAIN) throw sendError(r, out.fds !== null);
     const p = native.poll(s, native.POLLOUT, -1);
     if (p < 0) throw systemError(p, 'poll');
   }

@@ -21,7 +21,7 @@ import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, inva
 import { FdLike, toFdArray } from '../fds.js';
 import { discardFds, disownAll, own } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
-import { adoptSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
+import { adoptSocket, checkAcceptFds, connectSocket, peerCredentials, refuseFds, socketPair, type PeerCredentials } from '../io/sockops.js';
 import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
 import { FLAG_CTRUNC, FLAG_EOF, READ_DRAINED, RawEntry, readBatch } from '../recv.js';
@@ -45,6 +45,12 @@ export interface FdStreamOptions {
   signal?: AbortSignal;
   /** Adopt this connected AF_UNIX stream socket fd (the stream owns it from now on). */
   fd?: number;
+  /**
+   * false: the kernel refuses fds the peer sends on this stream
+   * (SO_PASSRIGHTS off; the peer's write fails with ERR_FDPASS_FDS_REFUSED).
+   * Linux >= 6.16, else ERR_FDPASS_UNSUPPORTED_KERNEL. Default true.
+   */
+  acceptFds?: boolean;
 }
 
 /** Where to connect: a path or an abstract name (no leading NUL). */
@@ -149,6 +155,7 @@ export class FdStream extends Duplex {
   #final: WriteCallback | null = null;
   #fdsOf = new WeakMap<Buffer, Int32Array>();
   #peer: PeerCredentials | undefined;
+  readonly #acceptFds: boolean;
 
   constructor(options: FdStreamOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
@@ -161,8 +168,11 @@ export class FdStream extends Duplex {
     if (options.readableHighWaterMark !== undefined) duplexOptions.readableHighWaterMark = options.readableHighWaterMark;
     if (options.writableHighWaterMark !== undefined) duplexOptions.writableHighWaterMark = options.writableHighWaterMark;
     const signal = checkSignal(options.signal);
+    const acceptFds = checkAcceptFds(options.acceptFds);
     const fd = options.fd === undefined ? -1 : checkStreamFd(options.fd);
+    if (fd >= 0 && !acceptFds) refuseFds(fd);
     super(duplexOptions);
+    this.#acceptFds = acceptFds;
     if (fd >= 0) this.#attach(fd);
     // After the fields exist: an aborted signal destroys the stream at once.
     if (signal) addAbortSignal(signal, this);
@@ -174,7 +184,9 @@ export class FdStream extends Duplex {
         if (stream.#fd >= 0 || stream.#connecting || stream.destroyed) {
           throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -EISCONN });
         }
-        stream.#attach(checkStreamFd(fd));
+        checkStreamFd(fd);
+        if (!stream.#acceptFds) refuseFds(fd);
+        stream.#attach(fd);
       },
       arrivedFds: (stream) => stream.#incoming.reduce((n, g) => n + g.fds.length, stream.#pending.length),
       putBackFds: (stream, fds) => {
@@ -257,7 +269,7 @@ export class FdStream extends Duplex {
     // Bad arguments throw here, before anything changes.
     const resolved = encodeAddress(address);
     const abort = { aborted: false };
-    const connecting = connectSocket(resolved, native.SOCK_STREAM, abort);
+    const connecting = connectSocket(resolved, native.SOCK_STREAM, abort, this.#acceptFds);
     if (listener) this.once('connect', listener);
     this.#connecting = true;
     this.#connectAbort = abort;
