@@ -2,15 +2,15 @@
 // as it is open, whatever happens to the pid number: signals go to that
 // process or fail with ESRCH, never to a stranger that reused the pid. The
 // pidfd polls readable once the process has exited, for any process, child
-// or not; exited() waits for that on the core's readiness watcher, then asks
-// the kernel how it ended (exitStatusOf below).
+// or not; exited() waits for that with the core's read pump, whose step
+// asks poll(2) whether it has, then asks the kernel how it ended
+// (exitStatusOf below).
 import { readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { ErrorCodes, FdPassError, abortError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { watch } from '../io/backend.js';
+import { DRAINED, ENDED, Pump } from '../io/pump.js';
 import { WaitQueue } from '../io/waiters.js';
-import { POLLERR, POLLIN, type Readiness } from '../io/readiness.js';
 import { native } from '../native.js';
 
 /**
@@ -153,18 +153,25 @@ export class Pidfd implements Disposable {
    */
   readonly pid: number;
   #fd: number;
-  // The core's watcher owns the fd: it closes it with close(), and with the
+  // The core's pump owns the fd: it closes it with close(), and with the
   // end of the environment (a worker) or the collection of a forgotten Pidfd.
-  #io: Readiness | null;
+  readonly #reader: Pump;
   #exited = false;
   // Asked of the kernel once, when the process is first seen gone.
   #status: PidfdExitStatus | null = null;
   // An aborted wait may leave nobody waiting: stop watching then.
-  readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#updatePoll());
+  readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#reader.update());
 
   /** Takes the fd; on failure it is closed and the error thrown. */
   private constructor(fd: number, pid: number) {
-    this.#io = watch(fd, (events) => this.#onReady(events));
+    // A pidfd reports no errors: a POLLERR that poll(2) does not explain as
+    // an exit fails the waiters (the pump's rule).
+    this.#reader = new Pump(fd, {
+      demand: () => this.#waiters.length > 0 && !this.#exited,
+      step: () => this.#step(),
+      readFailed: (errno) => this.#settle(systemError(errno, 'poll')),
+      failed: (err) => this.#settle(err),
+    });
     this.#fd = fd;
     this.pid = pid;
   }
@@ -251,35 +258,20 @@ export class Pidfd implements Disposable {
     if (this.#status) return Promise.resolve(this.#status);
     if (this.#fd < 0) return Promise.reject(closedError('pidfd'));
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    // Already gone: no watcher needed.
-    const now = native.poll(this.#fd, POLLIN, 0);
-    if (now > 0) return Promise.resolve(this.#gone());
     return new Promise<PidfdExitStatus>((resolve, reject) => {
-      const waiter: ExitWaiter = { resolve, reject };
-      if (!this.#waiters.add(waiter, signal)) return;
-      try {
-        this.#updatePoll();
-      } catch (err) {
-        this.#waiters.remove(waiter);
-        reject(err as Error);
-      }
+      // The pump's first step sees a process that already exited.
+      if (this.#waiters.add({ resolve, reject }, signal)) this.#reader.pump();
     });
   }
 
-  #updatePoll(): void {
-    const want = this.#waiters.length > 0 && !this.#exited ? POLLIN : 0;
-    const r = this.#io?.setInterest(want) ?? 0;
-    if (r < 0) throw systemError(r, 'uv_poll_start');
-  }
-
-  #onReady(events: number): void {
-    if (this.#fd < 0) return;
-    // A pidfd reports no errors; should one come, the kernel says whether it exited.
-    if (events & POLLERR && !(native.poll(this.#fd, POLLIN, 0) > 0)) {
-      this.#settle(new FdPassError(ErrorCodes.INTERNAL, 'the pidfd reported POLLERR'));
-      return;
-    }
+  /** The pump's step: has the process exited (the pidfd polls readable)? */
+  #step(): number {
+    const r = native.poll(this.#fd, native.POLLIN, 0);
+    if (r < 0) return r;
+    if (r === 0) return DRAINED;
+    this.#exited = true;
     this.#settle(null);
+    return ENDED;
   }
 
   /** The process is gone: how it ended, asked once. */
@@ -290,9 +282,9 @@ export class Pidfd implements Disposable {
   }
 
   #settle(error: Error | null): void {
-    this.#io?.setInterest(0);
     const status = error ? null : this.#gone();
     this.#waiters.drain((w) => (status ? w.resolve(status) : w.reject(error!)));
+    this.#reader.update();
   }
 
   /**
@@ -313,9 +305,7 @@ export class Pidfd implements Disposable {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    const io = this.#io;
-    this.#io = null;
-    io?.close(true);
+    this.#reader.close();
     this.#settle(closedError('pidfd'));
   }
 
