@@ -1,6 +1,6 @@
 // runc-compatible blocking helpers: the only functions that block the thread
 // (in poll(2), when a non-blocking socket is not ready).
-import { ErrorCodes, FdPassError, closedError, sendError, systemError } from './errors.js';
+import { ErrorCodes, FdPassError, closedError, sendError } from './errors.js';
 import { FdLike, checkFdNumber, toFd } from './fds.js';
 import { waitWhileAgain } from './io/blocking.js';
 import { sendSome } from './io/send.js';
