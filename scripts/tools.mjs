@@ -8,10 +8,12 @@
 // NAME is one of: zig (Zig's C compiler, which cross-compiles for arm64 musl),
 // node-arm64 (an arm64 Node, run under qemu-aarch64) and bun-musl (Bun's x64
 // musl build, made to run on Debian's musl: see bunMusl below; needs
-// musl-gcc and Debian's musl package).
+// musl-gcc and Debian's musl package) and runc-sid (Debian sid's runc, 1.3
+// when written, with sid's libc6, unpacked into the cache: see runcSid below;
+// needs apt-get, dpkg-deb and patchelf).
 // Nothing here runs unless asked: `npm run prebuilds` only looks.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -24,7 +26,8 @@ export function toolSpec(name) {
   // --force: the package's libc field says musl, and npm refuses it on glibc.
   if (name === 'bun-musl')
     return { spec: '@oven/bun-linux-x64-musl@1.4.5', force: true, bin: 'node_modules/@oven/bun-linux-x64-musl/bin/bun', post: bunMusl };
-  throw new Error(`unknown tool ${name}: use zig, node-arm64 or bun-musl`);
+  if (name === 'runc-sid') return { spec: 'debian-sid-runc', bin: 'root/usr/sbin/runc', fetch: runcSid, check: ['--version'] };
+  throw new Error(`unknown tool ${name}: use zig, node-arm64, bun-musl or runc-sid`);
 }
 
 /** The installed tool's path, or null. */
@@ -38,10 +41,19 @@ export function toolPath(name) {
 export function installTool(name) {
   const found = toolPath(name);
   if (found) return found;
-  const { spec, force } = toolSpec(name);
+  const { spec, force, fetch } = toolSpec(name);
   const dir = join(toolsDir, spec.replace('/', '+'));
   const scratch = `${dir}.tmp-${process.pid}`;
   mkdirSync(scratch, { recursive: true });
+  if (fetch) {
+    try {
+      fetch(scratch, dir);
+    } catch (err) {
+      rmSync(scratch, { recursive: true, force: true });
+      throw err;
+    }
+    return settle(name, scratch, dir);
+  }
   const r = spawnSync(
     'npm',
     [
@@ -69,14 +81,67 @@ export function installTool(name) {
     rmSync(scratch, { recursive: true, force: true });
     throw err;
   }
+  return settle(name, scratch, dir);
+}
+
+/** Move a finished scratch folder into place and return the tool's path. */
+function settle(name, scratch, dir) {
   try {
     renameSync(scratch, dir);
   } catch {
     rmSync(scratch, { recursive: true, force: true }); // another process got there first
   }
   const p = toolPath(name);
-  if (!p) throw new Error(`npm install ${spec} did not give ${toolSpec(name).bin}`);
+  if (!p) throw new Error(`installing ${toolSpec(name).spec} did not give ${toolSpec(name).bin}`);
+  const check = toolSpec(name).check;
+  if (check) {
+    const r = spawnSync(p, check, { encoding: 'utf8' });
+    if (r.status !== 0) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`${p} ${check.join(' ')} failed: ${(r.stderr || r.error?.message || '').trim()}`);
+    }
+  }
   return p;
+}
+
+/**
+ * runc >= 1.2 (--pidfd-socket, a newer seccomp state) from Debian's own
+ * packages, never installed over the system's: sid's runc and the libc6 it
+ * needs (>= 2.38; Debian 12 has 2.36) are downloaded with a scratch apt
+ * configuration (the system's sources, lists and cache untouched) and
+ * unpacked with dpkg-deb into the tool's folder; patchelf points runc at
+ * that folder's loader and libc (absolute paths: the folder is final here).
+ * Everything else it links (libseccomp) is the system's.
+ */
+function runcSid(scratch, dir) {
+  const apt = join(scratch, 'apt');
+  for (const d of ['lists/partial', 'cache/archives/partial', 'parts', 'debs']) mkdirSync(join(apt, d), { recursive: true });
+  writeFileSync(
+    join(apt, 'sources.list'),
+    'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main\n',
+  );
+  const options = [
+    `-o Dir::Etc::SourceList=${join(apt, 'sources.list')}`,
+    `-o Dir::Etc::SourceParts=${join(apt, 'parts')}`,
+    `-o Dir::State::Lists=${join(apt, 'lists')}`,
+    `-o Dir::Cache=${join(apt, 'cache')}`,
+    '-o Debug::NoLocking=1',
+    '-o APT::Sandbox::User=root',
+  ].flatMap((o) => o.split(/ (.*)/s, 2));
+  const run = (cmd, args, cwd) => {
+    const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 600_000 });
+    if (r.status !== 0) {
+      const hint = cmd === 'patchelf' ? ' (apt-get install -y patchelf)' : '';
+      throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}${hint}`);
+    }
+  };
+  run('apt-get', [...options, '-qq', 'update']);
+  run('apt-get', [...options, '-qq', 'download', 'runc', 'libc6'], join(apt, 'debs'));
+  const root = join(scratch, 'root');
+  for (const deb of readdirSync(join(apt, 'debs')).filter((f) => f.endsWith('.deb'))) run('dpkg-deb', ['-x', join(apt, 'debs', deb), root]);
+  const lib = join(dir, 'root', 'usr', 'lib', 'x86_64-linux-gnu');
+  run('patchelf', ['--set-interpreter', join(lib, 'ld-linux-x86-64.so.2'), '--set-rpath', lib, join(root, 'usr', 'sbin', 'runc')]);
+  rmSync(apt, { recursive: true, force: true });
 }
 
 /**
@@ -171,7 +236,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } else if (cmd === 'install' && names.length > 0) {
     for (const n of names) console.log(installTool(n));
   } else {
-    console.error('usage: node scripts/tools.mjs path NAME | install NAME...  (NAME: zig, node-arm64, bun-musl)');
+    console.error('usage: node scripts/tools.mjs path NAME | install NAME...  (NAME: zig, node-arm64, bun-musl, runc-sid)');
     process.exit(2);
   }
 }
