@@ -8,7 +8,9 @@
 // NAME is one of: zig (Zig's C compiler, which cross-compiles for arm64 musl),
 // node-arm64 (an arm64 Node, run under qemu-aarch64) and bun-musl (Bun's x64
 // musl build, made to run on Debian's musl: see bunMusl below; needs
-// musl-gcc and Debian's musl package) and runc-sid (Debian sid's runc, 1.3
+// musl-gcc and Debian's musl package), bun-musl-arm64 (the same for arm64,
+// run under qemu-aarch64 -L BIN/musl-root; needs Zig, libstdc++6-arm64-cross
+// and qemu-user) and runc-sid (Debian sid's runc, 1.3
 // when written, with sid's libc6, unpacked into the cache: see runcSid below;
 // needs apt-get, dpkg-deb and patchelf).
 // Nothing here runs unless asked: `npm run prebuilds` only looks.
@@ -26,8 +28,15 @@ export function toolSpec(name) {
   // --force: the package's libc field says musl, and npm refuses it on glibc.
   if (name === 'bun-musl')
     return { spec: '@oven/bun-linux-x64-musl@1.4.5', force: true, bin: 'node_modules/@oven/bun-linux-x64-musl/bin/bun', post: bunMusl };
+  if (name === 'bun-musl-arm64')
+    return {
+      spec: '@oven/bun-linux-aarch64-musl@1.4.5',
+      force: true,
+      bin: 'node_modules/@oven/bun-linux-aarch64-musl/bin/bun',
+      post: (bin) => bunMusl(bin, 'arm64'),
+    };
   if (name === 'runc-sid') return { spec: 'debian-sid-runc', bin: 'root/usr/sbin/runc', fetch: runcSid, check: ['--version'] };
-  throw new Error(`unknown tool ${name}: use zig, node-arm64, bun-musl or runc-sid`);
+  throw new Error(`unknown tool ${name}: use zig, node-arm64, bun-musl, bun-musl-arm64 or runc-sid`);
 }
 
 /** The installed tool's path, or null. */
@@ -114,34 +123,54 @@ function settle(name, scratch, dir) {
  * Everything else it links (libseccomp) is the system's.
  */
 function runcSid(scratch, dir) {
-  const apt = join(scratch, 'apt');
+  const root = join(scratch, 'root');
+  debianPackages(['runc', 'libc6'], root, 'sid', 'amd64');
+  const lib = join(dir, 'root', 'usr', 'lib', 'x86_64-linux-gnu');
+  const r = spawnSync(
+    'patchelf',
+    ['--set-interpreter', join(lib, 'ld-linux-x86-64.so.2'), '--set-rpath', lib, join(root, 'usr', 'sbin', 'runc')],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (r.status !== 0) throw new Error(`patchelf: ${(r.stderr || r.error?.message || '').trim()} (apt-get install -y patchelf)`);
+}
+
+/**
+ * Download Debian packages of one suite and architecture with a scratch apt
+ * configuration (the system's sources, lists and cache untouched) and unpack
+ * them into root with dpkg-deb: nothing is installed.
+ */
+function debianPackages(packages, root, suite, arch) {
+  const apt = `${root}.apt`;
   for (const d of ['lists/partial', 'cache/archives/partial', 'parts', 'debs']) mkdirSync(join(apt, d), { recursive: true });
   writeFileSync(
     join(apt, 'sources.list'),
-    'deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main\n',
+    `deb [arch=${arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian ${suite} main\n`,
   );
   const options = [
-    `-o Dir::Etc::SourceList=${join(apt, 'sources.list')}`,
-    `-o Dir::Etc::SourceParts=${join(apt, 'parts')}`,
-    `-o Dir::State::Lists=${join(apt, 'lists')}`,
-    `-o Dir::Cache=${join(apt, 'cache')}`,
-    '-o Debug::NoLocking=1',
-    '-o APT::Sandbox::User=root',
-  ].flatMap((o) => o.split(/ (.*)/s, 2));
+    ['Dir::Etc::SourceList', join(apt, 'sources.list')],
+    ['Dir::Etc::SourceParts', join(apt, 'parts')],
+    ['Dir::State::Lists', join(apt, 'lists')],
+    ['Dir::Cache', join(apt, 'cache')],
+    ['Debug::NoLocking', '1'],
+    ['APT::Sandbox::User', 'root'],
+    ['APT::Architecture', arch],
+    ['APT::Architectures::', arch],
+  ].flatMap(([k, v]) => ['-o', `${k}=${v}`]);
   const run = (cmd, args, cwd) => {
     const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 600_000 });
-    if (r.status !== 0) {
-      const hint = cmd === 'patchelf' ? ' (apt-get install -y patchelf)' : '';
-      throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}${hint}`);
-    }
+    if (r.status !== 0)
+      throw new Error(`${cmd} ${args.join(' ')}: ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
   };
-  run('apt-get', [...options, '-qq', 'update']);
-  run('apt-get', [...options, '-qq', 'download', 'runc', 'libc6'], join(apt, 'debs'));
-  const root = join(scratch, 'root');
-  for (const deb of readdirSync(join(apt, 'debs')).filter((f) => f.endsWith('.deb'))) run('dpkg-deb', ['-x', join(apt, 'debs', deb), root]);
-  const lib = join(dir, 'root', 'usr', 'lib', 'x86_64-linux-gnu');
-  run('patchelf', ['--set-interpreter', join(lib, 'ld-linux-x86-64.so.2'), '--set-rpath', lib, join(root, 'usr', 'sbin', 'runc')]);
-  rmSync(apt, { recursive: true, force: true });
+  try {
+    run('apt-get', [...options, '-qq', 'update']);
+    run('apt-get', [...options, '-qq', 'download', ...packages.map((p) => `${p}:${arch}`)], join(apt, 'debs'));
+    for (const deb of readdirSync(join(apt, 'debs')).filter((f) => f.endsWith('.deb')))
+      run('dpkg-deb', ['-x', join(apt, 'debs', deb), root]);
+  } finally {
+    rmSync(apt, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -163,28 +192,41 @@ function runcSid(scratch, dir) {
  *   libstdc++.musl, and NEEDED libc.musl-x86_64.so.1 becomes RUNPATH $ORIGIN
  *   (musl's loader is its libc, always present, so that NEEDED is redundant).
  */
-function bunMusl(bin) {
+function bunMusl(bin, arch = 'x64') {
   const dir = dirname(bin);
   const shim = join(import.meta.dirname ?? new URL('.', import.meta.url).pathname, 'bun-musl', 'shim.c');
+  const x64 = arch === 'x64';
+  // x64: Debian's musl-gcc and musl; arm64: Zig's cc, and Debian's musl:arm64
+  // unpacked into bin/musl-root for qemu-aarch64 -L (Debian's libstdc++ and
+  // libgcc_s for arm64 come from libstdc++6-arm64-cross).
+  const compiler = x64 ? ['musl-gcc'] : [installTool('zig'), 'cc', '-target', 'aarch64-linux-musl'];
   const cc = (args) => {
-    const r = spawnSync('musl-gcc', ['-shared', '-fPIC', '-O2', ...args], { encoding: 'utf8' });
-    if (r.status !== 0)
-      throw new Error(`musl-gcc ${args.join(' ')}: ${r.error?.message ?? r.stderr.trim()} (apt-get install -y musl musl-tools)`);
+    const r = spawnSync(compiler[0], [...compiler.slice(1), '-shared', '-fPIC', '-O2', ...args], {
+      encoding: 'utf8',
+      env: { ...process.env, ZIG_LOCAL_CACHE_DIR: join(dir, '.zig'), ZIG_GLOBAL_CACHE_DIR: join(dir, '.zig') },
+    });
+    if (r.status !== 0) {
+      const hint = x64 ? 'apt-get install -y musl musl-tools' : 'apt-get install -y libstdc++6-arm64-cross';
+      throw new Error(`${compiler.join(' ')} ${args.join(' ')}: ${r.error?.message ?? r.stderr.trim()} (${hint})`);
+    }
   };
-  if (!existsSync('/lib/ld-musl-x86_64.so.1')) throw new Error('no /lib/ld-musl-x86_64.so.1 (apt-get install -y musl)');
-  cc(['-o', join(dir, 'ld-linux-x86-64.so.2'), '-Wl,-soname,ld-linux-x86-64.so.2', '-x', 'c', '/dev/null']);
-  const glibc = '/usr/lib/x86_64-linux-gnu';
+  const loader = x64 ? 'ld-linux-x86-64.so.2' : 'ld-linux-aarch64.so.1';
+  const glibc = x64 ? '/usr/lib/x86_64-linux-gnu' : '/usr/aarch64-linux-gnu/lib';
+  if (x64 && !existsSync('/lib/ld-musl-x86_64.so.1')) throw new Error('no /lib/ld-musl-x86_64.so.1 (apt-get install -y musl)');
+  if (!x64) debianPackages(['musl'], join(dir, 'musl-root'), 'bookworm', 'arm64');
+  cc(['-o', join(dir, loader), `-Wl,-soname,${loader}`, '-x', 'c', '/dev/null']);
   cc([
     '-o',
     join(dir, 'libstdc++.musl'),
     '-Wl,-soname,libstdc++.musl',
     shim,
     '-Wl,--no-as-needed',
-    join(dir, 'ld-linux-x86-64.so.2'),
+    join(dir, loader),
     join(glibc, 'libstdc++.so.6'),
     join(glibc, 'libgcc_s.so.1'),
     `-Wl,-rpath,$ORIGIN:${glibc}`,
   ]);
+  rmSync(join(dir, '.zig'), { recursive: true, force: true });
   const b = readFileSync(bin);
   const section = (wanted) => {
     const shoff = Number(b.readBigUInt64LE(0x28));
@@ -211,8 +253,9 @@ function bunMusl(bin) {
   const DT_NEEDED = 1n;
   const DT_RUNPATH = 0x1dn;
   b.write('libstdc++.musl', string('libstdc++.so.6'), 'latin1');
-  const libc = string('libc.musl-x86_64.so.1');
-  b.fill(0, libc, libc + 'libc.musl-x86_64.so.1'.length);
+  const libcName = x64 ? 'libc.musl-x86_64.so.1' : 'libc.musl-aarch64.so.1';
+  const libc = string(libcName);
+  b.fill(0, libc, libc + libcName.length);
   b.write('$ORIGIN', libc, 'latin1');
   let patched = 0;
   for (let o = dynamic.off; o < dynamic.off + dynamic.size; o += 16) {
@@ -221,9 +264,11 @@ function bunMusl(bin) {
       patched++;
     }
   }
-  if (patched !== 1) throw new Error(`${bin}: expected one NEEDED libc.musl-x86_64.so.1, patched ${patched}`);
+  if (patched !== 1) throw new Error(`${bin}: expected one NEEDED ${libcName}, patched ${patched}`);
   writeFileSync(bin, b);
-  const r = spawnSync(bin, ['--version'], { encoding: 'utf8' });
+  const r = x64
+    ? spawnSync(bin, ['--version'], { encoding: 'utf8' })
+    : spawnSync('qemu-aarch64', ['-L', join(dir, 'musl-root'), bin, '--version'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`the patched ${bin} does not start: ${(r.stderr || r.error?.message || '').trim()}`);
 }
 
@@ -236,7 +281,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   } else if (cmd === 'install' && names.length > 0) {
     for (const n of names) console.log(installTool(n));
   } else {
-    console.error('usage: node scripts/tools.mjs path NAME | install NAME...  (NAME: zig, node-arm64, bun-musl, runc-sid)');
+    console.error('usage: node scripts/tools.mjs path NAME | install NAME...  (NAME: zig, node-arm64, bun-musl, bun-musl-arm64, runc-sid)');
     process.exit(2);
   }
 }

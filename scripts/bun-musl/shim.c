@@ -9,6 +9,7 @@
 #include <locale.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/auxv.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -29,6 +30,9 @@ size_t __strftime_l(char *s, size_t n, const char *f, const struct tm *tm,
                     locale_t l) {
   return strftime_l(s, n, f, tm, l);
 }
+
+// glibc's internal name for getauxval (arm64 libstdc++: CPU features).
+unsigned long __getauxval(unsigned long type) { return getauxval(type); }
 
 // thread_local destructors (glibc >= 2.18). Not registered: a thread's
 // thread_local C++ objects are not destroyed when it ends (Bun's threads
