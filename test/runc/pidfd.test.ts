@@ -35,6 +35,7 @@ describe('listenPidfdSocket', needs('python3'), () => {
         const [got, out] = await Promise.all([listener.next(), pythonPeer(listener.path, sendChildPidfd, ['standard'])]);
         const { kind, pidfd, peer } = got as ReceivedPidfd;
         assert.equal(kind, 'standard');
+        assert.equal((got as ReceivedPidfd).name, 'standard');
         assert.equal(fdTarget(pidfd), 'anon_inode:[pidfd]');
         assert.ok(peer.pid > 0 && peer.pid !== process.pid);
         // The child was reaped by now: its pidfd says so with Pid: -1.
@@ -55,6 +56,10 @@ describe('listenPidfdSocket', needs('python3'), () => {
         const third = (await listener.next()) as ReceivedPidfd;
         assert.equal(third.kind, 'standard');
         closeSync(third.pidfd);
+        // crun's payload, one space: its init process, runc's 'standard'.
+        const [crunLike] = await Promise.all([listener.next(), pythonPeer(listener.path, sendChildPidfd, [' '])]);
+        assert.deepEqual([(crunLike as ReceivedPidfd).kind, (crunLike as ReceivedPidfd).name], ['standard', ' ']);
+        closeSync((crunLike as ReceivedPidfd).pidfd);
         await sock.close();
         closeSync(pidfd);
         await listener.close();
