@@ -1,6 +1,8 @@
 // Messages: sendmsg with one SCM_RIGHTS, and batched receives that cross
 // into JS once per batch. Kernel rules relied on (unix(7), cmsg(3)):
-// - Sends use MSG_NOSIGNAL: a dead peer gives EPIPE, not SIGPIPE.
+// - Sends use MSG_NOSIGNAL: a dead peer gives EPIPE, not SIGPIPE. They go
+//   to the kernel past libc's wrapper (sendmsg.h: musl <= 1.2.3 fails 253
+//   fds with ENOMEM), so the msghdr and control buffer start zeroed.
 // - Received fds are installed with MSG_CMSG_CLOEXEC.
 // - The kernel sizes the fd room of a control buffer as
 //   (controllen - sizeof(struct cmsghdr)) / sizeof(int); CMSG_SPACE(4) holds
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "cmsg.h"
+#include "sendmsg.h"
 
 // The layout of a batch's meta array: META_INTS ints per message, then one
 // status int (BATCH_DRAINED when the socket was found empty).
@@ -108,7 +111,7 @@ static napi_value fdp_sendmsg(napi_env env, napi_callback_info info) {
   }
   ssize_t r;
   do
-    r = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    r = fdp_sys_sendmsg(fd, &msg, MSG_NOSIGNAL); // not libc's: sendmsg.h
   while (r < 0 && errno == EINTR);
   return fdp_number(env, r < 0 ? -errno : r);
 }

@@ -12,6 +12,7 @@
 //   test('inside', (t) => { if (!have(t, 'python3')) return; ... });
 import { accessSync, appendFileSync, closeSync, constants, existsSync, openSync, readSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 
@@ -20,6 +21,8 @@ export type Need =
   | 'python3'
   | 'python3-dbus'
   | 'runc'
+  | 'runc-sid'
+  | 'crun'
   | 'busybox-static'
   | 'systemd-socket-activate'
   | 'dbus-daemon'
@@ -111,6 +114,14 @@ const TOOLS: Record<Need, Tool> = {
     },
   },
   runc: { pkg: 'runc', missing: onPath('runc') },
+  // runc >= 1.2 beside the system's 1.1 (test/runc/bundle.ts): Debian sid's,
+  // fetched into the tools cache by scripts/tools.mjs with patchelf.
+  'runc-sid': {
+    pkg: 'patchelf',
+    missing: () =>
+      runcSidPath() === null ? 'not in the tools cache (FDPASS_RUNC_SID unset): node scripts/tools.mjs install runc-sid' : null,
+  },
+  crun: { pkg: 'crun', missing: onPath('crun') },
   'busybox-static': {
     pkg: 'busybox-static',
     missing: () => {
@@ -142,6 +153,18 @@ const TOOLS: Record<Need, Tool> = {
   'qemu-user': { pkg: 'qemu-user', missing: onPath('qemu-aarch64') },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
+
+let runcSid: string | null | undefined;
+
+/** Debian sid's runc, unpacked by `node scripts/tools.mjs install runc-sid` (FDPASS_RUNC_SID overrides), or null. */
+export function runcSidPath(): string | null {
+  if (runcSid === undefined) {
+    const tools = process.env.FDPASS_TOOLS ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'fdpass', 'tools');
+    const p = process.env.FDPASS_RUNC_SID || join(tools, 'debian-sid-runc', 'root', 'usr', 'sbin', 'runc');
+    runcSid = existsSync(p) ? p : null;
+  }
+  return runcSid;
+}
 
 const cache = new Map<Need, string | null>();
 

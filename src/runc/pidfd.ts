@@ -1,6 +1,11 @@
 // runc's pidfd socket (`--pidfd-socket PATH`, runc 1.2 and later): the
 // container's process sends one message, its kind ('standard' for run/create,
 // 'setns' for exec) as the payload with one pidfd.
+//
+// crun (`run.oci.pidfd_receiver` annotation, crun 1.8.1 here) sends the
+// container's init process the same way with payload " " (one space): the
+// kind runc calls 'standard'. It has no exec counterpart. The payload as sent
+// is kept in `name`, so the two can be told apart.
 import { ErrorCodes, FdPassError, invalidArgValue } from '../errors.js';
 import { toFd, type FdLike } from '../fds.js';
 import { Kept, recvFdKept } from '../internal.js';
@@ -11,9 +16,12 @@ import { listenRunc, type RuncListener, type RuncListenOptions } from './listene
 /** 'standard': the init process of run/create; 'setns': a process of exec. */
 export type PidfdKind = 'standard' | 'setns';
 
-/** A pidfd from runc (yours to close). */
+/** A pidfd from runc or crun (yours to close). */
 export interface ReceivedPidfd {
+  /** 'standard' for runc's 'standard' and crun's " ", 'setns' for runc's 'setns'. */
   kind: PidfdKind;
+  /** The payload as sent: 'standard', 'setns', or crun's ' '. */
+  name: string;
   pidfd: number;
   peer: PeerCredentials;
 }
@@ -22,23 +30,31 @@ export type PidfdListener = RuncListener<ReceivedPidfd>;
 
 const KINDS: readonly string[] = ['standard', 'setns'];
 
+/** What each payload means: runc's names, and crun's one space for its init process. */
+const KIND_OF: ReadonlyMap<string, PidfdKind> = new Map([
+  ['standard', 'standard'],
+  ['setns', 'setns'],
+  [' ', 'standard'],
+]);
+
 /**
- * Listen for runc's pidfd socket. Each connection delivers one ReceivedPidfd;
- * an unknown kind gives ERR_FDPASS_BAD_MESSAGE (the fd closed), and the
- * listener goes on.
+ * Listen for runc's pidfd socket (or crun's `run.oci.pidfd_receiver`). Each
+ * connection delivers one ReceivedPidfd; an unknown kind gives
+ * ERR_FDPASS_BAD_MESSAGE (the fd closed), and the listener goes on.
  */
 export function listenPidfdSocket(path: string, options?: RuncListenOptions): Promise<PidfdListener> {
   return listenRunc<ReceivedPidfd>(path, options, async (sock, peer, signal) => {
     const received = await recvFdKept(sock, { signal });
     const { name, fd } = received.value;
-    if (!KINDS.includes(name)) {
+    const kind = KIND_OF.get(name);
+    if (kind === undefined) {
       received.discard();
       throw new FdPassError(
         ErrorCodes.BAD_MESSAGE,
-        `pidfd socket: unknown kind ${JSON.stringify(name.slice(0, 64))} (expected "standard" or "setns"); its fd was closed`,
+        `pidfd socket: unknown kind ${JSON.stringify(name.slice(0, 64))} (expected "standard", "setns" or crun's " "); its fd was closed`,
       );
     }
-    return new Kept({ kind: name as PidfdKind, pidfd: fd, peer }, [fd]);
+    return new Kept({ kind, name, pidfd: fd, peer }, [fd]);
   });
 }
 

@@ -6,12 +6,14 @@ import { join } from 'node:path';
 import { FdServer } from 'fdpass';
 import { sendConsole } from 'fdpass/runc';
 import { delay, repoRoot, tempDir } from '../helpers.js';
-import { makeRunc } from '../runc/bundle.js';
+import { OCI_RUNTIMES, RUNC, makeRunc } from '../runc/bundle.js';
 import { have } from '../tools.js';
 
 const cli = join(repoRoot, 'dist', 'cli', 'main.js');
 const runc = makeRunc();
 after(() => runc.cleanup());
+const runtimes = OCI_RUNTIMES.map((rt) => [rt, rt === RUNC ? runc : makeRunc(rt)] as const);
+after(() => runtimes.forEach(([, r]) => r.cleanup()));
 
 interface Finished {
   code: number | null;
@@ -135,32 +137,35 @@ print(json.dumps({'rc': p.returncode, 'sizes': sizes(), 'out': out.decode('utf8'
 `;
 
 describe('fdpass recvtty', () => {
-  test('single mode with the real runc: the container output on stdout, stdin to the container, exit 0', async (ctx) => {
-    if (!have(ctx, 'runc', 'busybox-static', 'root')) return;
-    const t = tempDir();
-    const id = runc.id();
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = true;
-      c.process.args = ['/bin/sh', '-c', 'echo "hello from sh"; read line; echo "got:$line"'];
+  // runc 1.1, runc 1.3 and crun: each sends its console with a name of its own.
+  for (const [rt, runc] of runtimes) {
+    test(`single mode with the real ${rt.name}: the container output on stdout, stdin to the container, exit 0`, async (ctx) => {
+      if (!have(ctx, ...rt.needs)) return;
+      const t = tempDir();
+      const id = runc.id();
+      const bundle = runc.bundle((c) => {
+        c.process.terminal = true;
+        c.process.args = ['/bin/sh', '-c', 'echo "hello from sh"; read line; echo "got:$line"'];
+      });
+      try {
+        const sock = t.path('tty.sock');
+        const pidFile = t.path('recvtty.pid');
+        const r = recvtty(['--pid-file', pidFile, sock], 'pipe');
+        assert.equal(await listening(pidFile), r.child.pid);
+        await runc.run(['run', '-d', '--console-socket', sock, id], bundle);
+        r.child.stdin!.write('typed line\n');
+        const result = await r.done;
+        assert.equal(result.stderr, '');
+        assert.equal(result.code, 0);
+        assert.match(result.stdout, /hello from sh\r\n/);
+        assert.match(result.stdout, /got:typed line\r\n/);
+        assert.equal(existsSync(sock), false, 'the socket file is removed');
+      } finally {
+        runc.remove(id);
+        t.cleanup();
+      }
     });
-    try {
-      const sock = t.path('tty.sock');
-      const pidFile = t.path('recvtty.pid');
-      const r = recvtty(['--pid-file', pidFile, sock], 'pipe');
-      assert.equal(await listening(pidFile), r.child.pid);
-      await runc.run(['run', '-d', '--console-socket', sock, id], bundle);
-      r.child.stdin!.write('typed line\n');
-      const result = await r.done;
-      assert.equal(result.stderr, '');
-      assert.equal(result.code, 0);
-      assert.match(result.stdout, /hello from sh\r\n/);
-      assert.match(result.stdout, /got:typed line\r\n/);
-      assert.equal(existsSync(sock), false, 'the socket file is removed');
-    } finally {
-      runc.remove(id);
-      t.cleanup();
-    }
-  });
+  }
 
   test('on a real terminal: raw mode while attached, restored at exit (normal end and SIGTERM)', async (ctx) => {
     if (!have(ctx, 'python3', 'runc', 'busybox-static', 'root')) return;

@@ -61,6 +61,34 @@ for (const type of ['stream', 'seqpacket', 'dgram']) {
     }));
 }
 
+// cluster hands out connections in batches of up to MAX_FDS fds, one message
+// after another; on musl <= 1.2.3 libc's sendmsg failed each with ENOMEM.
+test(`seqpacket: 8 messages of ${MAX_FDS} fds sent without waiting arrive whole and in order`, () =>
+  noLeak(async () => {
+    const t = tempDir();
+    writeFileSync(t.path('f'), 'content');
+    const fd = openSync(t.path('f'), 'r');
+    const [a, b] = FdSocket.pair('seqpacket');
+    const fds = new Array(MAX_FDS).fill(fd);
+    const sent = Promise.all(Array.from({ length: 8 }, (_, i) => a.send(`batch ${i}`, fds)));
+    const failed = sent.then(() => new Promise(() => {})); // a send's error, or never
+    const got = [];
+    for (let i = 0; i < 8; i++) {
+      const m = await Promise.race([b.recv({ maxFds: MAX_FDS }), failed]);
+      got.push([m.data.toString(), m.fds.length, target(m.fds[MAX_FDS - 1])]);
+      closeFds(m.fds);
+    }
+    await sent;
+    assert.deepEqual(
+      got,
+      Array.from({ length: 8 }, (_, i) => [`batch ${i}`, MAX_FDS, t.path('f')]),
+    );
+    closeSync(fd);
+    await a.close();
+    await b.close();
+    t.cleanup();
+  }));
+
 test("the 'message' event and for await", () =>
   noLeak(async () => {
     const [a, b] = FdSocket.pair();

@@ -10,7 +10,7 @@
 // reference), or, with this folder copied beside a node_modules/fdpass, the
 // installed package. Filters pick tests whose "file: name" contains one.
 // Exit status 0 when every test passed (or was skipped, with its reason).
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { runtime, settleRuntime, tests } from './harness.mjs';
 
 const dir = new URL('.', import.meta.url).pathname;
@@ -54,6 +54,10 @@ for (const file of files) {
     }
   }
 }
+// The addon the tests loaded (FDPASS_NATIVE, build/Release or a prebuild).
+const maps = readFileSync('/proc/self/maps', 'utf8').split('\n');
+const addon = maps.find((l) => l.endsWith('fdpass.node'));
+console.log(`# addon: ${addon ? addon.slice(addon.indexOf('/')) : 'not mapped'}`);
 console.log(`# ${passed} passed, ${failed} failed, ${skipped} skipped`);
 // Exit explicitly: a leftover handle must not hide the verdict (the
 // keep-alive tests check lifetimes in child processes instead).

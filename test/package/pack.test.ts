@@ -30,6 +30,31 @@ a.sendFd('the-file', fd).then(async () => {
 });
 `;
 
+const muslScript = `import { FdSocket, MAX_FDS, closeFds } from 'fdpass';
+import { openSync, closeSync, readFileSync, readlinkSync } from 'node:fs';
+const fd = openSync(process.argv[2], 'r');
+const fds = new Array(MAX_FDS).fill(fd);
+const targets = new Set();
+const take = (m) => {
+  for (const f of m.fds) targets.add(readlinkSync('/proc/self/fd/' + f));
+  closeFds(m.fds);
+  return m.fds.length;
+};
+const [a, b] = FdSocket.pair();
+await a.send('many', fds);
+const one = take(await b.recv({ maxFds: MAX_FDS }));
+const [c, d] = FdSocket.pair('seqpacket');
+const sent = Promise.all(Array.from({ length: 8 }, (_, i) => c.send('batch ' + i, fds)));
+const failed = sent.then(() => new Promise(() => {}));
+const batch = [];
+for (let i = 0; i < 8; i++) batch.push(take(await Promise.race([d.recv({ maxFds: MAX_FDS }), failed])));
+await sent;
+closeSync(fd);
+for (const s of [a, b, c, d]) await s.close();
+const addon = readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.endsWith('fdpass.node'));
+console.log(JSON.stringify({ arch: process.arch, fds: one, batch, targets: [...targets], addon: addon && addon.slice(addon.indexOf('/')) }));
+`;
+
 describe('npm pack', () => {
   const tmp = tempDir('fdpass-pack-');
   const project = tmp.path('consumer');
@@ -103,6 +128,46 @@ describe('npm pack', () => {
         text: 'hello through SCM_RIGHTS\n',
         maxFds: 253,
         addon: join(project, 'node_modules', 'fdpass', 'prebuilds', 'linux-x64', 'fdpass.node'),
+      });
+    });
+  }
+
+  // What a user on musl gets: Bun's musl build (scripts/tools.mjs bun-musl;
+  // arm64: bun-musl-arm64 under qemu-aarch64 with Debian's arm64 musl) picks
+  // prebuilds/linux-*-musl by its own ELF interpreter and sends MAX_FDS fds
+  // in one message, then 8 such messages back to back (musl <= 1.2.3's
+  // sendmsg refused them, ENOMEM). The script spawns no child: under qemu
+  // a child of the emulated runtime could not exec (no binfmt_misc here).
+  for (const [arch, tool, needs] of [
+    ['x64', 'bun-musl', ['musl-tools']],
+    ['arm64', 'bun-musl-arm64', ['qemu-user', 'libc6-arm64-cross']],
+  ] as const) {
+    it(`runs under Bun's ${arch} musl build with the linux-${arch}-musl prebuild: ${253} fds in one message, then a batch`, (t) => {
+      if (!have(t, ...needs)) return;
+      const bun = (arch === 'x64' ? process.env.FDPASS_BUN_MUSL : undefined) || toolPath(tool);
+      const install = `apt-get install -y musl musl-tools qemu-user libstdc++6-arm64-cross && node scripts/tools.mjs install ${tool}`;
+      if (!bun) {
+        if (inCI) assert.fail(`CI=true and Bun's ${arch} musl build is missing: ${install}`);
+        return t.skip(`Bun's ${arch} musl build is missing: ${install}`);
+      }
+      if (arch === 'arm64' && !zig) return t.skip(`Zig's cc is not installed: node scripts/tools.mjs install zig`);
+      assert.ok(
+        files.includes(`prebuilds/linux-${arch}-musl/fdpass.node`),
+        `prebuilds/linux-${arch}-musl/fdpass.node is not in the tarball`,
+      );
+      writeFileSync(join(project, 'musl.mjs'), muslScript);
+      const env = { ...consumerEnv };
+      delete env.LD_PRELOAD; // glibc's ASan runtime (npm run test:asan) cannot load under musl
+      const [cmd, ...pre] = arch === 'x64' ? [bun] : ['qemu-aarch64', '-L', join(dirname(bun), 'musl-root'), bun];
+      const out = JSON.parse(
+        ok(run(cmd!, [...pre, 'musl.mjs', 'data.txt'], project, env), `musl.mjs under Bun's ${arch} musl build`),
+      ) as Record<string, unknown>;
+      assert.deepEqual(out, {
+        arch,
+        fds: 253,
+        batch: Array.from({ length: 8 }, () => 253),
+        targets: [join(project, 'data.txt')],
+        addon: join(project, 'node_modules', 'fdpass', 'prebuilds', `linux-${arch}-musl`, 'fdpass.node'),
       });
     });
   }

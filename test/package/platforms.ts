@@ -12,7 +12,7 @@ const ci = inCI;
 const script = join(repoRoot, 'scripts', 'tools.mjs');
 
 /** An npm-provided tool (scripts/tools.mjs) if it is installed, or null. */
-export function toolPath(name: 'zig' | 'node-arm64'): string | null {
+export function toolPath(name: 'zig' | 'node-arm64' | 'bun-musl' | 'bun-musl-arm64'): string | null {
   const found = spawnSync(process.execPath, [script, 'path', name], { encoding: 'utf8' });
   return found.status === 0 ? found.stdout.trim() : null;
 }

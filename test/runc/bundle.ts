@@ -1,10 +1,68 @@
 // Real containers for the tests: a busybox-static rootfs in a temp folder,
-// config.json from `runc spec`, a private runc state root, unique ids.
+// config.json from the runtime's own `spec`, a private state root, unique
+// ids. Three OCI runtimes speak the same sockets:
+// - runc from the system (Debian 12: 1.1.5);
+// - runc from Debian sid (1.3.6 when written), unpacked with sid's libc6 into
+//   the tools cache by `node scripts/tools.mjs install runc-sid`
+//   (FDPASS_RUNC_SID overrides);
+// - crun (Debian 12: 1.8.1). It refuses this machine's hybrid cgroup
+//   hierarchy, so each call runs in a mount namespace of its own with
+//   cgroup2 mounted on /sys/fs/cgroup, and creates no cgroup
+//   (--cgroup-manager=disabled). The container's state lives in --root as
+//   for runc, so create, start, kill and delete need no shared namespace.
 import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '../helpers.js';
-import { which } from '../tools.js';
+import { runcSidPath, which, type Need } from '../tools.js';
+
+/** An OCI runtime the tests drive. */
+export interface OciRuntime {
+  /** 'runc 1.1.5', 'crun 1.8.1' (the version when the runtime is here). */
+  readonly name: string;
+  readonly kind: 'runc' | 'crun';
+  /** What the tests with it need. */
+  readonly needs: Need[];
+  /** The command and the global options that go before --root. */
+  argv(): string[];
+}
+
+function versioned(name: string, argv: string[] | null): string {
+  if (argv === null) return name;
+  const r = spawnSync(argv[0]!, [...argv.slice(1), '--version'], { encoding: 'utf8', timeout: 10_000 });
+  const v = /version (\S+)/.exec(r.stdout ?? '')?.[1];
+  return v === undefined ? name : `${name} ${v}`;
+}
+
+const crunArgv = [
+  ...['unshare', '--mount', '--propagation', 'private'],
+  ...['sh', '-c', 'mount -t cgroup2 none /sys/fs/cgroup && exec "$@"', 'sh'],
+  ...['crun', '--cgroup-manager=disabled'],
+];
+
+export const RUNC: OciRuntime = {
+  name: versioned('runc', which('runc') ? ['runc'] : null),
+  kind: 'runc',
+  needs: ['runc', 'busybox-static', 'root'],
+  argv: () => ['runc'],
+};
+
+export const RUNC_SID: OciRuntime = {
+  name: versioned('runc (Debian sid)', runcSidPath() ? [runcSidPath()!] : null),
+  kind: 'runc',
+  needs: ['runc-sid', 'busybox-static', 'root'],
+  argv: () => [runcSidPath()!],
+};
+
+export const CRUN: OciRuntime = {
+  name: versioned('crun', which('crun') ? ['crun'] : null),
+  kind: 'crun',
+  needs: ['crun', 'nsenter', 'busybox-static', 'root'],
+  argv: () => crunArgv,
+};
+
+/** Every OCI runtime of the suite. */
+export const OCI_RUNTIMES: readonly OciRuntime[] = [RUNC, RUNC_SID, CRUN];
 
 export type OciConfig = {
   process: { terminal: boolean; args: string[]; [k: string]: unknown };
@@ -33,7 +91,7 @@ export interface Runc {
  * Nothing is created until the first bundle, so that a test file whose runc
  * tests are skipped (no runc, busybox-static or root) loads without them.
  */
-export function makeRunc(): Runc {
+export function makeRunc(runtime: OciRuntime = RUNC): Runc {
   let tmp: ReturnType<typeof tempDir> | null = null;
   const stateRoot = (): string => join(setup().dir, 'state');
   const rootfs = (): string => join(setup().dir, 'rootfs');
@@ -54,8 +112,9 @@ export function makeRunc(): Runc {
     bundle(edit) {
       const dir = join(setup().dir, `bundle${bundles++}`);
       mkdirSync(dir);
-      const r = spawnSync('runc', ['spec'], { cwd: dir, encoding: 'utf8' });
-      if (r.status !== 0) throw new Error(`runc spec failed: ${r.stderr}`);
+      const [cmd, ...pre] = runtime.argv();
+      const r = spawnSync(cmd!, [...pre, 'spec'], { cwd: dir, encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`${runtime.name} spec failed: ${r.stderr}`);
       const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as OciConfig;
       config.root = { path: rootfs(), readonly: true };
       edit(config);
@@ -67,7 +126,8 @@ export function makeRunc(): Runc {
       // Resolve on exit, not on close: a detached container without a
       // terminal inherits runc's stdio and may hold it open for long.
       return new Promise((resolve, reject) => {
-        const p = spawn('runc', ['--root', stateRoot(), ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+        const [cmd, ...pre] = runtime.argv();
+        const p = spawn(cmd!, [...pre, '--root', stateRoot(), ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
         let stdout = '';
         let stderr = '';
         p.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -79,14 +139,15 @@ export function makeRunc(): Runc {
           p.stdout.destroy();
           p.stderr.destroy();
           if (code === 0) resolve({ stdout, stderr });
-          else reject(new Error(`runc ${args.join(' ')} failed (${code ?? signal}): ${stderr}`));
+          else reject(new Error(`${runtime.name} ${args.join(' ')} failed (${code ?? signal}): ${stderr}`));
         });
       });
     },
     remove(id) {
       if (tmp === null) return;
-      spawnSync('runc', ['--root', stateRoot(), 'kill', id, 'KILL'], { timeout: 10_000 });
-      spawnSync('runc', ['--root', stateRoot(), 'delete', '-f', id], { timeout: 10_000 });
+      const [cmd, ...pre] = runtime.argv();
+      spawnSync(cmd!, [...pre, '--root', stateRoot(), 'kill', id, 'KILL'], { timeout: 10_000 });
+      spawnSync(cmd!, [...pre, '--root', stateRoot(), 'delete', '-f', id], { timeout: 10_000 });
     },
     cleanup() {
       tmp?.cleanup();

@@ -4,7 +4,7 @@ import { closeSync, constants, openSync } from 'node:fs';
 import { FdSocket, type FdPassError, type PeerCredentials } from 'fdpass';
 import { listenConsoleSocket, sendConsole, PtyStream, type ReceivedConsole } from 'fdpass/runc';
 import { fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
-import { makeRunc } from './bundle.js';
+import { OCI_RUNTIMES, makeRunc } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';
 import { needs } from '../tools.js';
 
@@ -41,42 +41,49 @@ function collect(pty: PtyStream): { waitFor: (re: RegExp) => Promise<string>; en
   };
 }
 
-describe('listenConsoleSocket with the real runc', needs('runc', 'busybox-static', 'root'), () => {
-  test('runc run -d --console-socket: a working pty master (read output, write input)', async () => {
-    const t = tempDir();
-    const id = runc.id();
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = true;
-      c.process.args = ['/bin/sh', '-c', 'echo ready; read line; echo "got:$line"'];
-    });
-    try {
-      await noLeak(async () => {
-        const listener = await listenConsoleSocket(t.path('console.sock'));
-        const running = runc.run(['run', '-d', '--console-socket', listener.path, id], bundle);
-        const c = (await listener.next()) as ReceivedConsole;
-        await running;
-        await listener.close();
-        // runc 1.1 sends '/dev/ptmx', newer ones '/dev/pts/ptmx': opaque, as sent.
-        assert.match(c.name, /ptmx$/);
-        assert.equal(c.peer.uid, 0);
-        assert.equal(fdTarget(c.fd), '/dev/pts/ptmx');
-        const pty = new PtyStream(c.fd);
-        const output = collect(pty);
-        await output.waitFor(/ready\r\n/);
-        pty.write('hello pty\r');
-        await output.waitFor(/got:hello pty\r\n/);
-        // The container exits: EIO on the master ends the stream.
-        assert.match(await output.ended, /^ready\r\nhello pty\r\ngot:hello pty\r\n$/);
-        pty.destroy();
-        await new Promise((r) => pty.once('close', r));
-        assert.equal(isOpen(c.fd), false);
+// Every OCI runtime sends the pty master with a name of its own: runc 1.1
+// '/dev/ptmx', runc 1.3 '/dev/pts/ptmx', crun ' ' (one space).
+for (const rt of OCI_RUNTIMES) {
+  const runc = makeRunc(rt);
+  after(() => runc.cleanup());
+  describe(`listenConsoleSocket with the real ${rt.name}`, needs(...rt.needs), () => {
+    test(`${rt.kind} run -d --console-socket: a working pty master (read output, write input)`, async () => {
+      const t = tempDir();
+      const id = runc.id();
+      const bundle = runc.bundle((c) => {
+        c.process.terminal = true;
+        c.process.args = ['/bin/sh', '-c', 'echo ready; read line; echo "got:$line"'];
       });
-    } finally {
-      runc.remove(id);
-      t.cleanup();
-    }
+      try {
+        await noLeak(async () => {
+          const listener = await listenConsoleSocket(t.path('console.sock'));
+          const running = runc.run(['run', '-d', '--console-socket', listener.path, id], bundle);
+          const c = (await listener.next()) as ReceivedConsole;
+          await running;
+          await listener.close();
+          // Opaque, as sent.
+          if (rt.kind === 'crun') assert.equal(c.name, ' ');
+          else assert.match(c.name, /^\/dev\/(pts\/)?ptmx$/);
+          assert.equal(c.peer.uid, 0);
+          assert.equal(fdTarget(c.fd), '/dev/pts/ptmx');
+          const pty = new PtyStream(c.fd);
+          const output = collect(pty);
+          await output.waitFor(/ready\r\n/);
+          pty.write('hello pty\r');
+          await output.waitFor(/got:hello pty\r\n/);
+          // The container exits: EIO on the master ends the stream.
+          assert.match(await output.ended, /^ready\r\nhello pty\r\ngot:hello pty\r\n$/);
+          pty.destroy();
+          await new Promise((r) => pty.once('close', r));
+          assert.equal(isOpen(c.fd), false);
+        });
+      } finally {
+        runc.remove(id);
+        t.cleanup();
+      }
+    });
   });
-});
+}
 
 describe('PtyStream window size', () => {
   test(

@@ -1,4 +1,4 @@
-import { test, describe } from 'node:test';
+import { after, test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, readFileSync } from 'node:fs';
 import { FdSocket, type FdPassError } from 'fdpass';
@@ -6,6 +6,7 @@ import { listenPidfdSocket, sendPidfd, type ReceivedPidfd } from 'fdpass/runc';
 import { fdTarget, noLeak, tempDir } from '../helpers.js';
 import { errors, pythonPeer } from './peers.js';
 import { needs } from '../tools.js';
+import { CRUN, RUNC_SID, makeRunc } from './bundle.js';
 
 /** The pid a pidfd refers to, from /proc/self/fdinfo. */
 function pidOf(pidfd: number): number {
@@ -34,6 +35,7 @@ describe('listenPidfdSocket', needs('python3'), () => {
         const [got, out] = await Promise.all([listener.next(), pythonPeer(listener.path, sendChildPidfd, ['standard'])]);
         const { kind, pidfd, peer } = got as ReceivedPidfd;
         assert.equal(kind, 'standard');
+        assert.equal((got as ReceivedPidfd).name, 'standard');
         assert.equal(fdTarget(pidfd), 'anon_inode:[pidfd]');
         assert.ok(peer.pid > 0 && peer.pid !== process.pid);
         // The child was reaped by now: its pidfd says so with Pid: -1.
@@ -54,6 +56,10 @@ describe('listenPidfdSocket', needs('python3'), () => {
         const third = (await listener.next()) as ReceivedPidfd;
         assert.equal(third.kind, 'standard');
         closeSync(third.pidfd);
+        // crun's payload, one space: its init process, runc's 'standard'.
+        const [crunLike] = await Promise.all([listener.next(), pythonPeer(listener.path, sendChildPidfd, [' '])]);
+        assert.deepEqual([(crunLike as ReceivedPidfd).kind, (crunLike as ReceivedPidfd).name], ['standard', ' ']);
+        closeSync((crunLike as ReceivedPidfd).pidfd);
         await sock.close();
         closeSync(pidfd);
         await listener.close();
@@ -91,3 +97,43 @@ describe('listenPidfdSocket', needs('python3'), () => {
     }
   });
 });
+
+// The real senders: runc >= 1.2 with --pidfd-socket (kind 'standard' for
+// run), and crun with the run.oci.pidfd_receiver annotation (' ', one
+// space, for the container's init process; reported as kind 'standard',
+// with name ' '). runc 1.1 has no pidfd socket.
+for (const rt of [RUNC_SID, CRUN]) {
+  const runc = makeRunc(rt);
+  after(() => runc.cleanup());
+  test(`listenPidfdSocket with the real ${rt.name}: the container's init process`, needs(...rt.needs), async () => {
+    const t = tempDir();
+    const id = runc.id();
+    const socketPath = t.path('pidfd.sock');
+    const bundle = runc.bundle((c) => {
+      c.process.terminal = false;
+      c.process.args = ['/bin/sleep', '30'];
+      if (rt.kind === 'crun') c.annotations = { 'run.oci.pidfd_receiver': socketPath };
+    });
+    try {
+      await noLeak(async () => {
+        const listener = await listenPidfdSocket(socketPath);
+        const errs = errors(listener);
+        const args = rt.kind === 'crun' ? ['run', '-d', id] : ['run', '-d', '--pidfd-socket', socketPath, id];
+        const [got] = await Promise.all([listener.next(), runc.run(args, bundle)]);
+        const { kind, name, pidfd, peer } = got as ReceivedPidfd;
+        assert.equal(kind, 'standard');
+        assert.equal(name, rt.kind === 'crun' ? ' ' : 'standard');
+        assert.equal(peer.uid, 0);
+        assert.equal(fdTarget(pidfd), 'anon_inode:[pidfd]');
+        const state = JSON.parse((await runc.run(['state', id])).stdout) as { pid: number };
+        assert.equal(pidOf(pidfd), state.pid);
+        closeSync(pidfd);
+        assert.deepEqual(errs.list, []);
+        await listener.close();
+      });
+    } finally {
+      runc.remove(id);
+      t.cleanup();
+    }
+  });
+}

@@ -5,12 +5,9 @@ import { closeSync, openSync, fstatSync } from 'node:fs';
 import { FdSocket, type FdPassError } from 'fdpass';
 import { listenSeccompAgent, sendContainerProcessState, type ContainerProcessState, type ReceivedContainerProcessState } from 'fdpass/runc';
 import { fdTarget, noLeak, tempDir } from '../helpers.js';
-import { makeRunc } from './bundle.js';
+import { OCI_RUNTIMES, makeRunc, type OciConfig } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';
 import { have, needs } from '../tools.js';
-
-const runc = makeRunc();
-after(() => runc.cleanup());
 
 function sampleState(extra: Partial<ContainerProcessState> = {}): ContainerProcessState {
   return {
@@ -23,55 +20,82 @@ function sampleState(extra: Partial<ContainerProcessState> = {}): ContainerProce
   };
 }
 
-describe('listenSeccompAgent with the real runc', needs('runc', 'busybox-static', 'root'), () => {
-  test('linux.seccomp.listenerPath: the full state (> 4096 bytes), metadata, and a seccomp notify fd', async () => {
-    const t = tempDir();
-    const id = runc.id();
-    const big = 'x'.repeat(6000);
-    const socketPath = t.path('agent.sock');
-    const bundle = runc.bundle((c) => {
-      c.process.terminal = false;
-      c.process.args = ['/bin/mkdir', '/tmp/blocked'];
-      c.annotations = { 'org.fdpass.big': big, 'org.fdpass.small': 'yes' };
-      c.linux.seccomp = {
-        defaultAction: 'SCMP_ACT_ALLOW',
-        listenerPath: socketPath,
-        listenerMetadata: 'agent-metadata',
-        syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_NOTIFY' }],
-      };
-    });
-    try {
-      await noLeak(async () => {
-        const agent = await listenSeccompAgent(socketPath);
-        const errs = errors(agent);
-        const running = runc.run(['run', '-d', id], bundle);
-        const got = (await agent.next()) as ReceivedContainerProcessState;
-        await running;
-        const { state, fds, peer } = got;
-        assert.equal(peer.uid, 0);
-        assert.deepEqual(state.fds, ['seccompFd']);
-        assert.deepEqual(Object.keys(fds), ['seccompFd']);
-        assert.equal(fdTarget(fds.seccompFd!), 'anon_inode:seccomp notify');
-        assert.equal(state.metadata, 'agent-metadata');
-        assert.equal(state.state.id, id);
-        assert.equal(state.state.status, 'creating');
-        assert.equal(state.state.bundle, bundle);
-        assert.equal(state.state.annotations?.['org.fdpass.big'], big);
-        assert.equal(state.state.annotations?.['org.fdpass.small'], 'yes');
-        assert.ok(JSON.stringify(state).length > 4096);
-        assert.ok(state.pid > 0);
-        assert.equal(state.state.pid, state.pid);
-        // The container is blocked in mkdir, waiting for us: closing the fd lets it go on.
-        closeSync(fds.seccompFd!);
-        assert.deepEqual(errs.list, []);
-        await agent.close();
+// The same agent for every OCI runtime. What differs, as sent: the state's
+// ociVersion (runc 1.3.6: "1.2.1", crun 1.8.1: "0.2.0"); crun pretty-prints
+// the JSON; all three name one fd, seccompFd. crun also sends the same state
+// to the path of its `run.oci.seccomp.receiver` annotation (the dotted name:
+// crun 1.8.1 ignores `run.oci.seccomp_receiver`).
+for (const rt of OCI_RUNTIMES) {
+  const runc = makeRunc(rt);
+  after(() => runc.cleanup());
+  describe(`listenSeccompAgent with the real ${rt.name}`, needs(...rt.needs), () => {
+    const receivers: [string, (c: OciConfig, path: string) => void][] = [
+      [
+        'linux.seccomp.listenerPath',
+        (c, path) => {
+          c.linux.seccomp = { ...(c.linux.seccomp as object), listenerPath: path, listenerMetadata: 'agent-metadata' };
+        },
+      ],
+    ];
+    if (rt.kind === 'crun') {
+      receivers.push([
+        'the run.oci.seccomp.receiver annotation',
+        (c, path) => {
+          c.annotations = { ...c.annotations, 'run.oci.seccomp.receiver': path };
+        },
+      ]);
+    }
+    for (const [how, configure] of receivers) {
+      test(`${how}: the full state (> 4096 bytes), metadata, and a seccomp notify fd`, async () => {
+        const t = tempDir();
+        const id = runc.id();
+        const big = 'x'.repeat(6000);
+        const socketPath = t.path('agent.sock');
+        const bundle = runc.bundle((c) => {
+          c.process.terminal = false;
+          c.process.args = ['/bin/mkdir', '/tmp/blocked'];
+          c.annotations = { 'org.fdpass.big': big, 'org.fdpass.small': 'yes' };
+          c.linux.seccomp = {
+            defaultAction: 'SCMP_ACT_ALLOW',
+            syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_NOTIFY' }],
+          };
+          configure(c, socketPath);
+        });
+        try {
+          await noLeak(async () => {
+            const agent = await listenSeccompAgent(socketPath);
+            const errs = errors(agent);
+            const running = runc.run(['run', '-d', id], bundle);
+            const got = (await agent.next()) as ReceivedContainerProcessState;
+            await running;
+            const { state, fds, peer } = got;
+            assert.equal(peer.uid, 0);
+            assert.deepEqual(state.fds, ['seccompFd']);
+            assert.deepEqual(Object.keys(fds), ['seccompFd']);
+            assert.equal(fdTarget(fds.seccompFd!), 'anon_inode:seccomp notify');
+            assert.match(state.ociVersion, /^\d+\.\d+\.\d+/);
+            assert.equal(state.metadata, how === 'linux.seccomp.listenerPath' ? 'agent-metadata' : undefined);
+            assert.equal(state.state.id, id);
+            assert.equal(state.state.status, 'creating');
+            assert.equal(state.state.bundle, bundle);
+            assert.equal(state.state.annotations?.['org.fdpass.big'], big);
+            assert.equal(state.state.annotations?.['org.fdpass.small'], 'yes');
+            assert.ok(JSON.stringify(state).length > 4096);
+            assert.ok(state.pid > 0);
+            assert.equal(state.state.pid, state.pid);
+            // The container is blocked in mkdir, waiting for us: closing the fd lets it go on.
+            closeSync(fds.seccompFd!);
+            assert.deepEqual(errs.list, []);
+            await agent.close();
+          });
+        } finally {
+          runc.remove(id);
+          t.cleanup();
+        }
       });
-    } finally {
-      runc.remove(id);
-      t.cleanup();
     }
   });
-});
+}
 
 describe('seccomp agent against bad peers', () => {
   test('garbage JSON, wrong fd counts, fds without state, early close, oversize, silence: coded errors, nothing leaked, still serving', async (ctx) => {
