@@ -1,0 +1,96 @@
+// Shared by the supervisor tests: wrk under load, HTTP GETs, building the Go
+// fixture, and waiting on the supervisor's events.
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdirSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Supervisor } from 'fdpass/supervisor';
+import { repoRoot } from '../helpers.js';
+
+export const nodeFixture = join(repoRoot, 'build-test', 'test', 'supervisor', 'fixtures', 'node-server.js');
+export const fixtures = join(repoRoot, 'test', 'supervisor', 'fixtures');
+/** Debian's python3 (python3-systemd is built for it, not for another python3 on PATH). */
+export const debianPython = '/usr/bin/python3';
+
+export function get(port: number): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => {
+        if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: ${body}`));
+        else resolve(JSON.parse(body) as Record<string, unknown>);
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
+export interface WrkResult {
+  requests: number;
+  socketErrors: number;
+  non2xx: number;
+  text: string;
+}
+
+/** wrk against 127.0.0.1:port until stop() (SIGINT, after which wrk prints its totals). */
+export function startWrk(port: number, options: { close?: boolean; connections?: number } = {}): { stop: () => Promise<WrkResult> } {
+  const args = ['-t1', `-c${options.connections ?? 8}`, '-d120s'];
+  if (options.close) args.push('-H', 'Connection: close');
+  const child = spawn('wrk', [...args, `http://127.0.0.1:${port}/`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (text += d.toString()));
+  const done = once(child, 'exit');
+  return {
+    stop: async () => {
+      child.kill('SIGINT');
+      await done;
+      const requests = Number(/(\d+) requests in/.exec(text)?.[1] ?? NaN);
+      const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(text);
+      const socketErrors = se ? se.slice(1).reduce((a, b) => a + Number(b), 0) : 0;
+      const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0);
+      return { requests, socketErrors, non2xx, text };
+    },
+  };
+}
+
+/** wrk has answered at least once: the load is on. */
+export async function loadOn(port: number): Promise<void> {
+  await get(port);
+}
+
+/** Resolve on the next `event` of `sup` for which `match` holds. */
+export function next<A extends unknown[]>(sup: Supervisor, event: string, match: (...args: A) => boolean = () => true): Promise<A> {
+  return new Promise((resolve) => {
+    const on = (...args: unknown[]): void => {
+      if (!match(...(args as A))) return;
+      (sup as unknown as NodeJS.EventEmitter).off(event, on);
+      resolve(args as A);
+    };
+    (sup as unknown as NodeJS.EventEmitter).on(event, on);
+  });
+}
+
+let goBinary: string | null = null;
+
+/** The Go fixture, built once per test run (GOPATH mode on Debian's go-systemd), cached in the run's tmp. */
+export function buildGoServer(): string {
+  if (goBinary) return goBinary;
+  const dir = join(tmpdir(), 'fdpass-go-server');
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, 'go-server');
+  if (!existsSync(out)) {
+    const r = spawnSync('go', ['build', '-o', out, join(fixtures, 'go-server', 'main.go')], {
+      env: { ...process.env, GO111MODULE: 'off', GOPATH: '/usr/share/gocode', GOCACHE: join(dir, 'cache'), GOFLAGS: '' },
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    if (r.status !== 0) throw new Error(`go build failed: ${r.stderr}`);
+  }
+  goBinary = out;
+  return out;
+}
