@@ -38,6 +38,7 @@ export type Need =
   | 'go-systemd'
   | 'python3-systemd'
   | 'gunicorn'
+  | 'uwsgi'
   | 'root';
 
 interface Tool {
@@ -161,6 +162,15 @@ const TOOLS: Record<Need, Tool> = {
     missing: () => (existsSync('/usr/lib/python3/dist-packages/systemd/daemon.py') ? null : 'no systemd.daemon for /usr/bin/python3'),
   },
   gunicorn: { pkg: 'gunicorn', missing: onPath('gunicorn') },
+  uwsgi: {
+    pkg: 'uwsgi uwsgi-plugin-python3',
+    missing: () =>
+      which('uwsgi') === null
+        ? 'uwsgi not found on PATH'
+        : existsSync('/usr/lib/uwsgi/plugins/python3_plugin.so')
+          ? null
+          : 'no uwsgi python3 plugin',
+  },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 

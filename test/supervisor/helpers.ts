@@ -94,3 +94,53 @@ export function buildGoServer(): string {
   goBinary = out;
   return out;
 }
+
+/**
+ * A load of our own, for servers whose responses wrk miscounts (uwsgi's HTTP
+ * closes each connection without saying so: wrk calls every response a read
+ * error, with no reload at all): `connections` loops of one GET per
+ * connection, each failure (an error, a non-2xx status) counted.
+ */
+export function startGetLoad(port: number, connections = 8): { stop: () => Promise<WrkResult> } {
+  let running = true;
+  let requests = 0;
+  let socketErrors = 0;
+  let non2xx = 0;
+  const errors: string[] = [];
+  const one = (): Promise<void> =>
+    new Promise((resolve) => {
+      const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          if (res.statusCode! >= 200 && res.statusCode! < 300) requests++;
+          else non2xx++;
+          resolve();
+        });
+        res.on('error', (err) => {
+          socketErrors++;
+          errors.push(err.message);
+          resolve();
+        });
+      });
+      req.on('error', (err) => {
+        socketErrors++;
+        errors.push(err.message);
+        resolve();
+      });
+    });
+  const loops = Array.from({ length: connections }, async () => {
+    while (running) await one();
+  });
+  return {
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return {
+        requests,
+        socketErrors,
+        non2xx,
+        text: `${requests} requests, ${socketErrors} errors (${errors.slice(0, 5).join('; ')}), ${non2xx} non-2xx`,
+      };
+    },
+  };
+}

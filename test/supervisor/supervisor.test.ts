@@ -1,6 +1,6 @@
 // fdpass/supervisor against real programs written for systemd, unchanged:
 // a Node server on fdpass/systemd, a Go server on go-systemd, a Python server
-// on python3-systemd, gunicorn. Reloads under wrk must fail no request.
+// on python3-systemd, gunicorn, uwsgi. Reloads under wrk must fail no request.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -8,7 +8,7 @@ import { Supervisor, type SupervisorOptions } from 'fdpass/supervisor';
 import { FdSocket } from 'fdpass';
 import { noLeak, testDir } from '../helpers.js';
 import { needs } from '../tools.js';
-import { buildGoServer, debianPython, fixtures, get, next, nodeFixture, startWrk } from './helpers.js';
+import { buildGoServer, debianPython, fixtures, get, next, nodeFixture, startGetLoad, startWrk } from './helpers.js';
 
 const lines: string[] = [];
 function options(extra: Partial<SupervisorOptions> & Pick<SupervisorOptions, 'command'>): SupervisorOptions {
@@ -28,11 +28,11 @@ async function started(o: SupervisorOptions): Promise<{ sup: Supervisor; port: n
 }
 
 /** Reload `n` times under wrk; every reload must succeed, every request must be answered 2xx. */
-async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: boolean, forks = false): Promise<void> {
+async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: boolean | 'node-client', forks = false): Promise<void> {
   const { sup, port } = await started(o);
   try {
     const first = (await get(port)).pid;
-    const wrk = startWrk(port, { close });
+    const wrk = close === 'node-client' ? startGetLoad(port) : startWrk(port, { close });
     await get(port);
     const pids = new Set<unknown>([first]);
     let oldExited: Promise<unknown> = Promise.resolve();
@@ -52,7 +52,7 @@ async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: boolean,
     // A program that forks workers (gunicorn) answers from their pids.
     if (!forks) assert.equal(last, sup.pid);
     console.log(
-      `# ${o.command} ${o.args?.join(' ') ?? ''}: ${n} reloads, ${close ? 'Connection: close' : 'keep-alive'}: ${r.requests} requests, 0 failed`,
+      `# ${o.command} ${o.args?.join(' ') ?? ''}: ${n} reloads, ${close === 'node-client' ? 'a Node client, one request per connection' : close ? 'Connection: close' : 'keep-alive'}: ${r.requests} requests, 0 failed`,
     );
   } finally {
     await sup.stop();
@@ -150,12 +150,13 @@ describe('supervisor: programs of other languages, unchanged', needs('wrk'), () 
   );
 
   // wrk counts every Connection: close response of Python's http.server as a
-  // read error, with no reload and no fdpass: keep-alive only.
+  // read error, with no reload and no fdpass: keep-alive, and a Node client.
   test(
     'Python on python3-systemd (listen_fds, notify): 10 reloads under wrk, 0 failed',
     { ...needs('python3-systemd'), timeout: 400_000 },
     async () => {
       await reloadsUnderLoad(options({ command: debianPython, args: [`${fixtures}/python-server.py`] }), 10, false);
+      await reloadsUnderLoad(options({ command: debianPython, args: [`${fixtures}/python-server.py`] }), 10, 'node-client');
     },
   );
 
@@ -163,11 +164,21 @@ describe('supervisor: programs of other languages, unchanged', needs('wrk'), () 
     'gunicorn (its own LISTEN_FDS and READY=1): 10 reloads under wrk, 0 failed',
     { ...needs('gunicorn'), timeout: 400_000 },
     async () => {
-      const o = options({ command: 'gunicorn', args: ['--workers', '2', '--chdir', fixtures, 'gunicorn_app:app'] });
+      const o = options({ command: 'gunicorn', args: ['--workers', '2', '--chdir', fixtures, 'wsgi_app:app'] });
       await reloadsUnderLoad(o, 10, false, true);
       await reloadsUnderLoad(o, 10, true, true);
     },
   );
+
+  // uwsgi maps LISTEN_FDS to its sockets itself and says READY=1 once its
+  // master runs; SIGTERM stops it gracefully with its documented hook. Its
+  // HTTP protocol closes each connection after one response without saying
+  // so, which wrk counts as a read error with no reload at all: a Node client.
+  test('uwsgi (its own LISTEN_FDS and READY=1): 10 reloads under load, 0 failed', { ...needs('uwsgi'), timeout: 400_000 }, async () => {
+    const args = ['--plugin', 'python3', '--protocol', 'http', '--chdir', fixtures, '--wsgi-file', 'wsgi_app.py', '--callable', 'app'];
+    args.push('--master', '--processes', '2', '--hook-master-start', 'unix_signal:15 gracefully_kill_them_all');
+    await reloadsUnderLoad(options({ command: 'uwsgi', args }), 10, 'node-client', true);
+  });
 });
 
 describe('supervisor: bad input', () => {
