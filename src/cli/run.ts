@@ -25,8 +25,9 @@ Options:
                              has run for TIME (programs that never notify)
   --ready-timeout TIME       a new process not ready by then fails (60s)
   --drain-timeout TIME       SIGKILL a process this long after SIGTERM (10s)
-  --watchdog TIME            WatchdogSec=: a process must send WATCHDOG=1
-                             this often or it is killed and restarted (off)
+  --watchdog TIME            WatchdogSec=: once ready, a process must send
+                             WATCHDOG=1 this often or it is killed and
+                             restarted (off)
   --restart always|on-failure|never
                              after an exit of its own (always)
   --fd-store-max N           fds the store holds, FDSTORE=1 (64)

@@ -1,20 +1,19 @@
 // The service manager's end of $NOTIFY_SOCKET (sd_notify(3)): a datagram
-// socket that reads notifications through the io core (a WatchedFd and
-// readBatch, once per readiness until drained) with the sender's pid from
-// SCM_CREDENTIALS, and turns each into a Notification or a refusal. What a
+// socket that reads notifications through the io core (a Pump whose step is
+// one readBatch) with the sender's pid from SCM_CREDENTIALS, and turns each
+// into a Notification or a refusal. What a
 // notification means to the supervised process is the supervisor's business.
 import { randomBytes } from 'node:crypto';
 import { encodeAddress } from '../address.js';
 import { systemError } from '../errors.js';
 import { discardFds } from '../io/owned.js';
 import { bindSocket } from '../io/sockops.js';
-import { POLLIN, WatchedFd } from '../io/watched.js';
+import { Pump } from '../io/pump.js';
 import { native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_TRUNC, READ_MORE, readBatch, type RawEntry } from '../recv.js';
+import { FLAG_CTRUNC, FLAG_TRUNC, readBatch, type RawEntry } from '../recv.js';
 
 /** The longest notification read (systemd's NOTIFY_BUFFER_MAX, PIPE_BUF); longer ones are refused. */
 export const NOTIFY_MAX_BYTES = 4096;
-const BATCHES_PER_WAKE = 4;
 
 /** One notification from a process that may send them: its `KEY=VALUE` lines, and its fds (the receiver's). */
 export interface Notification {
@@ -30,6 +29,8 @@ export interface NotifyHandlers {
   message(n: Notification): void;
   /** A datagram refused, and why; its fds were closed. */
   refused(pid: number, reason: string): void;
+  /** Reading failed (the socket is watched no more if watching failed). */
+  failed(err: Error): void;
 }
 
 /** `@name` for NOTIFY_SOCKET: an abstract address, no file to leave behind; senders are checked by pid. */
@@ -40,7 +41,7 @@ function abstractName(): string {
 export class NotifyServer {
   /** The value for NOTIFY_SOCKET. */
   readonly address: string;
-  readonly #io: WatchedFd;
+  readonly #pump: Pump;
   readonly #handlers: NotifyHandlers;
   #entries: RawEntry[] = [];
   #pids: number[] = [];
@@ -55,25 +56,28 @@ export class NotifyServer {
     }
     this.address = `@${name}`;
     this.#handlers = handlers;
-    this.#io = new WatchedFd(fd, () => this.#read());
-    this.#io.want(POLLIN);
+    // Always read: a notification waits for nobody.
+    this.#pump = new Pump(fd, {
+      demand: () => true,
+      step: () => this.#step(),
+      readFailed: (errno) => handlers.failed(systemError(errno, 'recvmsg')),
+      failed: (err) => handlers.failed(err),
+    });
+    this.#pump.pump();
   }
 
-  #read(): void {
-    for (let batch = 0; batch < BATCHES_PER_WAKE; batch++) {
-      if (this.#io.fd < 0) return;
-      const entries = this.#entries;
-      const pids = this.#pids;
-      const r = readBatch(this.#io.fd, 16, NOTIFY_MAX_BYTES, false, entries, pids);
-      try {
-        for (let i = 0; i < entries.length; i++) this.#take(entries[i]!, pids[i]!);
-      } finally {
-        entries.length = 0;
-        pids.length = 0;
-      }
-      // Drained, or failed (EAGAIN): readiness brings us back.
-      if (r !== READ_MORE) return;
+  /** One batch: READ_MORE and READ_DRAINED are the pump's MORE and DRAINED. */
+  #step(): number {
+    const entries = this.#entries;
+    const pids = this.#pids;
+    const r = readBatch(this.#pump.fd, 16, NOTIFY_MAX_BYTES, false, entries, pids);
+    try {
+      for (let i = 0; i < entries.length; i++) this.#take(entries[i]!, pids[i]!);
+    } finally {
+      entries.length = 0;
+      pids.length = 0;
     }
+    return r;
   }
 
   #take(entry: RawEntry, pid: number): void {
@@ -105,6 +109,6 @@ export class NotifyServer {
   }
 
   close(): void {
-    this.#io.close();
+    this.#pump.close();
   }
 }

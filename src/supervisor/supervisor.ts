@@ -42,7 +42,7 @@ export interface SupervisorOptions {
   readyTimeout?: number;
   /** How long a process may take to exit after SIGTERM before SIGKILL, in ms (default 10000). */
   drainTimeout?: number;
-  /** WatchdogSec=: a process must send WATCHDOG=1 this often (ms), else it is killed (SIGABRT) and restarted. 0 (default): off, unless it sets WATCHDOG_USEC= itself. */
+  /** WatchdogSec=: once ready, a process must send WATCHDOG=1 this often (ms), else it is killed (SIGABRT) and restarted. 0 (default): off, unless it sets WATCHDOG_USEC= itself. */
   watchdog?: number;
   /** Default 'always'. */
   restart?: RestartPolicy;
@@ -315,6 +315,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         refused: (pid, reason) => {
           if (sup) sup.#refused(pid, reason);
         },
+        failed: (err) => {
+          if (sup) sup.#log(`notify socket: ${err.message}`);
+        },
       });
       const reap = options.reapOrphans ?? process.pid === 1;
       const reaper = reap ? new Reaper(spawned) : null;
@@ -465,7 +468,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     else {
       child.readyTimer = setTimeout(() => this.#markReady(child), this.#ready.delay);
     }
-    if (this.#watchdog > 0) this.#armWatchdog(child, this.#watchdog);
+    // Armed once the process is ready (or pings first): starting up is the
+    // ready timeout's business.
+    child.watchdogMs = this.#watchdog;
     return child;
   }
 
@@ -489,6 +494,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     if (this.#stableTimer) clearTimeout(this.#stableTimer);
     this.#stableTimer = setTimeout(() => (this.#delay = this.#restartDelay), 10_000);
     this.#stableTimer.unref();
+    if (child.watchdogMs > 0 && !child.watchdogTimer) this.#armWatchdog(child, child.watchdogMs);
     child.outcome.resolve('ready');
     this.emit('ready', child.pid);
   }

@@ -6,7 +6,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Supervisor } from 'fdpass/supervisor';
+import assert from 'node:assert/strict';
+import { Supervisor, type SupervisorOptions } from 'fdpass/supervisor';
 import { repoRoot } from '../helpers.js';
 
 export const nodeFixture = join(repoRoot, 'build-test', 'test', 'supervisor', 'fixtures', 'node-server.js');
@@ -143,4 +144,53 @@ export function startGetLoad(port: number, connections = 8): { stop: () => Promi
       };
     },
   };
+}
+
+export const lines: string[] = [];
+export function options(extra: Partial<SupervisorOptions> & Pick<SupervisorOptions, 'command'>): SupervisorOptions {
+  return { listeners: [{ host: '127.0.0.1', port: 0, name: 'http' }], stdio: 'ignore', log: (l) => lines.push(l), ...extra };
+}
+
+export async function started(o: SupervisorOptions): Promise<{ sup: Supervisor; port: number }> {
+  const sup = await Supervisor.start(o);
+  const ready = next(sup, 'ready');
+  const failed = next(sup, 'exit');
+  const first = await Promise.race([ready, failed.then(() => null)]);
+  if (first === null) {
+    await sup.stop();
+    throw new Error(`the first process exited before it was ready:\n${lines.join('\n')}`);
+  }
+  return { sup, port: sup.sockets[0]!.port! };
+}
+
+/** Reload `n` times under wrk; every reload must succeed, every request must be answered 2xx. */
+export async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: boolean | 'node-client', forks = false): Promise<void> {
+  const { sup, port } = await started(o);
+  try {
+    const first = (await get(port)).pid;
+    const wrk = close === 'node-client' ? startGetLoad(port) : startWrk(port, { close });
+    await get(port);
+    const pids = new Set<unknown>([first]);
+    let oldExited: Promise<unknown> = Promise.resolve();
+    for (let i = 0; i < n; i++) {
+      const old = sup.pid;
+      oldExited = next<[{ pid: number }]>(sup, 'exit', (s) => s.pid === old);
+      pids.add(await sup.reload());
+    }
+    // Once the last old process is gone, requests reach the new one only.
+    await oldExited;
+    const last = (await get(port)).pid;
+    const r = await wrk.stop();
+    assert.ok(r.requests > 0, r.text);
+    assert.equal(r.socketErrors, 0, `socket errors:\n${r.text}\n${lines.join('\n')}`);
+    assert.equal(r.non2xx, 0, r.text);
+    assert.equal(pids.size, n + 1);
+    // A program that forks workers (gunicorn) answers from their pids.
+    if (!forks) assert.equal(last, sup.pid);
+    console.log(
+      `# ${o.command} ${o.args?.join(' ') ?? ''}: ${n} reloads, ${close === 'node-client' ? 'a Node client, one request per connection' : close ? 'Connection: close' : 'keep-alive'}: ${r.requests} requests, 0 failed`,
+    );
+  } finally {
+    await sup.stop();
+  }
 }
