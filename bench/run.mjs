@@ -16,17 +16,18 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FdSocket } from 'fdpass';
 import { printCluster, runClusterBench } from './cluster.mjs';
+import { runRestartBench } from './run-restarts.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const asJson = args.includes('--json');
-// --only=one,many,ping,scale,cluster runs a part (when profiling one workload).
-const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale,cluster').split(','));
+// --only=one,many,ping,scale,cluster,run runs a part (when profiling one workload).
+const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale,cluster,run').split(','));
 for (const a of args) {
   if (!['--quick', '--json'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--rounds=')) {
-    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale,cluster, --rounds=N`);
+    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale,cluster,run, --rounds=N`);
     process.exit(2);
   }
 }
@@ -431,6 +432,10 @@ if (only.has('scale')) {
   log(`  ${sizes.longRun} messages: ${JSON.stringify(report.scale.longRun)}`);
 }
 if (only.has('cluster')) report.cluster = await runClusterBench({ quick, rounds: sizes.rounds, log });
+if (only.has('run')) {
+  log('fdpass run: failed requests per restart under wrk (-c8), and restart to serving');
+  report.run = await runRestartBench({ quick, log });
+}
 report.seconds = (Date.now() - started) / 1000;
 
 // ---- output -----------------------------------------------------------------------

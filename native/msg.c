@@ -23,7 +23,7 @@
 
 // The layout of a batch's meta array: META_INTS ints per message, then one
 // status int (BATCH_DRAINED when the socket was found empty).
-enum { META_BYTES, META_FDS, META_FLAGS, META_CONTROL, META_INTS };
+enum { META_BYTES, META_FDS, META_FLAGS, META_CONTROL, META_PID, META_INTS };
 #define BATCH_DRAINED 1
 #define MMSG_BATCH 64 // messages per recvmmsg, at most
 
@@ -116,6 +116,23 @@ static napi_value fdp_sendmsg(napi_env env, napi_callback_info info) {
   return fdp_number(env, r < 0 ? -errno : r);
 }
 
+// The sender's pid from SCM_CREDENTIALS (a socket with SO_PASSCRED), or 0.
+static int cred_pid(struct msghdr *msg) {
+  const unsigned char *end =
+      (const unsigned char *)msg->msg_control + msg->msg_controllen;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+    if (c->cmsg_len > (size_t)(end - (const unsigned char *)c))
+      break; // as collect_fds: a header running past the buffer ends the walk
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+        c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+      struct ucred cred;
+      memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+      return (int)cred.pid;
+    }
+  }
+  return 0;
+}
+
 // Fill one message's meta from what recvmsg returned and collect its fds
 // (marked owned). Zero bytes and no control data on a connected socket is
 // end of file (FDP_EOF). Returns the number of fds collected.
@@ -135,6 +152,7 @@ static int take_message(instance_t *inst, struct msghdr *msg, ssize_t r,
   if (r == 0 && msg->msg_controllen == 0 && connected)
     m[META_FLAGS] |= FDP_EOF;
   m[META_CONTROL] = rights | (others << 8);
+  m[META_PID] = others ? cred_pid(msg) : 0;
   return n;
 }
 
@@ -191,7 +209,7 @@ static int receive(instance_t *inst, int fd, mmsg_t *mm, int want, char *data,
 //   -> count | -errno
 // Reads up to maxMessages messages so that JS is entered once per batch.
 // Message i has meta[META_INTS * i ..] = bytes, fds, flags, control summary
-// (SCM_RIGHTS count | others << 8); its bytes and fds follow the previous
+// (SCM_RIGHTS count | others << 8), sender's pid (SCM_CREDENTIALS, else 0); its bytes and fds follow the previous
 // message's in data and fds. meta[META_INTS * maxMessages] is BATCH_DRAINED
 // when the batch came out short (the kernel stopped at EAGAIN, or at an
 // error it keeps for the next call): readiness tells when to read again.
@@ -272,17 +290,12 @@ static const fdp_function_t fns[] = {
 
 // What JS sizes its buffers with and reads the meta array by.
 static const fdp_const_t consts[] = {
-    {"MAX_FDS", FDP_MAX_FDS},
-    {"FD_ROOM", (int)FD_ROOM(FDP_MAX_FDS)},
-    {"BATCH", MMSG_BATCH},
-    {"META_INTS", META_INTS},
-    {"META_BYTES", META_BYTES},
-    {"META_FDS", META_FDS},
-    {"META_FLAGS", META_FLAGS},
-    {"META_CONTROL", META_CONTROL},
-    {"BATCH_DRAINED", BATCH_DRAINED},
-    {"MSG_TRUNC", MSG_TRUNC},
-    {"MSG_CTRUNC", MSG_CTRUNC},
+    {"MAX_FDS", FDP_MAX_FDS},   {"FD_ROOM", (int)FD_ROOM(FDP_MAX_FDS)},
+    {"BATCH", MMSG_BATCH},      {"META_INTS", META_INTS},
+    {"META_BYTES", META_BYTES}, {"META_FDS", META_FDS},
+    {"META_FLAGS", META_FLAGS}, {"META_CONTROL", META_CONTROL},
+    {"META_PID", META_PID},     {"BATCH_DRAINED", BATCH_DRAINED},
+    {"MSG_TRUNC", MSG_TRUNC},   {"MSG_CTRUNC", MSG_CTRUNC},
     {"FDP_EOF", FDP_EOF},
 };
 

@@ -68,6 +68,10 @@ export const ErrorCodes = {
   UNSUPPORTED_KERNEL: 'ERR_FDPASS_UNSUPPORTED_KERNEL',
   /** No native addon loads here: no prebuild fits this platform and none was built from source (`npm rebuild fdpass`). */
   NO_ADDON: 'ERR_FDPASS_NO_ADDON',
+  /** Supervisor: the command to run is not an executable file (not found on PATH, or not executable). */
+  NO_COMMAND: 'ERR_FDPASS_NO_COMMAND',
+  /** Supervisor: a reload failed (the new process exited, or was not ready in time); the old process still serves. */
+  RELOAD_FAILED: 'ERR_FDPASS_RELOAD_FAILED',
   /** An unexpected failure inside fdpass that carried no code of its own (a bug: please report it). */
   INTERNAL: 'ERR_FDPASS_INTERNAL',
 } as const;

@@ -80,6 +80,10 @@ export interface NativeBinding {
   // native/inet.c
   inetListen(family: number, address: Uint8Array, port: number, backlog: number, flags: number): number;
   inetSockName(fd: number, out: Uint8Array): number;
+  // native/proc.c
+  waitpid(pid: number, status: Int32Array): number;
+  setSubreaper(): number;
+  passCred(fd: number): number;
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;
@@ -101,6 +105,7 @@ export interface NativeBinding {
   readonly META_FDS: number;
   readonly META_FLAGS: number;
   readonly META_CONTROL: number;
+  readonly META_PID: number;
   /** The batch's status int: the socket was found empty. */
   readonly BATCH_DRAINED: number;
   readonly MSG_TRUNC: number;

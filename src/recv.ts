@@ -18,7 +18,7 @@ export { MAX_FDS };
 export const BATCH: number = native.BATCH;
 
 // The addon's layout of a batch's meta array: META_INTS ints per message.
-const { FD_ROOM, META_INTS, META_BYTES, META_FDS, META_FLAGS, META_CONTROL, BATCH_DRAINED } = native;
+const { FD_ROOM, META_INTS, META_BYTES, META_FDS, META_FLAGS, META_CONTROL, META_PID, BATCH_DRAINED } = native;
 // A data slot of the default size per message of a batch (recvmmsg fills each
 // slot; pages never written cost no memory), and the fd room of each.
 const scratchData = Buffer.allocUnsafeSlow(BATCH * DEFAULT_MAX_BYTES);
@@ -77,9 +77,17 @@ export const READ_DRAINED = DRAINED;
  * nothing was there), having appended nothing. The fd room is always full
  * (253): a batch reads ahead for later callers, whose limits the caller
  * applies on handing a message out, so the kernel must never cut fds on
- * their behalf.
+ * their behalf. With `pids`, the sender's pid of each message (from
+ * SCM_CREDENTIALS on a socket with SO_PASSCRED, else 0) is appended to it.
  */
-export function readBatch(fd: number, maxMessages: number, maxBytes: number, connected: boolean, into: RawEntry[]): number {
+export function readBatch(
+  fd: number,
+  maxMessages: number,
+  maxBytes: number,
+  connected: boolean,
+  into: RawEntry[],
+  pids?: number[],
+): number {
   let data: Buffer = scratchData;
   if (maxBytes > data.length) {
     if (!scratchBig || scratchBig.length < maxBytes) scratchBig = Buffer.allocUnsafeSlow(maxBytes);
@@ -94,6 +102,7 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
   let fdOff = 0;
   for (let i = 0; i < n; i++) {
     into.push(messageAt(data, i, off, fdOff));
+    if (pids) pids.push(meta[i * META_INTS + META_PID]!);
     off += meta[i * META_INTS + META_BYTES]!;
     fdOff += meta[i * META_INTS + META_FDS]!;
   }

@@ -37,6 +37,11 @@ export type Need =
   | 'libc6-arm64-cross'
   | 'musl-tools'
   | 'qemu-user'
+  | 'wrk'
+  | 'go-systemd'
+  | 'python3-systemd'
+  | 'gunicorn'
+  | 'uwsgi'
   | 'root';
 
 interface Tool {
@@ -151,6 +156,32 @@ const TOOLS: Record<Need, Tool> = {
   },
   'musl-tools': { pkg: 'musl-tools', missing: onPath('musl-gcc') },
   'qemu-user': { pkg: 'qemu-user', missing: onPath('qemu-aarch64') },
+  wrk: { pkg: 'wrk', missing: onPath('wrk') },
+  // The Go fixture of test/supervisor builds in GOPATH mode against Debian's copy.
+  'go-systemd': {
+    pkg: 'golang-go golang-github-coreos-go-systemd-dev',
+    missing: () =>
+      which('go') === null
+        ? 'go not found on PATH'
+        : existsSync('/usr/share/gocode/src/github.com/coreos/go-systemd/activation')
+          ? null
+          : 'no go-systemd in /usr/share/gocode',
+  },
+  // For Debian's /usr/bin/python3, which another python3 on PATH may shadow.
+  'python3-systemd': {
+    pkg: 'python3-systemd',
+    missing: () => (existsSync('/usr/lib/python3/dist-packages/systemd/daemon.py') ? null : 'no systemd.daemon for /usr/bin/python3'),
+  },
+  gunicorn: { pkg: 'gunicorn', missing: onPath('gunicorn') },
+  uwsgi: {
+    pkg: 'uwsgi uwsgi-plugin-python3',
+    missing: () =>
+      which('uwsgi') === null
+        ? 'uwsgi not found on PATH'
+        : existsSync('/usr/lib/uwsgi/plugins/python3_plugin.so')
+          ? null
+          : 'no uwsgi python3 plugin',
+  },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 

@@ -11,5 +11,6 @@ export interface Command {
 
 import { demo } from './demo.js';
 import { recvtty } from './recvtty.js';
+import { run } from './run.js';
 
-export const commands: Command[] = [recvtty, demo];
+export const commands: Command[] = [recvtty, demo, run];

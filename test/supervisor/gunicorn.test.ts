@@ -1,0 +1,15 @@
+// fdpass/supervisor with a real gunicorn program written for systemd, unchanged.
+import { describe, test } from 'node:test';
+import { needs } from '../tools.js';
+import { fixtures, options, reloadsUnderLoad } from './helpers.js';
+
+describe('supervisor: gunicorn, unchanged', needs('wrk'), () => {
+  test(
+    'gunicorn (its own LISTEN_FDS and READY=1): 10 reloads under wrk, keep-alive, 0 failed',
+    { ...needs('gunicorn'), timeout: 400_000 },
+    async () => {
+      const o = options({ command: 'gunicorn', args: ['--workers', '2', '--chdir', fixtures, 'wsgi_app:app'] });
+      await reloadsUnderLoad(o, 10, false, true);
+    },
+  );
+});
