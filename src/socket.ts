@@ -11,7 +11,7 @@ import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, outO
 import { FdLike, toFd, toFdArray } from './fds.js';
 import { Kept, discardFds, disownAll } from './io/owned.js';
 import { SendQueue } from './io/send.js';
-import { adoptSocket, bindSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from './io/sockops.js';
+import { adoptSocket, bindSocket, checkAcceptFds, connectSocket, peerCredentials, socketPair, type PeerCredentials } from './io/sockops.js';
 import { ENDED, MORE, Pump } from './io/pump.js';
 import { WaitQueue } from './io/waiters.js';
 import { native } from './native.js';
@@ -59,8 +59,16 @@ export interface RecvFdOptions {
   signal?: AbortSignal;
 }
 
+/** Options of FdSocket.bindDatagram. */
+export interface BindOptions extends AddressOptions {
+  /** false: the kernel refuses fds sent to this socket (SO_PASSRIGHTS off; Linux >= 6.16). Default true. */
+  acceptFds?: boolean;
+}
+
 export interface ConnectOptions extends AddressOptions {
   signal?: AbortSignal;
+  /** false: the kernel refuses fds the peer sends to this socket (SO_PASSRIGHTS off; Linux >= 6.16). Default true. */
+  acceptFds?: boolean;
 }
 
 export interface FdSocketEvents {
@@ -85,7 +93,8 @@ type Waiter = { maxBytes: number; maxFds: number; keep: boolean; reject: (e: Err
 
 function checkData(data: unknown): Uint8Array {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (data instanceof Uint8Array) return data;
+  // Any realm's Buffer, TypedArray or DataView (a vm context's, a test sandbox's).
+  if (ArrayBuffer.isView(data)) return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   throw invalidArgType('data', 'of type string or an instance of Buffer or Uint8Array', data);
 }
 
@@ -221,11 +230,12 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const address = encodeAddress(options);
     const type = socketTypeNumber(options.type);
     const signal = checkSignal(options.signal);
-    return FdSocket.#connect(address, type, signal);
+    const acceptFds = checkAcceptFds(options.acceptFds);
+    return FdSocket.#connect(address, type, signal, acceptFds);
   }
 
-  static async #connect(address: ResolvedAddress, type: number, signal: AbortSignal | undefined): Promise<FdSocket> {
-    return new FdSocket(await connectSocket(address, type, signal), type);
+  static async #connect(address: ResolvedAddress, type: number, signal: AbortSignal | undefined, acceptFds: boolean): Promise<FdSocket> {
+    return new FdSocket(await connectSocket(address, type, signal, acceptFds), type);
   }
 
   /** A connected pair of sockets (socketpair(2)). */
@@ -248,11 +258,12 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * A datagram socket bound to a path or abstract name, receiving from any
    * sender (the receiving side of `notify`-like protocols).
    */
-  static bindDatagram(arg: string | AddressOptions): FdSocket {
-    const options = addressOptions<AddressOptions>(arg, 'path');
+  static bindDatagram(arg: string | BindOptions): FdSocket {
+    const options = addressOptions<BindOptions>(arg, 'path');
     const address = encodeAddress(options);
     const type = socketTypeNumber(options.type ?? 'dgram');
-    return new FdSocket(bindSocket(address, type), type);
+    const acceptFds = checkAcceptFds(options.acceptFds);
+    return new FdSocket(bindSocket(address, type, acceptFds), type);
   }
 
   /** The socket's fd, or -1 once closed. */

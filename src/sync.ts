@@ -1,6 +1,6 @@
 // runc-compatible blocking helpers: the only functions that block the thread
 // (in poll(2), when a non-blocking socket is not ready).
-import { ErrorCodes, FdPassError, closedError, systemError } from './errors.js';
+import { ErrorCodes, FdPassError, closedError, sendError } from './errors.js';
 import { FdLike, checkFdNumber, toFd } from './fds.js';
 import { waitWhileAgain } from './io/blocking.js';
 import { sendSome } from './io/send.js';
@@ -34,7 +34,7 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
   const out = { data: bytes, offset: 0, fds: one };
   const r = waitWhileAgain(s, native.POLLOUT, () => sendSome(s, out));
   if (typeof r !== 'number') throw r;
-  if (r < 0) throw systemError(r, 'sendmsg');
+  if (r < 0) throw sendError(r, out.fds !== null);
 }
 
 /**

@@ -19,9 +19,9 @@ import type { DuplexOptions } from 'node:stream';
 import { encodeAddress, type AddressOptions } from '../address.js';
 import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, toFdArray } from '../fds.js';
-import { discardFds, disownAll } from '../io/owned.js';
+import { discardFds, disownAll, own } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
-import { adoptSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
+import { adoptSocket, checkAcceptFds, connectSocket, peerCredentials, refuseFds, socketPair, type PeerCredentials } from '../io/sockops.js';
 import { ENDED, Pump } from '../io/pump.js';
 import { native } from '../native.js';
 import { FLAG_EOF, RawEntry, readBatch, streamChunkError } from '../recv.js';
@@ -44,6 +44,12 @@ export interface FdStreamOptions {
   signal?: AbortSignal;
   /** Adopt this connected AF_UNIX stream socket fd (the stream owns it from now on). */
   fd?: number;
+  /**
+   * false: the kernel refuses fds the peer sends on this stream
+   * (SO_PASSRIGHTS off; the peer's write fails with ERR_FDPASS_FDS_REFUSED).
+   * Linux >= 6.16, else ERR_FDPASS_UNSUPPORTED_KERNEL. Default true.
+   */
+  acceptFds?: boolean;
 }
 
 /** Where to connect: a path or an abstract name (no leading NUL). */
@@ -66,20 +72,39 @@ export interface FdChunk {
 
 type WriteCallback = (error?: Error | null) => void;
 
+/**
+ * What fdpass/usocket needs of an FdStream beyond its public API.
+ * @internal
+ */
+export interface StreamInternals {
+  /** Adopt a connected AF_UNIX stream socket fd into an unconnected stream; throws (leaving both as they were) if it cannot. */
+  adopt(stream: FdStream, fd: number): void;
+  /** Fds that have arrived and nobody took: pending ones and those of bytes still buffered. */
+  arrivedFds(stream: FdStream): number;
+  /** Put fds back in front of the pending ones (the library owns them again). */
+  putBackFds(stream: FdStream, fds: readonly number[]): void;
+}
+
+/** @internal */
+export let streamInternals: StreamInternals;
+
 interface FdGroup {
   /** Stream offset just past the chunk the fds came with. */
   end: number;
   fds: number[];
 }
 
+// Byte checks go by ArrayBuffer.isView, never instanceof: a Buffer or
+// Uint8Array made in another realm (a vm context, a test sandbox such as
+// Jest's) is bytes too, and fails an instanceof against this realm's class.
 function isFdWrite(chunk: unknown): chunk is FdWrite {
-  return typeof chunk === 'object' && chunk !== null && !(chunk instanceof Uint8Array) && 'data' in chunk;
+  return typeof chunk === 'object' && chunk !== null && !ArrayBuffer.isView(chunk) && 'data' in chunk;
 }
 
 function toBuffer(data: unknown, name: string): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw invalidArgType(name, 'of type string or an instance of Buffer or Uint8Array', data);
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw invalidArgType(name, 'of type string or an instance of Buffer, TypedArray or DataView', data);
 }
 
 function checkFdCount(fdCount: unknown): number {
@@ -113,7 +138,8 @@ export class FdStream extends Duplex {
   #fd = -1;
   #reader: Pump | null = null;
   #connecting = false;
-  #connectAbort: AbortController | null = null;
+  // No AbortController: a sandbox (Jest's, a vm context) may lack the global.
+  #connectAbort: { aborted: boolean } | null = null;
   // reading
   #readWanted = false;
   #eof = false;
@@ -127,6 +153,7 @@ export class FdStream extends Duplex {
   #final: WriteCallback | null = null;
   #fdsOf = new WeakMap<Buffer, Int32Array>();
   #peer: PeerCredentials | undefined;
+  readonly #acceptFds: boolean;
 
   constructor(options: FdStreamOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
@@ -139,11 +166,34 @@ export class FdStream extends Duplex {
     if (options.readableHighWaterMark !== undefined) duplexOptions.readableHighWaterMark = options.readableHighWaterMark;
     if (options.writableHighWaterMark !== undefined) duplexOptions.writableHighWaterMark = options.writableHighWaterMark;
     const signal = checkSignal(options.signal);
+    const acceptFds = checkAcceptFds(options.acceptFds);
     const fd = options.fd === undefined ? -1 : checkStreamFd(options.fd);
+    if (fd >= 0 && !acceptFds) refuseFds(fd);
     super(duplexOptions);
+    this.#acceptFds = acceptFds;
     if (fd >= 0) this.#attach(fd);
     // After the fields exist: an aborted signal destroys the stream at once.
     if (signal) addAbortSignal(signal, this);
+  }
+
+  static {
+    streamInternals = {
+      adopt: (stream, fd) => {
+        if (stream.#fd >= 0 || stream.#connecting || stream.destroyed) {
+          throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -EISCONN });
+        }
+        checkStreamFd(fd);
+        if (!stream.#acceptFds) refuseFds(fd);
+        stream.#attach(fd);
+      },
+      arrivedFds: (stream) => stream.#incoming.reduce((n, g) => n + g.fds.length, stream.#pending.length),
+      putBackFds: (stream, fds) => {
+        // Fds nobody took are closed with the stream: so are these, if it is gone.
+        if (stream.destroyed) return discardFds(fds);
+        for (const fd of fds) own(fd);
+        stream.#pending.unshift(...fds);
+      },
+    };
   }
 
   /** Bytes received from the socket. */
@@ -216,8 +266,8 @@ export class FdStream extends Duplex {
     if (where.abstract !== undefined) address.abstract = where.abstract;
     // Bad arguments throw here, before anything changes.
     const resolved = encodeAddress(address);
-    const abort = new AbortController();
-    const connecting = connectSocket(resolved, native.SOCK_STREAM, abort.signal);
+    const abort = { aborted: false };
+    const connecting = connectSocket(resolved, native.SOCK_STREAM, abort, this.#acceptFds);
     if (listener) this.once('connect', listener);
     this.#connecting = true;
     this.#connectAbort = abort;
@@ -384,14 +434,14 @@ export class FdStream extends Duplex {
   }
 
   override unshift(chunk: unknown, encoding?: BufferEncoding): void {
-    if (chunk instanceof Uint8Array) this.#readOffset = Math.max(0, this.#readOffset - chunk.byteLength);
+    if (ArrayBuffer.isView(chunk)) this.#readOffset = Math.max(0, this.#readOffset - chunk.byteLength);
     super.unshift(chunk, encoding);
   }
 
   // Every byte leaves the Readable through a 'data' event (read() emits it
   // too): that is where fds become pending, and where 'fds' listeners get them.
   override emit(event: string | symbol, ...args: unknown[]): boolean {
-    if (event === 'data' && args[0] instanceof Uint8Array) this.#consumed(args[0].byteLength);
+    if (event === 'data' && ArrayBuffer.isView(args[0])) this.#consumed(args[0].byteLength);
     return super.emit(event, ...args);
   }
 
@@ -514,7 +564,7 @@ export class FdStream extends Duplex {
 
   /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#connectAbort?.abort();
+    if (this.#connectAbort) this.#connectAbort.aborted = true;
     this.#connectAbort = null;
     this.#reader?.close();
     this.#reader = null;
