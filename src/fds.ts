@@ -99,6 +99,13 @@ let closeScratch = new Int32Array(MAX_FDS);
 export function closeFds(fds: readonly number[]): void {
   if (!Array.isArray(fds)) throw invalidArgType('fds', 'an array of fd numbers', fds);
   const n = fds.length;
+  if (n === 1) {
+    // The common case (runc's one fd): no typed array to hand over.
+    const fd = fds[0] as unknown;
+    const r = native.close(isFdNumber(fd) ? fd : checkFdNumber(fd, 'fds[0]'));
+    if (r < 0) throw systemError(r, 'close');
+    return;
+  }
   if (n > closeScratch.length) closeScratch = new Int32Array(n);
   const out = closeScratch;
   for (let i = 0; i < n; i++) {

@@ -1,9 +1,13 @@
-// The C baseline of the benchmark: plain blocking sendmsg/recvmsg loops over
+// The C baselines of the benchmark: plain blocking sendmsg/recvmsg loops over
 // an AF_UNIX stream socket inherited as fd 3, the practical limit for a
-// process that passes fds. Also the load generator of the scale runs.
+// process that passes fds; and the same with sendmmsg/recvmmsg in batches of
+// 64, the kernel's own limit (what is left once the syscalls are amortised
+// is the kernel's work per fd). Also the load generator of the scale runs.
 //
 //   fdbench send COUNT NFDS            send COUNT messages of 9 bytes + NFDS fds
 //   fdbench recv COUNT NFDS WARMUP     receive them, close each fd; prints JSON
+//   fdbench sendm COUNT NFDS           send as `send` does, 64 per sendmmsg
+//   fdbench recvm COUNT NFDS WARMUP    receive as `recv` does, 64 per recvmmsg
 //   fdbench ping COUNT WARMUP          round trips, one fd each way; prints JSON
 //   fdbench pong COUNT                 the other end of ping
 //   fdbench connect-many PATH COUNT    COUNT connections open at once, each
@@ -26,6 +30,7 @@
 #define SOCK 3
 #define MAX_FDS 253
 #define PAYLOAD "/dev/ptmx" // 9 bytes, the runc console-socket case
+#define MMSG_BATCH 64
 
 static double now(void) {
   struct timespec ts;
@@ -101,6 +106,87 @@ static int recv_close(int sock) {
   return n;
 }
 
+// Send `count` messages as send_fds does, up to MMSG_BATCH per sendmmsg.
+static void send_many(int sock, const int *fds, int nfds, long count) {
+  static control_t control; // read-only for the kernel: one for all
+  static struct mmsghdr msgs[MMSG_BATCH];
+  struct iovec iov = {.iov_base = PAYLOAD, .iov_len = sizeof(PAYLOAD) - 1};
+  struct msghdr proto = {.msg_iov = &iov,
+                         .msg_iovlen = 1,
+                         .msg_control = control.buf,
+                         .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&proto);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+  for (int i = 0; i < MMSG_BATCH; i++)
+    msgs[i].msg_hdr = proto;
+  while (count > 0) {
+    unsigned int n = count < MMSG_BATCH ? (unsigned int)count : MMSG_BATCH;
+    int r = sendmmsg(sock, msgs, n, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      die("sendmmsg");
+    for (int i = 0; i < r; i++)
+      if (msgs[i].msg_len != iov.iov_len)
+        die("sendmmsg: short message");
+    count -= r;
+  }
+}
+
+// Receive `count` messages as recv_close does, up to MMSG_BATCH per
+// recvmmsg (MSG_WAITFORONE: what is there, once one is), closing each fd.
+static int recv_many(int sock, int nfds, long count, long warmup, double *t0) {
+  static control_t controls[MMSG_BATCH];
+  static char data[MMSG_BATCH][64];
+  static struct iovec iovs[MMSG_BATCH];
+  static struct mmsghdr msgs[MMSG_BATCH];
+  long done = 0;
+  while (done < count) {
+    unsigned int want =
+        count - done < MMSG_BATCH ? (unsigned int)(count - done) : MMSG_BATCH;
+    for (unsigned int i = 0; i < want; i++) {
+      iovs[i] = (struct iovec){.iov_base = data[i], .iov_len = sizeof(data[i])};
+      msgs[i].msg_hdr =
+          (struct msghdr){.msg_iov = &iovs[i],
+                          .msg_iovlen = 1,
+                          .msg_control = controls[i].buf,
+                          .msg_controllen = CMSG_SPACE(nfds * sizeof(int))};
+    }
+    int r = recvmmsg(sock, msgs, want, MSG_CMSG_CLOEXEC | MSG_WAITFORONE, NULL);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      die("recvmmsg");
+    for (int k = 0; k < r; k++) {
+      struct msghdr *m = &msgs[k].msg_hdr;
+      int n = 0;
+      if (msgs[k].msg_len == 0)
+        return -1;
+      for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+          continue;
+        int cnt = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < cnt; i++) {
+          int fd;
+          memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+          close(fd);
+          n++;
+        }
+      }
+      if (n != nfds || m->msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+        return -1;
+      // The clock starts at the batch that reaches message WARMUP.
+      if (done + k == warmup)
+        *t0 = now();
+    }
+    done += r;
+  }
+  return 0;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -139,6 +225,23 @@ int main(int argc, char **argv) {
         fprintf(stderr, "fdbench: message %ld: wrong fd count\n", i);
         return 1;
       }
+    }
+    double dt = now() - t0;
+    printf("{\"messages\":%ld,\"seconds\":%.6f}\n", count - warmup, dt);
+    return 0;
+  }
+  if (strcmp(mode, "sendm") == 0 && argc == 4) {
+    set_blocking(SOCK);
+    send_many(SOCK, fds, atoi(argv[3]), atol(argv[2]));
+    return 0;
+  }
+  if (strcmp(mode, "recvm") == 0 && argc == 5) {
+    long count = atol(argv[2]), warmup = atol(argv[4]);
+    set_blocking(SOCK);
+    double t0 = now();
+    if (recv_many(SOCK, atoi(argv[3]), count, warmup, &t0) < 0) {
+      fprintf(stderr, "fdbench: recvm: wrong fd count or a cut message\n");
+      return 1;
     }
     double dt = now() - t0;
     printf("{\"messages\":%ld,\"seconds\":%.6f}\n", count - warmup, dt);

@@ -85,6 +85,8 @@ export class Pump {
   #running = false;
   // A POLLERR came and no read has reported an error since.
   #pollErr = false;
+  // POLLIN stays armed until this runs (see update).
+  #disarm: NodeJS.Immediate | null = null;
 
   /** Watch `fd` for `reader`: the pump owns the fd from now on (closed at once if watching fails). */
   constructor(fd: number, reader: PumpReader, options: PumpOptions = {}) {
@@ -127,19 +129,43 @@ export class Pump {
   update(): void {
     if (this.#running || this.#io.fd < 0) return;
     const reading = !this.#ended && (this.#more || this.#reader.demand());
-    const events = (reading ? POLLIN : 0) | (this.#hangup && !this.#ended ? POLLRDHUP : 0) | (this.#reader.writePending?.() ? POLLOUT : 0);
+    let events = (reading ? POLLIN : 0) | (this.#hangup && !this.#ended ? POLLRDHUP : 0) | (this.#reader.writePending?.() ? POLLOUT : 0);
+    // Demand that ends after a read mostly comes back within the same turn
+    // of the loop (await recv() in a loop, a request and its answer): POLLIN
+    // stays armed until the loop's check phase, and is dropped then only if
+    // nobody asked again. Dropping and re-arming it at once cost libuv three
+    // epoll_ctl calls per round trip (stop; then ADD, failing with EEXIST,
+    // and MOD). Meanwhile an fd that fires finds no demand and reads nothing.
+    if (!reading && !this.#ended && this.#io.interest & POLLIN) {
+      events |= POLLIN;
+      this.#disarm ??= setImmediate(this.#onDisarm);
+    }
     const err = this.#io.want(events);
     if (err) this.#reader.failed(err);
   }
 
+  readonly #onDisarm = (): void => {
+    this.#disarm = null;
+    if (this.#running || this.#io.fd < 0 || this.#ended || this.#more || this.#reader.demand()) return;
+    const err = this.#io.want(this.#io.interest & ~POLLIN);
+    if (err) this.#reader.failed(err);
+  };
+
   /** Stop watching and close the fd. Returns 0 or -errno of close(2). */
   close(): number {
+    this.#cancelDisarm();
     return this.#io.close();
   }
 
   /** Stop watching and hand the fd back, open. */
   release(): number {
+    this.#cancelDisarm();
     return this.#io.release();
+  }
+
+  #cancelDisarm(): void {
+    if (this.#disarm) clearImmediate(this.#disarm);
+    this.#disarm = null;
   }
 
   #onReady(events: number): void {
