@@ -2,13 +2,17 @@
 // on both readiness backends, and under Bun and Deno when they are here.
 // CI installs both from npm (.ci/run) and points FDPASS_BUN and FDPASS_DENO
 // at their binaries; elsewhere `bun` and `deno` on PATH are used, or the test
-// is skipped with the install line (never under CI=true).
+// is skipped with the install line (never under CI, CI=true or CI=1).
+// Each test the suite itself skips (not on this runtime, or a missing tool)
+// becomes a skipped subtest here, so that scripts/test.mjs's one summary
+// counts it.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { repoRoot } from './helpers.js';
+import { inCI } from './tools.js';
 
 const runSuite = join(repoRoot, 'test', 'conformance', 'run.mjs');
 
@@ -39,17 +43,22 @@ const runtimes: { name: string; bin: string | undefined; argv: string[]; install
 describe('conformance suite on every runtime', () => {
   for (const rt of runtimes) {
     const missing = rt.bin ? null : `${rt.name} not found (set FDPASS_${rt.name.toUpperCase()} or put it on PATH): ${rt.install}`;
-    if (missing && process.env.CI === 'true') {
-      it(`${rt.name}: test/conformance/run.mjs`, () => assert.fail(`CI=true and ${missing}`));
+    if (missing && inCI) {
+      it(`${rt.name}: test/conformance/run.mjs`, () => assert.fail(`CI=${process.env.CI} and ${missing}`));
       continue;
     }
-    it(`${rt.name}: test/conformance/run.mjs`, { skip: missing ?? false }, () => {
+    it(`${rt.name}: test/conformance/run.mjs`, { skip: missing ?? false }, async (t) => {
       const env = { ...process.env, ...rt.env };
       if (!rt.env) delete env.FDPASS_BACKEND; // each runtime's own choice
       const r = spawnSync(rt.bin!, rt.argv, { cwd: repoRoot, env, encoding: 'utf8', timeout: 300_000 });
       assert.equal(r.signal, null, `${rt.name} died of ${r.signal}\n${r.stdout}\n${r.stderr}`);
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(r.stdout, /# \d+ passed, 0 failed/);
+      const summary = /^# (\d+) passed, 0 failed, (\d+) skipped$/m.exec(r.stdout);
+      assert.ok(summary, `no summary line in\n${r.stdout}`);
+      assert.ok(Number(summary[1]) > 0, 'the suite ran tests');
+      const skips = [...r.stdout.matchAll(/^ok - (.*) # SKIP (.*)$/gm)];
+      assert.equal(skips.length, Number(summary[2]), 'every skip the suite counted is one line');
+      for (const [, name, reason] of skips) await t.test(`${rt.name}: ${name}`, { skip: reason }, () => {});
     });
   }
 });

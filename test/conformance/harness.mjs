@@ -12,14 +12,17 @@ export const runtime = typeof process.versions.bun === 'string' ? 'bun' : typeof
 
 export const tests = [];
 
+/** "This is CI": CI=true or CI=1, the rule of test/tools.ts and scripts/test.mjs. CI has every tool. */
+export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+
 /**
  * Register a test. `only` restricts it to some runtimes (`why` says why);
  * `needs` names a missing tool and its install line: the test is skipped,
- * or fails under CI=true (CI has every tool).
+ * or fails under CI (CI=true or CI=1: CI has every tool).
  */
 export function test(name, fn, { only, why, needs } = {}) {
   let skip = only && !only.includes(runtime) ? `not on ${runtime}: ${why}` : null;
-  if (needs && process.env.CI === 'true') fn = () => assert.fail(`CI=true and ${needs}`);
+  if (needs && inCI) fn = () => assert.fail(`CI=${process.env.CI} and ${needs}`);
   else if (needs) skip = needs;
   tests.push({ name, fn, skip });
 }
