@@ -52,10 +52,10 @@ async function polledSince(): Promise<void> {
   const [c, d] = pair();
   const seen: number[] = [];
   const w = watch(c, (e) => seen.push(e));
-  w.setInterest(POLLIN);
+  w.want(POLLIN);
   assert.equal(native.sendmsg(d, Buffer.from('x'), 0, 1, null, 0, null), 1);
   await next(seen, POLLIN);
-  w.close(true);
+  w.close();
   native.close(d);
 }
 
