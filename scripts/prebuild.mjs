@@ -9,7 +9,7 @@
 // The sources, defines and C flags are those of binding.gyp; the headers are
 // Node's (Node-API and libuv, the same on every architecture), so one binary
 // serves every Node >= 20 of its platform. A missing toolchain skips its
-// target with the install line, or fails with --strict (and under CI=true).
+// target with the install line, or fails with --strict (and under CI=true or CI=1).
 //
 //   node scripts/prebuild.mjs [--out DIR] [--only linux-arm64,...] [--strict]
 import { spawnSync } from 'node:child_process';
@@ -26,7 +26,7 @@ const opt = (name) => {
 };
 const out = opt('--out') ?? join(root, 'prebuilds');
 const only = opt('--only')?.split(',');
-const strict = args.includes('--strict') || process.env.CI === 'true';
+const strict = args.includes('--strict') || process.env.CI === 'true' || process.env.CI === '1';
 
 /** binding.gyp is JSON with Python's comments and quotes allowed. */
 function readGyp() {

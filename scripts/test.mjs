@@ -5,7 +5,9 @@
 //
 // Tests whose real peer or privilege is missing skip themselves (test/tools.ts)
 // and log why; the run ends with one summary of what was skipped and the
-// apt-get line that would run it. Under CI=true such a skip fails the run.
+// apt-get line that would run it. Under CI (CI=true or CI=1, the rule of
+// test/tools.ts) such a skip fails the run. Skips inside the conformance
+// suite are subtests of test/conformance.test.ts, so they are counted here too.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';

@@ -2,7 +2,10 @@
 // on both readiness backends, and under Bun and Deno when they are here.
 // CI installs both from npm (.ci/run) and points FDPASS_BUN and FDPASS_DENO
 // at their binaries; elsewhere `bun` and `deno` on PATH are used, or the test
-// is skipped with the install line (never under CI=true).
+// is skipped with the install line (never under CI, CI=true or CI=1).
+// Each test the suite itself skips (not on this runtime, or a missing tool)
+// becomes a skipped subtest here, so that scripts/test.mjs's one summary
+// counts it.
 //
 // Bun's musl build runs the suite with the linux-x64-musl prebuild, built
 // here by scripts/prebuild.mjs with musl-gcc (the checkout's glibc
@@ -17,7 +20,7 @@ import { existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { repoRoot, tempDir } from './helpers.js';
 import { toolPath } from './package/platforms.js';
-import { missing } from './tools.js';
+import { inCI, missing } from './tools.js';
 
 const runSuite = join(repoRoot, 'test', 'conformance', 'run.mjs');
 
@@ -68,13 +71,13 @@ describe('conformance suite on every runtime', () => {
       : rt.musl
         ? `${rt.name} not found (FDPASS_BUN_MUSL, or musl-gcc and node scripts/tools.mjs path bun-musl): ${rt.install}`
         : `${rt.name} not found (set FDPASS_${rt.name.toUpperCase()} or put it on PATH): ${rt.install}`;
-    if (absent && (process.env.CI === 'true' || process.env.CI === '1')) {
-      it(`${rt.name}: test/conformance/run.mjs`, () => assert.fail(`CI=true and ${absent}`));
+    if (absent && inCI) {
+      it(`${rt.name}: test/conformance/run.mjs`, () => assert.fail(`CI=${process.env.CI} and ${absent}`));
       continue;
     }
     // npm run test:asan: the musl prebuild is not the instrumented addon (npm test runs it).
     const asan = rt.musl && process.env.FDPASS_ASAN === '1' ? 'the musl prebuild is not built with ASan (npm test runs it)' : null;
-    it(`${rt.name}: test/conformance/run.mjs`, { skip: absent ?? asan ?? false }, () => {
+    it(`${rt.name}: test/conformance/run.mjs`, { skip: absent ?? asan ?? false }, async (t) => {
       const env = { ...process.env, ...rt.env };
       if (!rt.env) delete env.FDPASS_BACKEND; // each runtime's own choice
       const tmp = rt.musl ? tempDir('fdpass-musl-') : null;
@@ -98,8 +101,13 @@ describe('conformance suite on every runtime', () => {
       }
       assert.equal(r.signal, null, `${rt.name} died of ${r.signal}\n${r.stdout}\n${r.stderr}`);
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-      assert.match(r.stdout, /# \d+ passed, 0 failed/);
       if (rt.musl) assert.match(r.stdout, /^# addon: .*\/linux-x64-musl\/fdpass\.node$/m, 'the musl prebuild ran');
+      const summary = /^# (\d+) passed, 0 failed, (\d+) skipped$/m.exec(r.stdout);
+      assert.ok(summary, `no summary line in\n${r.stdout}`);
+      assert.ok(Number(summary[1]) > 0, 'the suite ran tests');
+      const skips = [...r.stdout.matchAll(/^ok - (.*) # SKIP (.*)$/gm)];
+      assert.equal(skips.length, Number(summary[2]), 'every skip the suite counted is one line');
+      for (const [, name, reason] of skips) await t.test(`${rt.name}: ${name}`, { skip: reason }, () => {});
     });
   }
 });

@@ -316,6 +316,10 @@ describe('fuzzing peer', needs('python3'), () => {
         await lines.event('event', 'ready');
         process.env.NOTIFY_SOCKET = path;
         const rand = rng(seed);
+        let holding: AbortController | null = null;
+        lines.onLine((j) => {
+          if (j.event === 'held') holding?.abort();
+        });
         const keys = ['READY', 'STATUS', 'ERRNO', 'MAINPID', 'WATCHDOG', 'RELOADING', 'STOPPING', 'X_FUZZ'];
         const randomState = (): string => {
           if (rand() < 0.3) {
@@ -335,11 +339,12 @@ describe('fuzzing peer', needs('python3'), () => {
           const n = [0, 0, 1, 2, Math.floor(rand() * 254)][Math.floor(rand() * 5)]!;
           return Array.from({ length: n }, () => pool[Math.floor(rand() * pool.length)]!);
         };
-        const attempt = async (p: () => Promise<boolean>): Promise<void> => {
+        const attempt = async (p: () => Promise<boolean>, signal?: AbortSignal): Promise<void> => {
           try {
             assert.equal(await p(), true);
             count('ok');
           } catch (e) {
+            if (signal?.aborted && (e as Error).name === 'AbortError') return count('aborted as held');
             assertCoded(e, 'notify');
             count(e.code);
             // The manager is restarting: give it a moment, as a real sender would.
@@ -352,8 +357,14 @@ describe('fuzzing peer', needs('python3'), () => {
             let state = randomState();
             while (Buffer.byteLength(state) > 4096) state = state.slice(0, state.length >> 1);
             await attempt(() => notify(state, randomFds()));
-          } else if (op < 0.8) await attempt(() => notifyBarrier({ timeout: 150 }));
-          else if (op < 0.9) await attempt(() => storeFds(`fuzz${i}`, [pool[i % pool.length]!], { poll: rand() < 0.5 }));
+          } else if (op < 0.8) {
+            // A barrier the manager holds ends when it says so ("held"), by
+            // the signal: no time budget decides any barrier's outcome.
+            holding = new AbortController();
+            const signal = holding.signal;
+            await attempt(() => notifyBarrier({ timeout: 60_000, signal }), signal);
+            holding = null;
+          } else if (op < 0.9) await attempt(() => storeFds(`fuzz${i}`, [pool[i % pool.length]!], { poll: rand() < 0.5 }));
           else if (op < 0.95) await attempt(() => removeStoredFds(`fuzz${i}`));
           else await Promise.all([0, 1, 2, 3].map(() => attempt(() => notify('STATUS=concurrent', randomFds()))));
         }
@@ -371,9 +382,13 @@ describe('fuzzing peer', needs('python3'), () => {
         ctx.diagnostic(`seed ${seed}: outcomes ${JSON.stringify(Object.fromEntries(outcomes))}, manager ${JSON.stringify(summary)}`);
         const barriers = summary.barriers as Record<string, number>;
         assert.ok(
-          (outcomes.get('ok') ?? 0) > 100 && (outcomes.get('ETIMEDOUT') ?? 0) > 0 && (barriers.storm ?? 0) > 0,
+          (outcomes.get('ok') ?? 0) > 100 && (barriers.held ?? 0) > 0 && (barriers.storm ?? 0) > 0,
           `seed ${seed}: the storm happened: ${JSON.stringify([...outcomes])} ${JSON.stringify(summary)}`,
         );
+        // Every barrier the manager held was still waiting when it said so
+        // (none resolved on its own), and no other one waited for ever.
+        assert.equal(outcomes.get('aborted as held') ?? 0, barriers.held, `seed ${seed}: ${JSON.stringify([...outcomes])}`);
+        assert.equal(outcomes.get('ETIMEDOUT'), undefined, `seed ${seed}: ${JSON.stringify([...outcomes])}`);
       } finally {
         if (saved === undefined) delete process.env.NOTIFY_SOCKET;
         else process.env.NOTIFY_SOCKET = saved;

@@ -4,6 +4,8 @@ import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { isMainThread } from 'node:worker_threads';
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach } from 'node:test';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -33,19 +35,38 @@ export function isOpen(fd: number): boolean {
   return fdTarget(fd) !== null;
 }
 
+/** Every open fd of this process and what it points at (the fd readdir itself used, closed meanwhile, left out). */
+export function fdTable(): Map<number, string> {
+  const table = new Map<number, string>();
+  for (const fd of openFds()) {
+    const target = fdTarget(fd);
+    if (target !== null) table.set(fd, target);
+  }
+  return table;
+}
+
 /**
- * Run fn and assert that the set of open fds is the same afterwards. The
- * event loop gets a few turns first, so that closes in flight settle.
+ * Run fn and assert that the open fds are the same afterwards, each number
+ * pointing at the same thing: none leaked (a new number), none swapped (a
+ * number open before that points elsewhere now: closed by mistake, a double
+ * close say, and reused by a later open). An fd open before and closed
+ * during fn is not counted: an earlier test's child's stdio closes on its
+ * own schedule. The event loop gets a few turns first, so that closes in
+ * flight settle.
  */
 export async function noLeak<T>(fn: () => Promise<T>): Promise<T> {
-  const before = openFds();
+  const before = fdTable();
   const r = await fn();
   for (let i = 0; i < 5; i++) await new Promise((res) => setImmediate(res));
-  const after = openFds();
-  const leaked = after.filter((fd) => !before.includes(fd));
-  if (leaked.length > 0) {
-    throw new Error(`leaked fds: ${leaked.map((fd) => `${fd} -> ${fdTarget(fd)}`).join(', ')}`);
-  }
+  const after = fdTable();
+  const leaked = [...after].filter(([fd]) => !before.has(fd));
+  const swapped = [...after].filter(([fd, target]) => before.has(fd) && before.get(fd) !== target);
+  const problems = [
+    ...leaked.map(([fd, target]) => `leaked ${fd} -> ${target}`),
+    ...swapped.map(([fd, target]) => `swapped ${fd}: ${before.get(fd)} before, ${target} after`),
+  ];
+  checked();
+  if (problems.length > 0) throw new Error(`fds not as before: ${problems.join('; ')}`);
   return r;
 }
 
@@ -73,6 +94,47 @@ if (isMainThread) {
   process.on('warning', (w) => {
     process.exitCode = 1;
     console.error(`test/helpers.ts: Node printed a warning, so this test file fails: ${w.name}: ${w.message}`);
+  });
+}
+
+// Every test checks something: a test whose body ran no assertion (and did
+// not skip itself) fails, named. node:assert/strict's functions are counted
+// (every test file imports that and this file; test/conventions.test.ts
+// checks both), and so is noLeak. The count goes to the test running and to
+// the tests around it (a test whose subtests assert has asserted).
+const checking: { asserts: number; skipped: boolean }[] = [];
+/** Count one check for the tests running now. */
+export function checked(): void {
+  for (const frame of checking) frame.asserts++;
+}
+if (isMainThread) {
+  const strict = assert as unknown as Record<string, unknown>;
+  for (const [name, fn] of Object.entries(strict)) {
+    if (typeof fn !== 'function' || name === 'AssertionError' || name === 'CallTracker' || name === 'strict') continue;
+    strict[name] = function (this: unknown, ...args: unknown[]) {
+      checked();
+      return (fn as (...a: unknown[]) => unknown).apply(this, args);
+    };
+  }
+  let skipPatched = false;
+  beforeEach((t) => {
+    if (!skipPatched) {
+      // A test that skips itself inside (tools.ts's have()) asserts nothing, rightly.
+      skipPatched = true;
+      const proto = Object.getPrototypeOf(t) as { skip: (...a: unknown[]) => void };
+      const skip = proto.skip;
+      proto.skip = function (this: unknown, ...args: unknown[]) {
+        if (checking.length > 0) checking[checking.length - 1]!.skipped = true;
+        return skip.apply(this, args);
+      };
+    }
+    checking.push({ asserts: 0, skipped: false });
+  });
+  afterEach((t) => {
+    const frame = checking.pop();
+    if (frame && frame.asserts === 0 && !frame.skipped) {
+      throw new Error(`test ${JSON.stringify(t.name)} ran no assertion: a test that checks nothing cannot fail`);
+    }
   });
 }
 
@@ -156,6 +218,20 @@ export function buildPeer(name: string): string {
   return out;
 }
 
+/**
+ * The first ```lang block after `heading` in the README: what a test that
+ * runs a README block with a real peer runs. test/readme.test.ts checks that
+ * the block it hands to such a test is this one, found the same way.
+ */
+export function readmeBlock(heading: string, lang = 'js'): string {
+  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+  const at = readme.indexOf(`\n${heading}\n`);
+  if (at < 0) throw new Error(`README.md has no heading ${JSON.stringify(heading)}`);
+  const code = new RegExp(`^\`\`\`${lang}\n([^]*?)^\`\`\`$`, 'm').exec(readme.slice(at))?.[1];
+  if (code === undefined) throw new Error(`README.md has no ${lang} block after ${JSON.stringify(heading)}`);
+  return code;
+}
+
 export const python = 'python3';
 
 /** Run python3 code; returns stdout. Throws with stderr on failure. */
@@ -163,6 +239,28 @@ export function runPython(code: string, args: string[] = []): string {
   const r = spawnSync(python, ['-c', code, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`python3 failed (${r.status}): ${r.stderr}`);
   return r.stdout;
+}
+
+/**
+ * Two round trips through fdpass's I/O core on a socketpair of our own: the
+ * core has polled (and run what the polls said) at least twice since this
+ * was called. An operation started before, whose fd had anything to say
+ * (data, an end, an error), has heard it by then: what is still pending now
+ * waits for something to happen, not for a turn of the loop.
+ */
+export async function ioTurns(): Promise<void> {
+  const { FdSocket } = await import('fdpass');
+  const [a, b] = FdSocket.pair('stream');
+  try {
+    for (let i = 0; i < 2; i++) {
+      const got = b.recv();
+      await a.send('turn');
+      await got;
+    }
+  } finally {
+    await a.close();
+    await b.close();
+  }
 }
 
 export function delay(ms: number): Promise<void> {

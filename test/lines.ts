@@ -11,6 +11,8 @@ export class JsonLines {
   #queue: Json[] = [];
   #waiters: { match: (j: Json) => boolean; resolve: (j: Json) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }[] = [];
   #ended = false;
+  #stderrWaiters: (() => void)[] = [];
+  #listeners: ((j: Json) => void)[] = [];
   stderr = '';
 
   constructor(readonly child: ChildProcess) {
@@ -24,6 +26,7 @@ export class JsonLines {
         j = { line };
       }
       this.all.push(j);
+      for (const fn of this.#listeners) fn(j);
       const i = this.#waiters.findIndex((w) => w.match(j));
       if (i >= 0) {
         const [w] = this.#waiters.splice(i, 1);
@@ -33,9 +36,11 @@ export class JsonLines {
     });
     child.stderr?.on('data', (d: Buffer) => {
       this.stderr += d.toString();
+      for (const w of [...this.#stderrWaiters]) w();
     });
     child.on('exit', (code, signal) => {
       this.#ended = true;
+      for (const w of [...this.#stderrWaiters]) w();
       for (const w of this.#waiters.splice(0)) {
         clearTimeout(w.timer);
         w.reject(new Error(`child exited (${code ?? signal}) while waiting; stderr: ${this.stderr}`));
@@ -55,6 +60,31 @@ export class JsonLines {
         reject(new Error(`no matching line within ${timeoutMs} ms; lines: ${JSON.stringify(this.all)}; stderr: ${this.stderr}`));
       }, timeoutMs);
       this.#waiters.push({ match, resolve, reject, timer });
+    });
+  }
+
+  /** Call fn with every line from now on, as it comes (it is queued for next() too). */
+  onLine(fn: (j: Json) => void): void {
+    this.#listeners.push(fn);
+  }
+
+  /** Once stderr holds every one of `texts` (it rejects if the child exits first, or after timeoutMs). */
+  stderrHas(texts: string[], timeoutMs = 30_000): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        const done = texts.every((t) => this.stderr.includes(t));
+        if (!done && !this.#ended) return;
+        this.#stderrWaiters = this.#stderrWaiters.filter((w) => w !== check);
+        clearTimeout(timer);
+        if (done) resolve();
+        else reject(new Error(`child exited before its stderr said ${JSON.stringify(texts)}; stderr: ${this.stderr}`));
+      };
+      const timer = setTimeout(() => {
+        this.#stderrWaiters = this.#stderrWaiters.filter((w) => w !== check);
+        reject(new Error(`stderr did not say ${JSON.stringify(texts)} within ${timeoutMs} ms; stderr: ${this.stderr}`));
+      }, timeoutMs);
+      this.#stderrWaiters.push(check);
+      check();
     });
   }
 

@@ -17,7 +17,7 @@ import type { FdSocket as FdSocketType } from 'fdpass';
 import { listenConsoleSocket, listenSeccompAgent, sendConsole } from 'fdpass/runc';
 import { FdStream } from 'fdpass/stream';
 import { Handoff } from 'fdpass/handoff';
-import { delay, noLeak, repoRoot, tempDir } from './helpers.js';
+import { ioTurns, noLeak, repoRoot, tempDir, until } from './helpers.js';
 import { JsonLines, exited, type Json } from './lines.js';
 import { needs } from './tools.js';
 
@@ -73,16 +73,18 @@ function startPeer(step: string, path: string): Peer {
   };
 }
 
-/** The promise has not settled within a few event loop turns and 30 ms. */
+/**
+ * The promise has not settled after two polls of the I/O core (ioTurns):
+ * had the peer's socket said anything yet, it would have by then.
+ */
 async function assertPending(p: Promise<unknown>, what: string): Promise<void> {
-  const state = await Promise.race([
-    p.then(
-      () => 'settled',
-      () => 'settled',
-    ),
-    delay(30).then(() => 'pending'),
-  ]);
-  assert.equal(state, 'pending', `${what} is pending when the peer dies`);
+  let settled = false;
+  void p.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await ioTurns();
+  assert.equal(settled, false, `${what} is pending when the peer dies`);
 }
 
 /** The rejection's code, checked to be a coded FdPassError (a documented ERR_FDPASS_* or an errno name). */
@@ -215,7 +217,7 @@ describe('peer death at every step', needs('python3'), () => {
       };
       for (let i = 0; i < 1000 && conn.pendingSends < 4; i++) track(conn.send(chunk, [fd]));
       assert.equal(conn.pendingSends, 4, 'sends wait for room the kernel does not have');
-      await delay(30);
+      await ioTurns(); // the core polled: had room come, a send would have gone
       const before = outcomes.length;
       assert.equal(conn.pendingSends, 4, 'still waiting');
       await peer.kill();
@@ -253,7 +255,7 @@ describe('peer death at every step', needs('python3'), () => {
           m.fds.forEach((fd) => closeSync(fd));
         }
       });
-      while (stream.readableLength < 4) await delay(5);
+      await until(() => stream.readableLength >= 4, 'the first 4 bytes of the message buffered');
       assert.deepEqual(reads, [], 'not a whole message yet');
       assert.equal(stream.pendingFds, 0, 'the fds wait with their bytes until those are read');
       await peer.kill();
@@ -277,9 +279,9 @@ describe('peer death at every step', needs('python3'), () => {
       atEnd(async () => void stream.destroy());
       await peer.ready();
       stream.once('readable', () => undefined);
-      while (stream.readableLength < 4) await delay(5);
+      await until(() => stream.readableLength >= 4, 'the first 4 bytes of the message and its 3 fds buffered');
       await peer.kill();
-      await delay(20);
+      await ioTurns(); // the core runs what the death made ready, if anything reads
       stream.destroy();
       await new Promise((res) => stream.once('close', res));
       await server.close();

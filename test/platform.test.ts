@@ -11,16 +11,24 @@ import { repoRoot, tempDir } from './helpers.js';
 import { have } from './tools.js';
 import { muslEnv } from './package/platforms.js';
 
+// The dynamic loaders of glibc and musl on the architectures fdpass ships.
+const loaders: Record<string, { glibc: RegExp; musl: RegExp }> = {
+  x64: { glibc: /^\/lib.*\/ld-linux-x86-64\.so\.2$/, musl: /^\/lib\/ld-musl-x86_64\.so\.1$/ },
+  arm64: { glibc: /^\/lib.*\/ld-linux-aarch64\.so\.1$/, musl: /^\/lib\/ld-musl-aarch64\.so\.1$/ },
+};
+const loader = loaders[process.arch];
+const unknownArch = loader ? {} : { skip: `no loader names known for ${process.arch} (fdpass ships x64 and arm64)` };
+
 describe('platform detection', () => {
-  it('this Node runs on glibc, as its process report says', () => {
-    assert.match(elfInterpreter(process.execPath) ?? '', /^\/lib.*\/ld-linux-x86-64\.so\.2$/);
+  it("this Node's C library, as its process report says, told from its ELF interpreter", unknownArch, () => {
     const header = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header;
-    assert.equal(typeof header.glibcVersionRuntime, 'string');
-    assert.equal(detectLibc(), 'glibc');
-    assert.equal(prebuildName(), `linux-${process.arch}`);
+    const libc = typeof header.glibcVersionRuntime === 'string' ? 'glibc' : 'musl';
+    assert.match(elfInterpreter(process.execPath) ?? '', loader![libc]);
+    assert.equal(detectLibc(), libc);
+    assert.equal(prebuildName(), libc === 'glibc' ? `linux-${process.arch}` : `linux-${process.arch}-musl`);
   });
 
-  it('a musl executable, a static one and a text file', (t) => {
+  it('a musl executable, a static one and a text file', unknownArch, (t) => {
     if (!have(t, 'musl-tools')) return;
     const tmp = tempDir('fdpass-libc-');
     try {
@@ -33,12 +41,13 @@ describe('platform detection', () => {
         assert.equal(r.status, 0, r.stderr);
       }
       assert.equal(spawnSync(tmp.path('dynamic'), { env: muslEnv() }).status, 0, 'the musl executable runs');
-      assert.match(elfInterpreter(tmp.path('dynamic')) ?? '', /^\/lib\/ld-musl-x86_64\.so\.1$/);
+      assert.match(elfInterpreter(tmp.path('dynamic')) ?? '', loader!.musl);
       assert.equal(detectLibc(tmp.path('dynamic')), 'musl');
       assert.equal(prebuildName('musl'), `linux-${process.arch}-musl`);
-      // No interpreter: the process report decides (this process: glibc).
+      // No interpreter: the process report decides (this process's C library).
+      const header = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header;
       assert.equal(elfInterpreter(tmp.path('static')), null);
-      assert.equal(detectLibc(tmp.path('static')), 'glibc');
+      assert.equal(detectLibc(tmp.path('static')), typeof header.glibcVersionRuntime === 'string' ? 'glibc' : 'musl');
       assert.equal(elfInterpreter(tmp.path('hello.c')), null);
       assert.equal(elfInterpreter(tmp.path('nothing here')), null);
     } finally {

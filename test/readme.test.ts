@@ -10,7 +10,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
-import { delay, killAtEnd, repoRoot, testDir } from './helpers.js';
+import { delay, killAtEnd, readmeBlock, repoRoot, testDir } from './helpers.js';
 import { exited } from './lines.js';
 import { allPackages } from './tools.js';
 
@@ -35,20 +35,32 @@ interface Context {
   match: string;
   /** Environment the block reads (a port, a folder), given the test's temp dir. */
   env?: (dir: string) => Record<string, string>;
-  /** What it prints, when it ends by itself. */
-  stdout?: string | RegExp;
-  /** Another test runs it with what it needs (a real runc, say): that file, which reads the README. */
-  runBy?: string;
+  /** What it prints, when it ends by itself (a function: read when the block has run, not at import). */
+  stdout?: RegExp | (() => string);
+  /**
+   * Another test runs it with what it needs (a real runc, say): that file,
+   * which takes it with readmeBlock(heading) from test/helpers.ts.
+   */
+  runBy?: { file: string; heading: string };
   /** A server: it runs until SIGTERM; it must answer HTTP with `body` first. */
   serve?: { body: RegExp; ready?: (dir: string) => string; exit: 0 | 'SIGTERM' };
 }
 
+/** What the README's blocks send: /etc/hostname (they open it; a machine without it fails them, not this file's import). */
+const hostnameFile = (): string => readFileSync('/etc/hostname', 'utf8').trim();
+
 const contexts: Context[] = [
-  { match: 'serve(new SeccompNotifier(fds.seccompFd))', runBy: 'test/seccomp/readme.test.ts' },
-  { match: "listenStored(server, 'http', 8080)", runBy: 'test/systemd/real.test.ts' },
-  { match: "await FdServer.listen('/tmp/fdpass-demo.sock')", stdout: `hostname ${readFileSync('/etc/hostname', 'utf8').trim()}\n` },
-  { match: 'serverFromFd(fd, http.createServer', stdout: 'hi\n' },
-  { match: 'FdStream.pair()', stdout: `HDR: file ${readFileSync('/etc/hostname', 'utf8').trim()}\n` },
+  {
+    match: 'serve(new SeccompNotifier(fds.seccompFd))',
+    runBy: { file: 'test/seccomp/readme.test.ts', heading: '### A seccomp agent in ten lines' },
+  },
+  {
+    match: "listenStored(server, 'http', 8080)",
+    runBy: { file: 'test/systemd/real.test.ts', heading: '### Zero-downtime `systemctl restart`' },
+  },
+  { match: "await FdServer.listen('/tmp/fdpass-demo.sock')", stdout: () => `hostname ${hostnameFile()}\n` },
+  { match: 'serverFromFd(fd, http.createServer', stdout: () => 'hi\n' },
+  { match: 'FdStream.pair()', stdout: () => `HDR: file ${hostnameFile()}\n` },
   {
     match: 'await Handoff.start({ path: `${dir}/myapp-handoff.sock` })',
     env: (dir) => ({ PORT: '0', RUNTIME_DIRECTORY: dir }),
@@ -114,7 +126,12 @@ describe('README code blocks', () => {
       }
       const ctx = contexts.find((c) => block.code.includes(c.match));
       if (ctx?.runBy !== undefined) {
-        assert.match(readFileSync(join(repoRoot, ctx.runBy), 'utf8'), /README\.md/, `${ctx.runBy} runs this block`);
+        // The block that file runs is this one: found under that heading by
+        // the same helper, and the file asks for that heading.
+        const { file, heading } = ctx.runBy;
+        assert.equal(readmeBlock(heading, block.lang), block.code, `the first ${block.lang} block under ${heading} is this one`);
+        const source = readFileSync(join(repoRoot, file), 'utf8');
+        assert.ok(source.includes(`readmeBlock('${heading}'`), `${file} runs readmeBlock('${heading}')`);
         return;
       }
       const dir = testDir(t, 'fdpass-readme-').dir;
@@ -167,7 +184,7 @@ describe('README code blocks', () => {
         );
         assert.equal(outcome, 0, stderr);
         if (ctx?.stdout !== undefined) {
-          if (typeof ctx.stdout === 'string') assert.equal(stdout, ctx.stdout);
+          if (typeof ctx.stdout === 'function') assert.equal(stdout, ctx.stdout());
           else assert.match(stdout, ctx.stdout);
         }
       }

@@ -111,6 +111,7 @@ describe('runtime and backend choice', () => {
         file,
         `import { FdServer } from 'fdpass';
          const server = await FdServer.listen(${JSON.stringify(t.path('s'))});
+         console.log('listening');
          const conn = await server.accept();
          const received = conn.recv();
          setImmediate(() => console.log('waiting'));
@@ -126,25 +127,27 @@ describe('runtime and backend choice', () => {
         });
         const { FdSocket } = await import('fdpass');
         let out = '';
-        let client: InstanceType<typeof FdSocket> | undefined;
-        for (;;) {
-          try {
-            client = await FdSocket.connect(t.path('s'));
-            break;
-          } catch {
-            await new Promise((r) => setTimeout(r, 20));
-          }
-        }
-        await new Promise<void>((resolve) => {
-          child.stdout.on('data', (d: Buffer) => {
-            out += d;
-            if (out.includes('waiting\n')) resolve();
-          });
-        });
-        await client!.send('answer');
-        const code = await new Promise((resolve) => child.on('close', resolve));
-        await client!.close();
-        assert.equal(out, 'waiting\ngot answer\n');
+        const closed = new Promise((resolve) => child.on('close', resolve));
+        // What the child printed so far holds `text` (or the child is gone: the assertions below say so).
+        const said = (text: string): Promise<unknown> =>
+          Promise.race([
+            closed,
+            new Promise<void>((resolve) => {
+              const check = (): void => {
+                if (out.includes(text)) resolve();
+              };
+              child.stdout.on('data', check);
+              check();
+            }),
+          ]);
+        child.stdout.on('data', (d: Buffer) => (out += d));
+        await said('listening\n');
+        const client = await FdSocket.connect(t.path('s'));
+        await said('waiting\n');
+        await client.send('answer');
+        const code = await closed;
+        await client.close();
+        assert.equal(out, 'listening\nwaiting\ngot answer\n');
         assert.equal(code, 0);
       } finally {
         rmSync(file, { force: true });

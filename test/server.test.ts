@@ -4,7 +4,7 @@ import { existsSync, statSync, writeFileSync, closeSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { FdServer, FdSocket } from 'fdpass';
 import type { FdPassError, PeerCredentials } from 'fdpass';
-import { delay, noLeak, tempDir, runPython } from './helpers.js';
+import { ioTurns, noLeak, tempDir, runPython } from './helpers.js';
 import { needs } from './tools.js';
 
 describe('FdServer', () => {
@@ -98,9 +98,9 @@ describe('FdServer', () => {
     assert.equal(seen.length, 1);
     assert.equal(seen[0]!.uid, 65534);
     // Our own uid is admitted.
+    const admitted = new Promise<FdSocket>((res) => server.once('connection', res));
     const c = await FdSocket.connect(path);
-    while (accepted.length === 0) await delay(5);
-    assert.equal(accepted[0]!.peer.uid, 0);
+    assert.equal((await admitted).peer.uid, 0);
     await Promise.all([c.close(), accepted[0]!.close(), server.close()]);
     t.cleanup();
   });
@@ -148,7 +148,7 @@ describe('FdServer', () => {
       for await (const s of server) rest.push(s);
       return rest;
     })();
-    await delay(10);
+    await ioTurns(); // its accept waits: nothing more is in the backlog
     await server.close();
     assert.deepEqual(await after, []);
     await Promise.all([...clients, ...got].map((s) => s.close()));
@@ -194,8 +194,18 @@ describe('FdServer', () => {
       const { fd } = await b.recvFd();
       const adopted = FdServer.fromFd(fd);
       assert.equal(adopted.type, 'stream');
+      // A client connects while the path is there; it waits in the backlog.
+      const client = await FdSocket.connect(path);
       await original.close(); // unlinks the path; the adopted fd still listens
       assert.equal(existsSync(path), false);
+      // The adopted server accepts it, and the connection carries data and fds.
+      const accepted = await adopted.accept();
+      await client.send('through the adopted listener', [client.fd]);
+      const m = (await accepted.recv())!;
+      assert.equal(m.data.toString(), 'through the adopted listener');
+      assert.equal(m.fds.length, 1);
+      for (const f of m.fds) closeSync(f);
+      await Promise.all([client.close(), accepted.close()]);
       assert.throws(() => FdServer.fromFd(a.fd), { code: 'ERR_FDPASS_BAD_SOCKET' });
       assert.throws(() => FdSocket.fromFd(adopted.fd), { code: 'ERR_FDPASS_BAD_SOCKET' });
       assert.throws(

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { closeSync, openSync, readFileSync, writeFileSync, fstatSync } from 'node:fs';
 import { FdSocket, FdPassError, MAX_NAME_LEN } from 'fdpass';
 import type { SocketType, ReceivedMessage } from 'fdpass';
-import { collectGarbage, delay, fdTarget, isOpen, noLeak, tempDir } from './helpers.js';
+import { collectGarbage, fdTarget, ioTurns, isOpen, noLeak, tempDir } from './helpers.js';
 
 const types: SocketType[] = ['stream', 'seqpacket', 'dgram'];
 
@@ -85,8 +85,12 @@ for (const type of types) {
           if (seen.length === 3) break;
         }
         const events: ReceivedMessage[] = [];
-        b.on('message', (m) => events.push(m));
-        while (events.length < 2) await delay(5);
+        await new Promise<void>((res) =>
+          b.on('message', (m) => {
+            events.push(m);
+            if (events.length === 2) res();
+          }),
+        );
         b.removeAllListeners('message');
         assert.deepEqual([...seen, ...events.map((m) => m.data.toString())], ['m0', 'm1', 'm2', 'm3', 'm4']);
         for (const m of events) m.fds.forEach((fd) => closeSync(fd));
@@ -141,7 +145,7 @@ describe('stream semantics', () => {
   test('pending recv settles when the peer closes and when we close', async () => {
     const [a, b] = FdSocket.pair();
     const p = b.recv();
-    await delay(10);
+    await ioTurns(); // it waits: nothing to read yet
     await a.close();
     assert.equal(await p, null);
     const [c, d] = FdSocket.pair();
@@ -318,7 +322,7 @@ describe('garbage collection', () => {
     const [a, b] = FdSocket.pair();
     await collectGarbage();
     const p = b.recv();
-    await delay(5);
+    await ioTurns(); // it waits on its poll
     await collectGarbage();
     await a.send('after gc');
     assert.equal((await p)!.data.toString(), 'after gc');

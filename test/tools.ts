@@ -10,7 +10,7 @@
 //   describe('with the real runc', needs('runc', 'busybox-static', 'root'), () => { ... });
 //   test('a python3 peer', { ...needs('python3'), timeout: 30_000 }, async () => { ... });
 //   test('inside', (t) => { if (!have(t, 'python3')) return; ... });
-import { accessSync, appendFileSync, closeSync, constants, existsSync, openSync, readSync } from 'node:fs';
+import { accessSync, appendFileSync, closeSync, constants, existsSync, openSync, readFileSync, readSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -42,6 +42,7 @@ export type Need =
   | 'python3-systemd'
   | 'gunicorn'
   | 'uwsgi'
+  | 'ipv6'
   | 'root';
 
 interface Tool {
@@ -182,6 +183,18 @@ const TOOLS: Record<Need, Tool> = {
           ? null
           : 'no uwsgi python3 plugin',
   },
+  // IPv6 on the loopback: ::1 configured (a kernel or container may have IPv6 off).
+  ipv6: {
+    missing: () => {
+      let table = '';
+      try {
+        table = readFileSync('/proc/net/if_inet6', 'utf8');
+      } catch {
+        return 'no /proc/net/if_inet6: IPv6 is off in this kernel';
+      }
+      return /^0{31}1 /m.test(table) ? null : 'no ::1 on the loopback (IPv6 disabled: sysctl net.ipv6.conf.lo.disable_ipv6)';
+    },
+  },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 
@@ -216,6 +229,11 @@ export function allPackages(): string[] {
   return [...new Set(Object.values(TOOLS).flatMap((t) => (t.pkg === undefined ? [] : t.pkg.split(' '))))].sort();
 }
 
+/**
+ * The one rule for "this is CI", the same in every runner (test/conformance/
+ * harness.mjs, scripts/*.mjs; .ci/run sets CI=true): CI=true or CI=1.
+ * test/conventions.test.ts checks that no file reads CI another way.
+ */
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
 
 /**
@@ -237,7 +255,7 @@ export function reasonFor(needs: readonly Need[]): string | null {
   const why = absent.map((n) => `${n} (${missing(n)})`).join(', ');
   const apt = aptLine(absent);
   const how = [apt, absent.includes('root') ? 'run as root' : null].filter((s) => s !== null).join('; ');
-  return `needs ${why}: ${how}`;
+  return how === '' ? `needs ${why}` : `needs ${why}: ${how}`;
 }
 
 function absentOf(list: readonly Need[]): Need[] {

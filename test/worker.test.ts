@@ -10,7 +10,26 @@ import net from 'node:net';
 import { FdServer, FdSocket } from 'fdpass';
 import { Handoff } from 'fdpass/handoff';
 import { sendConsole } from 'fdpass/runc';
-import { fdTarget, openFds, tempDir, delay, until } from './helpers.js';
+import { fdTarget, openFds, tempDir, until } from './helpers.js';
+
+/** The first of `messages` (those the worker posted so far, and to come) for which `match` holds. */
+function messageFrom(
+  worker: Worker,
+  messages: Record<string, unknown>[],
+  match: (m: Record<string, unknown>) => boolean,
+): Promise<Record<string, unknown>> {
+  const seen = messages.find(match);
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: Record<string, unknown>): void => {
+      if (!match(m)) return;
+      worker.off('message', onMessage).off('exit', onExit);
+      resolve(m);
+    };
+    const onExit = (code: number): void => reject(new Error(`the worker exited (${code}) first; it said ${JSON.stringify(messages)}`));
+    worker.on('message', onMessage).once('exit', onExit);
+  });
+}
 
 function fdsPointingAt(path: string): number[] {
   return openFds().filter((fd) => fdTarget(fd) === path);
@@ -47,6 +66,8 @@ import('fdpass').then(async ({ FdSocket, closeFds }) => {
     // Ask for one more so that a batch is buffered, then end the worker.
     await sock.recv().then((x) => x && closeFds(x.fds));
     parentPort.postMessage({ second: true });
+    // The main thread looks at the fds held (one table for all threads), then lets it end.
+    await new Promise((res) => parentPort.once('message', res));
     process.exit(0);
   }
   globalThis.held = sock; // not collected (and closed by the GC) before the worker ends
@@ -71,13 +92,14 @@ for (const mode of ['terminate', 'exit'] as const) {
     for (let i = 0; i < 50; i++) await conn.send(`m${i}`, [fd, fd]);
     closeSync(fd);
     worker.postMessage('go');
-    while (!messages.some((m) => m.waiting || m.second)) await delay(5);
+    await messageFrom(worker, messages, (m) => Boolean(m.waiting || m.second));
     assert.equal(messages[0]!.first, 'from main');
     // The worker holds up to a batch of undelivered messages with their fds.
+    assert.ok(fdsPointingAt(file).length > 0, 'the worker has fds buffered');
     if (mode === 'terminate') {
-      assert.ok(fdsPointingAt(file).length > 0, 'the worker has fds buffered');
       await worker.terminate();
     } else {
+      worker.postMessage('exit');
       await exited;
     }
     assert.deepEqual(fdsPointingAt(file), [], 'every fd the worker received is closed');
@@ -213,11 +235,11 @@ Promise.all([import('fdpass'), import('fdpass/runc')]).then(async ([{ closeFds }
     const worker = new Worker(code, { eval: true, workerData: { path: t.path('console') } });
     const messages: Record<string, unknown>[] = [];
     worker.on('message', (m: Record<string, unknown>) => messages.push(m));
-    while (!messages.some((m) => m.listening)) await delay(5);
+    await messageFrom(worker, messages, (m) => Boolean(m.listening));
     const fd = openSync(marker, 'r');
     for (let i = 0; i < 40; i++) await sendConsole(t.path('console'), '/dev/pts/ptmx', fd);
     closeSync(fd);
-    while (!messages.some((m) => m.taken)) await delay(5);
+    await messageFrom(worker, messages, (m) => Boolean(m.taken));
     await until(() => fdsPointingAt(marker).length >= 30, 'the listener holds the 30 consoles nobody took');
     assert.equal(fdsPointingAt(marker).length, 30, 'the listener holds the 30 consoles nobody took');
     await worker.terminate();

@@ -50,7 +50,19 @@ test('fdpass demo with short settings: restarts under load, zero failed, JSON su
   const sum = Object.values(summary.requestsPerGeneration).reduce((a, b) => a + b, 0);
   assert.equal(sum, summary.requests);
   assert.ok(summary.keepAliveReused > 0 && summary.newConnections > 0);
+  // Requests in flight at the handoffs, all completed (failed and forced 0
+  // above): the demo's load keeps 1 request in 10 slow (100 ms) on each of
+  // its 5 keep-alive connections, which stay with the old generation until it
+  // drains, so at a handoff one is running unless all five are between slow
+  // ones at once; at none of three handoffs would be a broken count.
   assert.equal(summary.inFlightAtHandoff.length, 3);
+  assert.ok(
+    summary.inFlightAtHandoff.every((n) => Number.isInteger(n) && n >= 0) && summary.inFlightAtHandoff.some((n) => n > 0),
+    `in flight at the handoffs: ${summary.inFlightAtHandoff}`,
+  );
+  // ... and those are the numbers each draining generation reported.
+  const logged = [...out.matchAll(/generation \d+ drains (\d+) in-flight request/g)].map((m) => Number(m[1]));
+  assert.deepEqual(logged, summary.inFlightAtHandoff);
   assert.equal(typeof summary.longestPauseMs, 'number');
   for (let i = 1; i <= 3; i++)
     assert.ok(

@@ -5,7 +5,7 @@ import { closeSync, constants, existsSync, openSync, readFileSync } from 'node:f
 import { join } from 'node:path';
 import { FdServer } from 'fdpass';
 import { sendConsole } from 'fdpass/runc';
-import { delay, repoRoot, tempDir } from '../helpers.js';
+import { delay, repoRoot, tempDir, until } from '../helpers.js';
 import { OCI_RUNTIMES, RUNC, makeRunc } from '../runc/bundle.js';
 import { have } from '../tools.js';
 
@@ -42,21 +42,16 @@ function recvtty(args: string[], stdin: 'pipe' | 'ignore' = 'ignore'): { child: 
   return { child, done: finished(child) };
 }
 
-/** Wait (bounded) until the pid file exists: recvtty is listening then. */
+/** Wait until the pid file is written whole: recvtty is listening then (nothing else says so). */
 async function listening(pidFile: string): Promise<number> {
-  for (let i = 0; i < 400; i++) {
-    if (existsSync(pidFile)) {
-      const text = readFileSync(pidFile, 'utf8');
-      if (text.endsWith('\n')) return Number(text.trim());
-    }
-    await delay(25);
-  }
-  throw new Error('recvtty did not write its pid file');
+  const written = (): boolean => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n');
+  await until(written, `recvtty wrote its pid file ${pidFile}`);
+  return Number(readFileSync(pidFile, 'utf8').trim());
 }
 
 // Hosts a command on a real terminal: the pty's slave is its stdin, stdout
-// and stderr. Prints RAW once the terminal leaves canonical mode, then a JSON
-// report once the command exits: exit status, whether the terminal settings
+// and stderr. Prints RAW once the terminal leaves canonical mode and types
+// "go" and Enter, then a JSON report once the command exits: exit status, whether the terminal settings
 // are as before, and what the command wrote.
 const ptyHost = `import os, pty, sys, termios, json, subprocess, select
 m, s = pty.openpty()
@@ -78,6 +73,7 @@ while p.poll() is None:
     if not raw and not (termios.tcgetattr(s)[3] & termios.ICANON):
         raw = True
         print('RAW', flush=True)
+        os.write(m, b'go\\r')
     drain(0.02)
 drain(0.1)
 after = termios.tcgetattr(s)
@@ -173,7 +169,8 @@ describe('fdpass recvtty', () => {
     const id = runc.id();
     const bundle = runc.bundle((c) => {
       c.process.terminal = true;
-      c.process.args = ['/bin/sh', '-c', 'echo container-says-hi; sleep 1'];
+      // It ends once the host typed a line through recvtty: attached in raw mode until then.
+      c.process.args = ['/bin/sh', '-c', 'echo container-says-hi; read x; echo "typed $x"'];
     });
     try {
       // Normal end: the container exits, the master gives EIO, recvtty exits 0.
@@ -193,6 +190,8 @@ describe('fdpass recvtty', () => {
       };
       assert.equal(report.rc, 0, report.out);
       assert.match(report.out, /container-says-hi/);
+      assert.match(report.out, /typed go/, 'what the host typed reached the container');
+      assert.equal(report.raw, true, 'raw mode while attached');
       assert.equal(report.restored, true);
 
       // SIGTERM while attached in raw mode (a pty master from our own sender).
@@ -240,12 +239,13 @@ describe('fdpass recvtty', () => {
       await listening(pidFile);
       for (const id of ids) await runc.run(['run', '-d', '--console-socket', sock, id], bundle);
       for (const id of ids) {
+        // runc says nothing when a detached container ends: ask it every 50 ms, for up to 60 s.
         let status = '';
-        for (let i = 0; i < 600 && status !== 'stopped'; i++) {
+        for (const deadline = Date.now() + 60_000; status !== 'stopped' && Date.now() < deadline;) {
           status = (JSON.parse((await runc.run(['state', id])).stdout) as { status: string }).status;
           if (status !== 'stopped') await delay(50);
         }
-        assert.equal(status, 'stopped', `container ${id} ran to its end`);
+        assert.equal(status, 'stopped', `container ${id} ran to its end within 60 s`);
       }
       r.child.kill('SIGTERM');
       const result = await r.done;

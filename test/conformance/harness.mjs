@@ -12,14 +12,29 @@ export const runtime = typeof process.versions.bun === 'string' ? 'bun' : typeof
 
 export const tests = [];
 
+// Every test checks something: run.mjs fails a test whose body ran no
+// assertion. node:assert/strict's functions are counted (the .conf.mjs files
+// assert with it; this patches the one shared object), and so is noLeak.
+export const assertions = { count: 0 };
+for (const [name, fn] of Object.entries(assert)) {
+  if (typeof fn !== 'function' || name === 'AssertionError' || name === 'CallTracker' || name === 'strict') continue;
+  assert[name] = function (...args) {
+    assertions.count++;
+    return fn.apply(this, args);
+  };
+}
+
+/** "This is CI": CI=true or CI=1, the rule of test/tools.ts and scripts/test.mjs. CI has every tool. */
+export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+
 /**
  * Register a test. `only` restricts it to some runtimes (`why` says why);
  * `needs` names a missing tool and its install line: the test is skipped,
- * or fails under CI=true (CI has every tool).
+ * or fails under CI (CI=true or CI=1: CI has every tool).
  */
 export function test(name, fn, { only, why, needs } = {}) {
   let skip = only && !only.includes(runtime) ? `not on ${runtime}: ${why}` : null;
-  if (needs && process.env.CI === 'true') fn = () => assert.fail(`CI=true and ${needs}`);
+  if (needs && inCI) fn = () => assert.fail(`CI=${process.env.CI} and ${needs}`);
   else if (needs) skip = needs;
   tests.push({ name, fn, skip });
 }
@@ -149,6 +164,7 @@ export async function noLeak(fn) {
     await new Promise((r) => setTimeout(r, 10));
     leaked = leakedNow();
   }
+  assertions.count++;
   if (leaked.length > 0) throw new Error(`leaked fds: ${leaked.map(([fd, t]) => `${fd} -> ${t}`).join(', ')}`);
   return result;
 }

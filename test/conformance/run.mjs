@@ -11,7 +11,7 @@
 // installed package. Filters pick tests whose "file: name" contains one.
 // Exit status 0 when every test passed (or was skipped, with its reason).
 import { readdirSync, readFileSync } from 'node:fs';
-import { runtime, settleRuntime, tests } from './harness.mjs';
+import { assertions, runtime, settleRuntime, tests } from './harness.mjs';
 
 const dir = new URL('.', import.meta.url).pathname;
 const files = readdirSync(dir)
@@ -39,7 +39,9 @@ for (const file of files) {
     }
     const t0 = Date.now();
     try {
+      assertions.count = 0;
       await t.fn();
+      if (assertions.count === 0) throw new Error('the test ran no assertion: a test that checks nothing cannot fail');
       passed++;
       console.log(`ok - ${name} (${Date.now() - t0} ms)`);
     } catch (err) {

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
-import { noLeak, repoRoot } from '../helpers.js';
+import { ioTurns, noLeak, repoRoot } from '../helpers.js';
 
 type PumpModule = typeof import('../../dist/io/pump.js');
 type Backend = typeof import('../../dist/io/backend.js');
@@ -26,6 +26,15 @@ function pair(): [number, number] {
 }
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+/** Turns of the loop until `done()` holds; after 60 s (half a test's limit) the test fails naming `what`. */
+async function turnsUntil(done: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`not within 60 s: ${what}`);
+    await turn();
+  }
+}
 
 /** This environment's backend, with setInterest failing (-EBADF) while `fail.on`. */
 function failingBackend(fail: { on: boolean }): Readiness {
@@ -74,10 +83,10 @@ test(`pump (${readinessBackend().name} backend): steps until EAGAIN, then waits 
     pump.pump();
     assert.equal(log.length, 3, 'no read while drained');
     assert.equal(native.writeBytes(b, Buffer.from('z'), 0, 1), 1);
-    while (log.length < 5) await turn();
+    await turnsUntil(() => log.length >= 5, 'five entries in the log');
     assert.deepEqual(log.slice(3), ['byte z', `err ${-EAGAIN}`]);
     native.close(b);
-    while (!pump.ended) await turn();
+    await turnsUntil(() => pump.ended, 'the pump read to the end');
     assert.equal(log.at(-1), 'eof');
     pump.close();
   }));
@@ -94,7 +103,7 @@ test(`pump: at most BUDGET (${BUDGET}) steps per wake-up, the rest on later turn
     assert.equal(native.writeBytes(b, Buffer.alloc(n, 'q'), 0, n), n);
     pump.pump();
     assert.equal(log.length, BUDGET, 'one wake-up reads BUDGET steps');
-    while (!log.includes(`err ${-EAGAIN}`)) await turn();
+    await turnsUntil(() => log.includes(`err ${-EAGAIN}`), 'a read that found nothing (EAGAIN)');
     assert.equal(log.filter((l) => l === 'byte q').length, n, 'readiness brought the pump back for the rest');
     pump.close();
     native.close(b);
@@ -143,7 +152,7 @@ test('pump: a failed re-arm is an error on the reader, named after the backend',
     assert.deepEqual(log, [`err ${-EAGAIN}`]);
     fail.on = false;
     pump.update();
-    while (log.length < 3) await turn();
+    await turnsUntil(() => log.length >= 3, 'three entries in the log');
     assert.deepEqual(log.slice(1), ['byte x', `err ${-EAGAIN}`]);
     pump.close();
     native.close(b);
@@ -166,7 +175,7 @@ test('pump: a POLLERR that no read explains is an error on the reader', () =>
       failed: (err) => errors.push(err),
     });
     pump.pump();
-    while (errors.length === 0) await turn();
+    await turnsUntil(() => errors.length > 0, 'an error reported');
     assert.equal((errors[0] as NodeJS.ErrnoException).code, 'ERR_FDPASS_INTERNAL');
     assert.match(errors[0]!.message, /POLLERR/);
     pump.close();
@@ -183,14 +192,13 @@ test('pump, hang-up mode: data waits for readNow(); the peer going away reads to
     );
     pump.update();
     assert.equal(native.writeBytes(b, Buffer.from('x'), 0, 1), 1);
-    for (let i = 0; i < 3; i++) await turn();
-    await new Promise((r) => setTimeout(r, 10));
+    await ioTurns(); // the backend polled (twice) with the byte there
     assert.deepEqual(log, [], 'no wake-up for data');
     pump.readNow();
     assert.deepEqual(log, ['byte x', `err ${-EAGAIN}`]);
     assert.equal(native.writeBytes(b, Buffer.from('y'), 0, 1), 1);
     native.close(b);
-    while (!pump.ended) await turn();
+    await turnsUntil(() => pump.ended, 'the pump read to the end');
     assert.deepEqual(log.slice(2), ['byte y', 'eof']);
     pump.close();
   }));

@@ -46,10 +46,16 @@ test('SendQueue: close settles every waiting send and whenDrained with the error
   const [a, b] = FdSocket.pair('stream');
   const fd = a.release();
   const q = new SendQueue(() => {});
-  const waiting = q.send(fd, Buffer.alloc(4 << 20), null, false);
+  // More than the kernel takes, then two sends queued behind it.
+  const waiting = [
+    q.send(fd, Buffer.alloc(4 << 20), null, false),
+    q.send(fd, Buffer.from('second'), null, false),
+    q.send(fd, Buffer.from('third'), null, false),
+  ];
+  assert.equal(q.length, 3, 'all three wait');
   const drained = new Promise<Error | null>((res) => q.whenDrained(res));
   q.close(new Error('closed'));
-  await assert.rejects(waiting, /closed/);
+  for (const p of waiting) await assert.rejects(p, /closed/);
   assert.equal(((await drained) as Error).message, 'closed');
   assert.equal(q.length, 0);
   closeSync(fd);

@@ -46,12 +46,19 @@ function dynSyms(file: string): { name: string; undefined: boolean; weak: boolea
   return out;
 }
 
-const libcFiles: Record<string, string> = {
-  'X86-64 glibc': '/lib/x86_64-linux-gnu/libc.so.6',
-  'AArch64 glibc': '/usr/aarch64-linux-gnu/lib/libc.so.6',
-  // musl exports the same names on every architecture.
-  'X86-64 musl': '/usr/lib/x86_64-linux-musl/libc.so',
-  'AArch64 musl': '/usr/lib/x86_64-linux-musl/libc.so',
+// Where each C library may be, native (Debian multiarch)
+// or a cross toolchain's copy; the first that exists is read.
+const glibc = {
+  'X86-64': ['/lib/x86_64-linux-gnu/libc.so.6', '/usr/x86_64-linux-gnu/lib/libc.so.6'],
+  AArch64: ['/lib/aarch64-linux-gnu/libc.so.6', '/usr/aarch64-linux-gnu/lib/libc.so.6'],
+};
+// musl exports the same names on every architecture: either one will do.
+const musl = ['/usr/lib/x86_64-linux-musl/libc.so', '/usr/lib/aarch64-linux-musl/libc.so', '/usr/lib/musl/lib/libc.so'];
+const libcFiles: Record<string, string[]> = {
+  'X86-64 glibc': glibc['X86-64'],
+  'AArch64 glibc': glibc.AArch64,
+  'X86-64 musl': musl,
+  'AArch64 musl': musl,
 };
 
 /**
@@ -64,8 +71,9 @@ export function linkCheck(file: string): { machine: string; needed: string[]; ve
   const needed = [...readelf(['-d', file]).matchAll(/\(NEEDED\)\s+Shared library: \[([^\]]+)\]/g)].map((m) => m[1]!);
   const versions = [...new Set([...readelf(['-V', file]).matchAll(/Name: (GLIBC_[0-9.]+)/g)].map((m) => m[1]!))];
   const libc = needed.includes('libc.so.6') ? 'glibc' : 'musl';
-  const libcFile = libcFiles[`${machine} ${libc}`];
-  if (!libcFile || !existsSync(libcFile)) throw new Error(`no ${libc} for ${machine} here to check against (${libcFile})`);
+  const candidates = libcFiles[`${machine} ${libc}`] ?? [];
+  const libcFile = candidates.find((f) => existsSync(f));
+  if (!libcFile) throw new Error(`no ${libc} for ${machine} here to check against (looked at ${candidates.join(', ') || 'nothing'})`);
   const provided = new Set(
     dynSyms(libcFile)
       .filter((s) => !s.undefined)

@@ -155,8 +155,8 @@ def notify_manager():
     notify(), storeFds() and notifyBarrier() send. It restarts now and then
     (the queue is lost: senders see ENOENT or ECONNREFUSED), is slow, reads
     with a control buffer too small (MSG_CTRUNC: dropped, as systemd does),
-    and answers BARRIER=1 by closing the fd, holding it (the barrier times
-    out), writing a storm of random messages and fds into it (it is one end
+    and answers BARRIER=1 by closing the fd, holding it (it prints held:
+    the sender gives up), writing a storm of random messages and fds into it (it is one end
     of a stream socketpair) or half a message, then closing it. Once the
     LAST_NAME datagram came (its fd's content is printed) it behaves, and the
     next barrier ends it. Prints JSON lines: ready, last, then the summary."""
@@ -203,6 +203,10 @@ def notify_manager():
             if finale:
                 os.close(fd)
                 break
+            # Fds held by earlier barriers go now and then (before this one
+            # is decided, so that one said to be held stays held).
+            if len(kept) > 3 or (kept and rng.random() < 0.2):
+                os.close(kept.pop(0))
             fate = rng.random()
             if fate < 0.35:
                 what = 'closed'
@@ -210,6 +214,7 @@ def notify_manager():
             elif fate < 0.55:
                 what = 'held'
                 kept.append(fd)
+                print(json.dumps({'event': 'held'}), flush=True)
             else:
                 b = socket.socket(fileno=fd)
                 b.settimeout(2)
@@ -226,8 +231,6 @@ def notify_manager():
                         count_error(e)
                 b.close()
             stats['barriers'][what] = stats['barriers'].get(what, 0) + 1
-            if len(kept) > 3 or (kept and rng.random() < 0.2):
-                os.close(kept.pop(0))
             continue
         if not finale and data == last_name.encode() and len(fds) == 1:
             content = os.pread(fds[0], 64, 0).decode(errors='replace')

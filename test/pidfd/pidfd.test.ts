@@ -113,9 +113,10 @@ describe('Pidfd', () => {
       assert.throws(() => Pidfd.open('1' as unknown as number), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
       assert.throws(() => Pidfd.open(0), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
       assert.throws(() => Pidfd.open(-1), { code: 'ERR_OUT_OF_RANGE' });
-      // A pid that is gone (reaped by spawnSync).
-      const gone = spawnSync('true').pid;
-      if (!alive(gone)) assert.throws(() => Pidfd.open(gone), { code: 'ESRCH', errno: -3, syscall: 'pidfd_open' });
+      // A pid no process has: pid_max itself (pids are allocated below it).
+      // Not a reaped child's pid: another process may take it meanwhile.
+      const none = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+      assert.throws(() => Pidfd.open(none), { code: 'ESRCH', errno: -3, syscall: 'pidfd_open' });
     } finally {
       child.kill('SIGKILL');
     }
@@ -150,7 +151,7 @@ describe('Pidfd', () => {
     const url = pathToFileURL(join(repoRoot, 'dist', 'pidfd', 'index.js')).href;
     const code = `import { Pidfd } from ${JSON.stringify(url)};
 const p = Pidfd.open(${pid});
-setTimeout(() => process.kill(${pid}, 'SIGTERM'), 50);
+setImmediate(() => process.kill(${pid}, 'SIGTERM')); // then nothing but exited() holds the process
 p.exited().then(() => { p.close(); console.log('exited'); });`;
     try {
       const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], { encoding: 'utf8', timeout: 60_000 });

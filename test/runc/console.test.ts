@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { closeSync, constants, openSync } from 'node:fs';
 import { FdSocket, type FdPassError, type PeerCredentials } from 'fdpass';
 import { listenConsoleSocket, sendConsole, PtyStream, type ReceivedConsole } from 'fdpass/runc';
-import { fdTarget, isOpen, noLeak, tempDir } from '../helpers.js';
+import { fdTarget, isOpen, noLeak, openFds, tempDir, until } from '../helpers.js';
 import { OCI_RUNTIMES, makeRunc } from './bundle.js';
 import { errors, pythonPeer } from './peers.js';
 import { needs } from '../tools.js';
@@ -218,6 +218,24 @@ describe('console listener against bad peers', () => {
         await listener.close();
         assert.equal(await iterating, 0);
         await assert.rejects(FdSocket.connect(listener.path), { code: 'ENOENT' });
+
+        // Consoles nobody took: two arrive, the test takes one, close() closes the other.
+        const second = await listenConsoleSocket(t.path('c2.sock'));
+        for (const name of ['/dev/pts/ptmx', '/dev/pts/ptmx-2']) {
+          const fd = openSync('/dev/ptmx', constants.O_RDWR | constants.O_NOCTTY);
+          await sendConsole(second.path, name, fd);
+          closeSync(fd);
+        }
+        const ptmxFds = (): number[] => openFds().filter((fd) => fdTarget(fd) === '/dev/ptmx');
+        // Nothing signals a console received but not taken: the listener
+        // holds both fds once it has read both connections.
+        await until(() => ptmxFds().length === 2, 'the listener received both consoles');
+        const taken = (await second.next()) as ReceivedConsole;
+        assert.match(taken.name, /^\/dev\/pts\/ptmx(-2)?$/);
+        closeSync(taken.fd);
+        assert.equal(ptmxFds().length, 1, 'the console nobody took is queued, open');
+        await second.close();
+        assert.deepEqual(ptmxFds(), [], 'close() closed the console nobody took');
       });
     } finally {
       t.cleanup();

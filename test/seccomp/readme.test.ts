@@ -3,9 +3,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { delay, repoRoot, tempDir } from '../helpers.js';
+import { readmeBlock, repoRoot, tempDir, until } from '../helpers.js';
 import { needs } from '../tools.js';
 import { makeRunc } from '../runc/bundle.js';
 
@@ -13,10 +13,7 @@ const runc = makeRunc();
 after(() => runc.cleanup());
 
 test('README: the seccomp agent in ten lines serves a real runc container', needs('runc', 'busybox-static', 'root'), async () => {
-  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('### A seccomp agent in ten lines'));
-  const code = /```js\n([^]*?)```/.exec(section)?.[1];
-  assert.ok(code, 'no js block in the section');
+  const code = readmeBlock('### A seccomp agent in ten lines');
   // Inside the package, so that 'fdpass' resolves to this checkout.
   const file = join(repoRoot, 'build-test', 'seccomp-ten-lines.mjs');
   writeFileSync(file, code);
@@ -30,8 +27,8 @@ test('README: the seccomp agent in ten lines serves a real runc container', need
   agent.stderr.on('data', (d: Buffer) => (err += d));
   const agentExit = new Promise((r) => agent.once('close', r));
   try {
-    // Bounded wait for the agent's socket file.
-    for (let i = 0; i < 400 && !existsSync(socketPath) && agent.exitCode === null; i++) await delay(25);
+    // Nothing but the file says the agent listens (the README's code prints nothing then).
+    await until(() => existsSync(socketPath) || agent.exitCode !== null, "the agent's socket file, or its exit");
     assert.ok(existsSync(socketPath), `the agent did not listen: ${err}`);
     const bundle = runc.bundle((c) => {
       c.process.terminal = false;

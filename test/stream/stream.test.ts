@@ -164,7 +164,16 @@ describe('FdStream flowing mode', () => {
       for (let i = 0; i < 3; i++) {
         await new Promise<void>((res) => a.write({ data: `m${i}`, fds: Array(i + 1).fill(f.fd), callback: () => res() }));
         // Wait for delivery, so that each write is its own chunk.
-        while (!events.includes(`data:m${i}`)) await new Promise((res) => setImmediate(res));
+        if (!events.includes(`data:m${i}`)) {
+          await new Promise<void>((res) => {
+            const onData = (chunk: Buffer): void => {
+              if (chunk.toString() !== `m${i}`) return;
+              b.off('data', onData);
+              res();
+            };
+            b.on('data', onData);
+          });
+        }
       }
       a.end();
       await ended;

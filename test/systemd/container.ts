@@ -157,6 +157,13 @@ function comm(pid: number): string {
 
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** Debian's multiarch triplet and glibc loader for the architecture Node runs on. */
+function debianArch(): { triplet: string; loader: string } {
+  if (process.arch === 'x64') return { triplet: 'x86_64-linux-gnu', loader: '/lib64/ld-linux-x86-64.so.2' };
+  if (process.arch === 'arm64') return { triplet: 'aarch64-linux-gnu', loader: '/lib/ld-linux-aarch64.so.1' };
+  throw new Error(`no Debian loader known for ${process.arch} (x64 and arm64 are)`);
+}
+
 /** A booted container. */
 export class Container {
   /** The container's PID 1 (systemd), as this machine sees it. */
@@ -194,9 +201,12 @@ export class Container {
       await removeTree(copy);
       throw new Error(`cp -a ${rootfs} ${copy} failed: ${cp.stderr}`);
     }
-    const lib = `${rootfs}/usr/lib/x86_64-linux-gnu`;
+    // The root is Debian's for this machine's architecture: its multiarch
+    // folder and its dynamic loader, which runs the root's own nspawn.
+    const { triplet, loader } = debianArch();
+    const lib = `${rootfs}/usr/lib/${triplet}`;
     const nspawnArgs = [
-      `${rootfs}/lib64/ld-linux-x86-64.so.2`,
+      `${rootfs}${loader}`,
       '--library-path',
       `${lib}/systemd:${lib}`,
       `${rootfs}/usr/bin/systemd-nspawn`,

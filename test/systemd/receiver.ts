@@ -2,12 +2,14 @@
 // per datagram into a PIPE_BUF buffer with room for 253 fds, MSG_CMSG_CLOEXEC,
 // and a message with MSG_CTRUNC or MSG_TRUNC is dropped (its fds closed).
 // It prints one JSON line per datagram. For BARRIER=1 it keeps the fd until
-// it reads a line on stdin, then closes it (the manager's "processed").
+// it reads a line on stdin, then closes it (the manager's "processed"). Told
+// to "scribble", it writes into the fd first, says "scribbled" once the
+// other end has read all of it, and holds the fd until a second line.
 import { spawn } from 'node:child_process';
 import { JsonLines } from '../lines.js';
 
 const code = String.raw`
-import array, json, os, socket, stat, sys
+import array, fcntl, json, os, socket, stat, struct, sys, termios, time
 addr = sys.argv[1]
 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 s.bind(("\0" + addr[1:]) if addr.startswith("@") else addr)
@@ -38,7 +40,17 @@ while True:
             b = socket.socket(fileno=os.dup(fds[0]))
             socket.send_fds(b, [b"junk"], [0, 1, 2])
             b.sendall(b"more junk")
+            # SIOCOUTQ: bytes the other end has not read yet (an AF_UNIX
+            # stream's data is charged to its sender until read). Nothing
+            # signals the read itself: look every 5 ms, for up to 60 s.
+            deadline = time.monotonic() + 60
+            while struct.unpack("i", fcntl.ioctl(b.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0] > 0:
+                if time.monotonic() > deadline:
+                    sys.exit("the barrier's end never read the junk within 60 s")
+                time.sleep(0.005)
             b.close()
+            print(json.dumps({"event": "scribbled"}), flush=True)
+            sys.stdin.readline()
     for fd in fds:
         os.close(fd)
     if text == "BARRIER=1":
@@ -49,7 +61,7 @@ export interface Receiver {
   lines: JsonLines;
   /** Let the receiver finish processing a BARRIER=1 message. */
   release(): void;
-  /** The same, writing bytes and fds into the barrier fd first. */
+  /** Write bytes and fds into the barrier fd; it says "scribbled" once they were read, and holds the fd until release(). */
   scribble(): void;
   stop(): void;
 }

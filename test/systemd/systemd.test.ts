@@ -6,7 +6,7 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { FdSocket } from 'fdpass';
 import { listenFds, notify, notifyBarrier, storeFds, removeStoredFds, NOTIFY_MAX_BYTES } from 'fdpass/systemd';
-import { delay, noLeak, repoRoot, tempDir } from '../helpers.js';
+import { noLeak, repoRoot, tempDir } from '../helpers.js';
 import { JsonLines, exited, type Json } from '../lines.js';
 import { startReceiver } from './receiver.js';
 import { have, needs } from '../tools.js';
@@ -32,11 +32,7 @@ async function activate(paths: string[], extra: string[]): Promise<{ stop: () =>
   const child = spawn('systemd-socket-activate', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines = new JsonLines(child);
   // It logs "Listening on PATH as FD." on stderr once each socket listens.
-  const deadline = Date.now() + 20_000;
-  while (!paths.every((p) => lines.stderr.includes(`Listening on ${p}`))) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`systemd-socket-activate: ${lines.stderr}`);
-    await delay(20);
-  }
+  await lines.stderrHas(paths.map((p) => `Listening on ${p}`));
   return {
     stop: async () => {
       child.kill('SIGTERM');
@@ -316,8 +312,8 @@ describe('notify', () => {
         const m = await rx.lines.event('event', 'message');
         assert.equal(m.text, 'BARRIER=1');
         assert.equal((m.fds as Json[]).length, 1);
-        // The receiver holds the fd until told: the barrier cannot be done yet.
-        await delay(50);
+        // The receiver has the fd, and holds it until told: the barrier is not done.
+        await new Promise((r) => setImmediate(r));
         assert.equal(settled, false);
         rx.release();
         assert.equal(await barrier, true);
@@ -336,9 +332,18 @@ describe('notify', () => {
     try {
       await noLeak(async () => {
         process.env.NOTIFY_SOCKET = t.path('scribble.sock');
-        const barrier = notifyBarrier({ timeout: 60_000 });
+        let settled = false;
+        const barrier = notifyBarrier({ timeout: 60_000 }).then((v) => {
+          settled = true;
+          return v;
+        });
         assert.equal((await rx.lines.event('event', 'message')).text, 'BARRIER=1');
         rx.scribble();
+        // It read the bytes (and closed the fds) and still waits: the fd is open.
+        await rx.lines.event('event', 'scribbled');
+        await new Promise((r) => setImmediate(r));
+        assert.equal(settled, false, 'notifyBarrier resolved on bytes, before the close');
+        rx.release();
         assert.equal(await barrier, true);
         await rx.lines.event('event', 'barrier-closed');
       });
