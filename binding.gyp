@@ -11,6 +11,7 @@
         "native/seccomp.c",
         "native/tty.c",
         "native/inet.c",
+        "native/shm.c",
         "native/watcher_thread.c"
       ],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],
