@@ -34,6 +34,7 @@ export type Need =
   | 'libc6-arm64-cross'
   | 'musl-tools'
   | 'qemu-user'
+  | 'xvfb'
   | 'root';
 
 interface Tool {
@@ -140,6 +141,8 @@ const TOOLS: Record<Need, Tool> = {
   },
   'musl-tools': { pkg: 'musl-tools', missing: onPath('musl-gcc') },
   'qemu-user': { pkg: 'qemu-user', missing: onPath('qemu-aarch64') },
+  // test/shm/xvfb.test.ts: an X server with MIT-SHM.
+  xvfb: { pkg: 'xvfb', missing: onPath('Xvfb') },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 
