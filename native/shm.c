@@ -5,15 +5,16 @@
 // policy, in src/shm.
 //
 // A mapping's memory belongs to its ArrayBuffer: the buffer's finalizer
-// unmaps it and closes the fd, when the buffer is collected or when its
-// environment (a worker) ends. unmap() does it early: it detaches the buffer
-// first, so that JS can no longer reach the memory (a detached buffer has
-// length 0), then unmaps. The finalizer still runs later, for the small
+// unmaps it and closes the fd when the buffer is collected, and so does the
+// end of its environment (a worker). unmap() does it early: it detaches the
+// buffer first, so that JS can no longer reach the memory (a detached buffer
+// has length 0), then unmaps. The finalizer still runs later, for the small
 // record below only; it must not unmap again, since the address range may
 // belong to another mapping by then.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -53,32 +54,75 @@
 #define F_SEAL_FUTURE_WRITE 0x0010 // Linux >= 5.1
 #endif
 
-// One mapping: what the buffer's finalizer, or unmap(), releases. For an
-// empty file nothing is mapped (mmap refuses length 0): addr is NULL and
-// the buffer, of length 0, is handed this record as its data (Node gives
-// such a buffer a data pointer of its own).
-typedef struct {
+typedef struct registry registry_t;
+
+// One mapping: what the buffer's finalizer, unmap() or the end of the
+// environment releases. For an empty file nothing is mapped (mmap refuses
+// length 0): addr is NULL and the buffer, of length 0, is handed this
+// record as its data (Node gives such a buffer a data pointer of its own).
+typedef struct mapping {
   void *addr;
   size_t len;
   int fd;
-  atomic_int released; // unmap() did the work; the finalizer frees only
+  atomic_int released; // unmapped and closed; the finalizer frees only
+  registry_t *reg;
+  struct mapping *prev, *next;
 } mapping_t;
 
+// The mappings of one environment (the main thread, a worker), so that its
+// end releases them: Deno runs no buffer finalizer when it terminates a
+// worker, only the environment's cleanup hooks. A finalizer may run after
+// that hook, on whichever thread the runtime chooses: the list has a lock,
+// and the registry lives until the hook and every finalizer are done.
+struct registry {
+  pthread_mutex_t lock;
+  mapping_t *head;
+  int refs; // the environment's, and one per mapping not yet finalized
+};
+
+static void registry_unref(registry_t *reg) {
+  int last = --reg->refs == 0;
+  pthread_mutex_unlock(&reg->lock);
+  if (last) {
+    pthread_mutex_destroy(&reg->lock);
+    free(reg);
+  }
+}
+
+// Unmap and close, once: whoever sets `released` first does it.
 static void release(mapping_t *m) {
+  if (atomic_exchange(&m->released, 1))
+    return;
   if (m->addr)
     munmap(m->addr, m->len);
   close(m->fd);
 }
 
-// May run on the JS thread at collection or at the end of the environment
-// (Node); whatever the thread, unmap() set `released` before it detached.
 static void finalize_mapping(napi_env env, void *data, void *hint) {
   (void)env;
   (void)data;
   mapping_t *m = hint;
-  if (!atomic_load(&m->released))
-    release(m);
+  registry_t *reg = m->reg;
+  pthread_mutex_lock(&reg->lock);
+  if (m->prev)
+    m->prev->next = m->next;
+  else
+    reg->head = m->next;
+  if (m->next)
+    m->next->prev = m->prev;
+  release(m);
   free(m);
+  registry_unref(reg); // unlocks
+}
+
+// The end of the environment: release every mapping still held. No
+// JavaScript of this environment runs any more to touch the buffers.
+static void release_all(void *arg) {
+  registry_t *reg = arg;
+  pthread_mutex_lock(&reg->lock);
+  for (mapping_t *m = reg->head; m; m = m->next)
+    release(m);
+  registry_unref(reg); // unlocks
 }
 
 // memfdCreate(name) -> fd | -errno. name: NUL-terminated bytes (at most 249
@@ -170,7 +214,8 @@ static napi_value fdp_add_seals(napi_env env, napi_callback_info info) {
 // success the mapping owns fd. Pages the file no longer has (it shrank)
 // raise SIGBUS when touched: the caller checks the seals first.
 static napi_value fdp_shm_map(napi_env env, napi_callback_info info) {
-  FDP_ARGS(3);
+  registry_t *reg;
+  FDP_ARGS_DATA(3, &reg);
   int32_t fd;
   int64_t size;
   bool shared;
@@ -184,6 +229,7 @@ static napi_value fdp_shm_map(napi_env env, napi_callback_info info) {
     return fdp_number(env, -ENOMEM);
   m->fd = fd;
   m->len = (size_t)size;
+  m->reg = reg;
   if (size > 0) {
     m->addr = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
                    shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
@@ -204,6 +250,13 @@ static napi_value fdp_shm_map(napi_env env, napi_callback_info info) {
     return fdp_number(env, -ENOTSUP);
   }
   // From here the buffer's finalizer owns m, the memory and the fd.
+  pthread_mutex_lock(&reg->lock);
+  m->next = reg->head;
+  if (reg->head)
+    reg->head->prev = m;
+  reg->head = m;
+  reg->refs++;
+  pthread_mutex_unlock(&reg->lock);
   if (napi_create_external(env, m, NULL, NULL, &handle) != napi_ok ||
       napi_create_array_with_length(env, 2, &pair) != napi_ok ||
       napi_set_element(env, pair, 0, ab) != napi_ok ||
@@ -257,5 +310,16 @@ napi_status fdp_init_shm(napi_env env, napi_value exports) {
       {"F_SEAL_WRITE", F_SEAL_WRITE},
       {"F_SEAL_FUTURE_WRITE", F_SEAL_FUTURE_WRITE},
   };
-  return fdp_export(env, exports, FDP_LIST(fns), FDP_LIST(consts), NULL);
+  registry_t *reg = calloc(1, sizeof(*reg));
+  if (!reg)
+    return napi_generic_failure;
+  pthread_mutex_init(&reg->lock, NULL);
+  reg->refs = 1;
+  napi_status s = napi_add_env_cleanup_hook(env, release_all, reg);
+  if (s != napi_ok) {
+    pthread_mutex_destroy(&reg->lock);
+    free(reg);
+    return s;
+  }
+  return fdp_export(env, exports, FDP_LIST(fns), FDP_LIST(consts), reg);
 }
