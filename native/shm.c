@@ -169,9 +169,9 @@ static napi_value fdp_shm_truncate(napi_env env, napi_callback_info info) {
   return fdp_number(env, r < 0 ? -errno : 0);
 }
 
-// shmStat(fd, out: Float64Array(4)) -> 0 | -errno of fstat. out: st_mode,
-// st_size, the seals (-errno when the file takes none: EINVAL for anything
-// not a memfd or shmem file), and the fd's status flags (O_ACCMODE...).
+// shmStat(fd, out: Float64Array(3)) -> 0 | -errno of fstat. out: st_mode,
+// st_size, and the seals (-errno when the file takes none: EINVAL for
+// anything not a memfd or shmem file).
 static napi_value fdp_shm_stat(napi_env env, napi_callback_info info) {
   FDP_ARGS(2);
   int32_t fd;
@@ -182,16 +182,14 @@ static napi_value fdp_shm_stat(napi_env env, napi_callback_info info) {
     return NULL;
   if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL,
                                NULL) != napi_ok ||
-      type != napi_float64_array || length < 4)
-    return fdp_type_error(env, "expected a Float64Array of 4");
+      type != napi_float64_array || length < 3)
+    return fdp_type_error(env, "expected a Float64Array of 3");
   double *out = data;
   struct stat st;
   if (fstat(fd, &st) < 0)
     return fdp_number(env, -errno);
   int seals = fcntl(fd, F_GET_SEALS);
   out[2] = seals < 0 ? -errno : seals;
-  int fl = fcntl(fd, F_GETFL);
-  out[3] = fl < 0 ? -errno : fl;
   out[0] = st.st_mode;
   out[1] = (double)st.st_size;
   return fdp_number(env, 0);

@@ -81,7 +81,7 @@ const KINDS = new Map([
   [0o060000, 'a block device'],
 ]);
 
-const stat = new Float64Array(4); // st_mode, st_size, seals or -errno, status flags
+const stat = new Float64Array(3); // st_mode, st_size, seals or -errno
 
 function statOf(fd: number): { mode: number; size: number; seals: number } {
   const r = native.shmStat(fd, stat);
@@ -99,7 +99,7 @@ function checkSize(size: unknown): number {
  * A file's bytes mapped into this process as an ArrayBuffer: a memfd it
  * created ({@link SharedMemory.create}) or an fd it received
  * ({@link SharedMemory.fromFd}). It owns the fd, which it can hand to
- * another process (`sock.sendFd(shm.fd)`), and closes it with the mapping.
+ * another process (`sock.sendFd('name', shm.fd)`), and closes it with the mapping.
  *
  * The mapping lives as long as its buffer: if this object is forgotten, the
  * memory is unmapped and the fd closed when the buffer is collected, or when
