@@ -158,7 +158,7 @@ export async function runShmBench({ quick, rounds, log }) {
   // Handoffs per round: the copying contenders move 64 MiB each time.
   const counts = quick
     ? { shm: 20, c: 20, shm32: 20, c32: 20, pipe: 2, socket: 2, cpAdvanced: 1, cpJson: 1 }
-    : { shm: 200, c: 200, shm32: 200, c32: 200, pipe: 10, socket: 10, cpAdvanced: 5, cpJson: 3 };
+    : { shm: 200, c: 200, shm32: 200, c32: 200, pipe: 5, socket: 5, cpAdvanced: 2, cpJson: 1 };
   const per = Object.fromEntries(Object.keys(counts).map((k) => [k, []]));
   const errors = [];
   for (let r = 0; r < rounds; r++) {

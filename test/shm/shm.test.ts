@@ -212,12 +212,16 @@ describe('SharedMemory.create', () => {
 
   test('the buffer keeps the mapping after the SharedMemory object is gone', async () => {
     const before = snapshot();
-    const buffer = (() => SharedMemory.create(4096, { name: 'kept-buffer' }).buffer)();
+    let buffer: ArrayBuffer | null = (() => SharedMemory.create(4096, { name: 'kept-buffer' }).buffer)();
     new Uint8Array(buffer)[4095] = 42;
     await collectGarbage();
     assert.equal(mappings('kept-buffer'), 1);
     assert.equal(new Uint8Array(buffer)[4095], 42);
     assert.notDeepEqual(snapshot().fds, before.fds, 'the fd lives with the buffer');
+    buffer = null;
+    for (let i = 0; i < 10 && mappings('kept-buffer') > 0; i++) await collectGarbage();
+    assert.equal(mappings('kept-buffer'), 0);
+    sameAs(before);
   });
 });
 
