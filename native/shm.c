@@ -185,8 +185,11 @@ static napi_value fdp_shm_stat(napi_env env, napi_callback_info info) {
       type != napi_float64_array || length < 3)
     return fdp_type_error(env, "expected a Float64Array of 3");
   double *out = data;
+  // The raw syscall: glibc >= 2.33 binds fstat() to a new symbol version,
+  // which the prebuilt addon must not need (it loads on glibc 2.28). Its
+  // struct stat is the kernel's on x86_64 and arm64.
   struct stat st;
-  if (fstat(fd, &st) < 0)
+  if (syscall(SYS_fstat, fd, &st) < 0)
     return fdp_number(env, -errno);
   int seals = fcntl(fd, F_GET_SEALS);
   out[2] = seals < 0 ? -errno : seals;
