@@ -136,6 +136,24 @@ static napi_value fdp_peer_cred(napi_env env, napi_callback_info info) {
   return fdp_number(env, 0);
 }
 
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83 // Linux >= 6.16; older kernels: ENOPROTOOPT
+#endif
+
+// setPassRights(fd, on) -> 0 | -errno. SO_PASSRIGHTS off: the socket refuses
+// fds, and a sendmsg that carries SCM_RIGHTS to it fails with EPERM in the
+// sender (a listener's setting is inherited by the sockets it accepts,
+// including connections queued before accept()). ENOPROTOOPT before 6.16.
+static napi_value fdp_set_pass_rights(napi_env env, napi_callback_info info) {
+  int32_t a[2];
+  if (fdp_int_args(env, info, 2, a))
+    return NULL;
+  int on = a[1] != 0;
+  if (setsockopt(a[0], SOL_SOCKET, SO_PASSRIGHTS, &on, sizeof(on)) < 0)
+    return fdp_number(env, -errno);
+  return fdp_number(env, 0);
+}
+
 // setFlags(fd, cloexec, nonblock) -> 0; -1 leaves a flag as it is.
 static napi_value fdp_set_flags(napi_env env, napi_callback_info info) {
   FDP_ARGS(3);
@@ -245,6 +263,7 @@ static const fdp_function_t fns[] = {
     {"close", fdp_close},
     {"closeMany", fdp_close_many},
     {"poll", fdp_poll},
+    {"setPassRights", fdp_set_pass_rights},
 };
 
 static const fdp_const_t consts[] = {

@@ -64,6 +64,10 @@ export const ErrorCodes = {
   PROTOCOL: 'ERR_FDPASS_PROTOCOL',
   /** This runtime lacks what fdpass needs: at import, not Linux, Bun < 1.4, Deno < 2.9, Node-API < 8, or FDPASS_BACKEND=uv without a libuv loop; on Deno, the helpers that hand an fd to node:net or node:fs. */
   UNSUPPORTED_RUNTIME: 'ERR_FDPASS_UNSUPPORTED_RUNTIME',
+  /** A sendmsg with fds to a socket that refuses them (its receiver turned SO_PASSRIGHTS off: `acceptFds: false`); nothing was sent. errno EPERM. */
+  FDS_REFUSED: 'ERR_FDPASS_FDS_REFUSED',
+  /** The kernel lacks a feature asked for: `acceptFds: false` needs SO_PASSRIGHTS (Linux >= 6.16). errno and syscall say what failed. */
+  UNSUPPORTED_KERNEL: 'ERR_FDPASS_UNSUPPORTED_KERNEL',
   /** No native addon loads here: no prebuild fits this platform and none was built from source (`npm rebuild fdpass`). */
   NO_ADDON: 'ERR_FDPASS_NO_ADDON',
   /** An unexpected failure inside fdpass that carried no code of its own (a bug: please report it). */
@@ -122,13 +126,21 @@ export function closedError(what = 'socket'): FdPassError {
 
 /** An optional AbortSignal argument: undefined, or a TypeError for anything else. */
 export function checkSignal(signal: unknown): AbortSignal | undefined {
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  // By its shape, not instanceof: a signal made in another realm (a vm
+  // context, a test sandbox) is one too, and a sandbox may have no global
+  // AbortSignal to compare with.
+  if (signal !== undefined && !isAbortSignal(signal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
   return signal;
 }
 
+function isAbortSignal(value: unknown): value is AbortSignal {
+  if (value === null || typeof value !== 'object') return false;
+  const s = value as Partial<AbortSignal>;
+  return typeof s.aborted === 'boolean' && typeof s.addEventListener === 'function' && typeof s.removeEventListener === 'function';
+}
+
 /** Node's AbortError shape: name 'AbortError', code 'ABORT_ERR'. */
-export function abortError(signal: AbortSignal): Error {
+export function abortError(signal: { readonly reason?: unknown }): Error {
   const err = new Error('The operation was aborted', { cause: signal.reason }) as Error & { code: string };
   err.name = 'AbortError';
   err.code = 'ABORT_ERR';
@@ -166,4 +178,22 @@ function describe(v: unknown): string {
   if (typeof v === 'function') return 'function';
   const ctor = (v as { constructor?: { name?: string } }).constructor?.name;
   return ctor ? `an instance of ${ctor}` : typeof v;
+}
+
+/**
+ * The error of a failed sendmsg: EPERM with fds attached means the receiver
+ * refuses fds (SO_PASSRIGHTS off), and says so.
+ */
+export function sendError(errno: number, withFds: boolean): FdPassError {
+  if (errno === -constants.errno.EPERM && withFds) {
+    return new FdPassError(
+      ErrorCodes.FDS_REFUSED,
+      'sendmsg EPERM: the receiving socket refuses fds (SO_PASSRIGHTS off: acceptFds: false)',
+      {
+        errno,
+        syscall: 'sendmsg',
+      },
+    );
+  }
+  return systemError(errno, 'sendmsg');
 }

@@ -4,7 +4,16 @@
  * @packageDocumentation
  */
 export { FdSocket } from './socket.js';
-export type { ConnectOptions, FdSocketEvents, PeerCredentials, ReceivedFd, ReceivedMessage, RecvFdOptions, RecvOptions } from './socket.js';
+export type {
+  BindOptions,
+  ConnectOptions,
+  FdSocketEvents,
+  PeerCredentials,
+  ReceivedFd,
+  ReceivedMessage,
+  RecvFdOptions,
+  RecvOptions,
+} from './socket.js';
 export { FdServer } from './server.js';
 export type { AcceptOptions, FdServerEvents, ListenOptions } from './server.js';
 export { sendFdSync, recvFdSync } from './sync.js';

@@ -29,6 +29,7 @@ export interface NativeBinding {
   peerCred(fd: number, out: Int32Array): number;
   setFlags(fd: number, cloexec: number, nonblock: number): number;
   getFlags(fd: number): number;
+  setPassRights(fd: number, on: number): number;
   shutdown(fd: number, how: number): number;
   close(fd: number): number;
   closeMany(fds: Int32Array, count: number): number;
@@ -69,6 +70,8 @@ export interface NativeBinding {
   pidfdSendSignal(pidfd: number, signal: number): number;
   pidfdGetfd(pidfd: number, targetFd: number): number;
   peerPidfd(fd: number): number;
+  pidfdExitInfo(pidfd: number): number;
+  pidfdWaitStatus(pidfd: number): number;
   // native/seccomp.c
   seccompRecv(fd: number, out: Uint8Array): number;
   seccompSend(fd: number, id: bigint, value: bigint, error: number, continueSyscall: number): number;

@@ -6,7 +6,7 @@ import { AddressOptions, ResolvedAddress, addressOptions, encodeAddress, socketT
 import type { SocketType } from './address.js';
 import { checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { Acceptor, type Accepted } from './io/acceptor.js';
-import { adoptSocket, listenSocket, unlinkIfSame, type FileId, type PeerCredentials } from './io/sockops.js';
+import { adoptSocket, checkAcceptFds, listenSocket, refuseFds, unlinkIfSame, type FileId, type PeerCredentials } from './io/sockops.js';
 import { WaitQueue } from './io/waiters.js';
 import { FdSocket, socketInternals } from './socket.js';
 
@@ -21,6 +21,13 @@ export interface ListenOptions extends AddressOptions {
    * path socket's file; for abstract names (no file permissions) the same uid.
    */
   allow?: (peer: PeerCredentials) => boolean;
+  /**
+   * false: the kernel refuses any fd sent to the accepted sockets
+   * (SO_PASSRIGHTS off, set on the listener before listen(2) and inherited
+   * by every connection); a sender gets ERR_FDPASS_FDS_REFUSED (EPERM).
+   * Linux >= 6.16, else ERR_FDPASS_UNSUPPORTED_KERNEL. Default true.
+   */
+  acceptFds?: boolean;
 }
 
 export interface AcceptOptions {
@@ -108,8 +115,9 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     let allow = options.allow;
     if (allow !== undefined && typeof allow !== 'function') throw invalidArgType('allow', 'a function', allow);
     if (allow === undefined && address.abstract !== undefined) allow = sameUid;
+    const acceptFds = checkAcceptFds(options.acceptFds);
 
-    return FdServer.#listen(address, type, backlog, mode, allow);
+    return FdServer.#listen(address, type, backlog, mode, allow, acceptFds);
   }
 
   static async #listen(
@@ -118,8 +126,9 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     backlog: number,
     mode: number,
     allow: ((peer: PeerCredentials) => boolean) | undefined,
+    acceptFds: boolean,
   ): Promise<FdServer> {
-    const { fd, file } = listenSocket(address, type, backlog, mode);
+    const { fd, file } = listenSocket(address, type, backlog, mode, acceptFds);
     const where = address.path !== undefined ? { path: resolvePath(address.path) } : { abstract: address.abstract as string };
     const server = new FdServer(fd, type, where, allow);
     server.#file = file;
@@ -128,10 +137,14 @@ export class FdServer extends EventEmitter<FdServerEvents> {
 
   /**
    * Adopt a listening socket fd (from systemd, or received from a peer). The
-   * server owns it; close() does not unlink any file.
+   * server owns it; close() does not unlink any file. `acceptFds: false`
+   * turns SO_PASSRIGHTS off on it: connections accepted from now on refuse
+   * fds (those already queued may have been made before).
    */
-  static fromFd(fd: number, options: { allow?: (peer: PeerCredentials) => boolean } = {}): FdServer {
+  static fromFd(fd: number, options: { allow?: (peer: PeerCredentials) => boolean; acceptFds?: boolean } = {}): FdServer {
+    const acceptFds = checkAcceptFds(options.acceptFds);
     const type = adoptSocket(fd, { listening: true });
+    if (!acceptFds) refuseFds(fd);
     return new FdServer(fd, type, {}, options.allow);
   }
 

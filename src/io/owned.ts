@@ -11,6 +11,11 @@ export function disown(fd: number): void {
   if (fd >= 0 && fd < ownedMap.length * 8) ownedMap[fd >> 3]! &= ~(1 << (fd & 7));
 }
 
+/** Take an fd back into the library's care (a caller that put it back, as usocket's unshift). */
+export function own(fd: number): void {
+  if (fd >= 0 && fd < ownedMap.length * 8) ownedMap[fd >> 3]! |= 1 << (fd & 7);
+}
+
 /** Hand fds to the caller. */
 export function disownAll(fds: readonly number[]): void {
   for (let i = 0; i < fds.length; i++) disown(fds[i]!);

@@ -1,7 +1,7 @@
 // The one place that sends a message with fds, and the one ordered send
 // queue. The kernel attaches a sendmsg's fds to its first byte: a stream may
 // take fewer bytes than given, and the rest goes without the fds.
-import { systemError } from '../errors.js';
+import { sendError } from '../errors.js';
 import { native } from '../native.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -74,7 +74,7 @@ export class SendQueue {
         this.#sent += r;
         return RESOLVED;
       }
-      if (r < 0 && r !== native.EAGAIN) return Promise.reject(systemError(r, 'sendmsg'));
+      if (r < 0 && r !== native.EAGAIN) return Promise.reject(sendError(r, fds !== null));
       if (r > 0) {
         // A partial write: the fds went with the first byte.
         this.#sent += r;
@@ -108,7 +108,8 @@ export class SendQueue {
       this.#sent += w.offset - before;
       if (r === native.EAGAIN) break;
       this.#queue[this.#head++] = undefined as unknown as Queued;
-      w.done(r < 0 ? systemError(r, 'sendmsg') : null);
+      // w.fds is null once a first sendmsg took them: a later error is not theirs.
+      w.done(r < 0 ? sendError(r, w.fds !== null) : null);
     }
     if (this.#head === this.#queue.length) {
       this.#queue.length = 0;

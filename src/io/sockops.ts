@@ -3,14 +3,14 @@
 // kernel says about a socket (credentials, type). Each returns fds it
 // created to the caller, or closes them before it throws.
 import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
-import { constants } from 'node:os';
+import { constants, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ResolvedAddress } from '../address.js';
-import { ErrorCodes, FdPassError, abortError, systemError } from '../errors.js';
+import { ErrorCodes, FdPassError, abortError, invalidArgType, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
 import { native } from '../native.js';
 
-const { EADDRINUSE, ECONNREFUSED } = constants.errno;
+const { EADDRINUSE, ECONNREFUSED, ENOPROTOOPT } = constants.errno;
 
 /** Credentials of the peer process, from SO_PEERCRED (as of connect()). */
 export interface PeerCredentials {
@@ -37,10 +37,44 @@ export function socketInfo(fd: number): { type: number; domain: number; listenin
   return { type: infoBuf[0]!, domain: infoBuf[1]!, listening: infoBuf[2] !== 0 };
 }
 
-/** A new AF_UNIX socket, non-blocking and close-on-exec. */
-export function openSocket(type: number): number {
+/** `acceptFds` of the options that take it: a boolean, true by default. */
+export function checkAcceptFds(value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'boolean') throw invalidArgType('acceptFds', 'of type boolean', value);
+  return value;
+}
+
+/**
+ * `acceptFds: false`: turn SO_PASSRIGHTS off, so that the kernel refuses any
+ * fd sent to this socket (the sender's sendmsg fails with EPERM; nothing
+ * arrives to be closed). A listener's setting carries over to the sockets
+ * it accepts. Linux >= 6.16; before, ERR_FDPASS_UNSUPPORTED_KERNEL.
+ */
+export function refuseFds(fd: number): void {
+  const r = native.setPassRights(fd, 0);
+  if (r === 0) return;
+  if (r === -ENOPROTOOPT) {
+    throw new FdPassError(
+      ErrorCodes.UNSUPPORTED_KERNEL,
+      `acceptFds: false needs SO_PASSRIGHTS (Linux >= 6.16); this kernel (${release()}) lacks it`,
+      { errno: r, syscall: 'setsockopt' },
+    );
+  }
+  throw systemError(r, 'setsockopt');
+}
+
+/** A new AF_UNIX socket, non-blocking and close-on-exec; with acceptFds false, one that refuses fds. */
+export function openSocket(type: number, acceptFds = true): number {
   const fd = native.socket(type);
   if (fd < 0) throw systemError(fd, 'socket');
+  if (!acceptFds) {
+    try {
+      refuseFds(fd);
+    } catch (err) {
+      native.close(fd);
+      throw err;
+    }
+  }
   return fd;
 }
 
@@ -52,13 +86,30 @@ export function socketPair(type: number): [number, number] {
 }
 
 /**
+ * What stops a connect's retries: an AbortSignal (the wait ends at once), or
+ * any object whose `aborted` turns true (seen after the current wait, at most
+ * 50 ms), for callers that must not rely on a global AbortController (a
+ * sandbox may lack one).
+ */
+export interface Cancel {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+}
+
+/**
  * A socket connected to `address`. A non-blocking AF_UNIX connect fails
  * with EAGAIN while the listener's backlog is full and never completes
  * later on its own: retry, backing off up to 50 ms, until `signal` aborts.
  */
-export async function connectSocket(address: ResolvedAddress, type: number, signal: AbortSignal | undefined): Promise<number> {
+export async function connectSocket(
+  address: ResolvedAddress,
+  type: number,
+  signal: AbortSignal | Cancel | undefined,
+  acceptFds = true,
+): Promise<number> {
   if (signal?.aborted) throw abortError(signal);
-  const fd = openSocket(type);
+  const fd = openSocket(type, acceptFds);
+  const wakes = signal !== undefined && 'addEventListener' in signal ? { signal } : undefined;
   let delay = 1;
   for (;;) {
     const r = native.connect(fd, address.bytes);
@@ -68,18 +119,22 @@ export async function connectSocket(address: ResolvedAddress, type: number, sign
       throw systemError(r, 'connect', address.display);
     }
     try {
-      await sleep(delay, undefined, signal ? { signal } : undefined);
+      await sleep(delay, undefined, wakes);
     } catch (err) {
       native.close(fd);
       throw signal ? abortError(signal) : err;
+    }
+    if (signal?.aborted) {
+      native.close(fd);
+      throw abortError(signal);
     }
     delay = Math.min(delay * 2, 50);
   }
 }
 
 /** A socket bound to `address` (the receiving side of datagram protocols). */
-export function bindSocket(address: ResolvedAddress, type: number): number {
-  const fd = openSocket(type);
+export function bindSocket(address: ResolvedAddress, type: number, acceptFds = true): number {
+  const fd = openSocket(type, acceptFds);
   const r = native.bind(fd, address.bytes);
   if (r < 0) {
     native.close(fd);
@@ -99,8 +154,15 @@ export interface FileId {
  * listen(2), so nobody can connect in between. A stale socket file (nobody
  * listening) is replaced; a live one gives EADDRINUSE.
  */
-export function listenSocket(address: ResolvedAddress, type: number, backlog: number, mode: number): { fd: number; file: FileId | null } {
-  const fd = openSocket(type);
+export function listenSocket(
+  address: ResolvedAddress,
+  type: number,
+  backlog: number,
+  mode: number,
+  acceptFds = true,
+): { fd: number; file: FileId | null } {
+  // SO_PASSRIGHTS off before listen(2): every connection inherits it.
+  const fd = openSocket(type, acceptFds);
   let file: FileId | null = null;
   try {
     let r = native.bind(fd, address.bytes);

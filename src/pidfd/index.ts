@@ -6,4 +6,4 @@
  * @packageDocumentation
  */
 export { Pidfd } from './pidfd.js';
-export type { PidfdExitedOptions } from './pidfd.js';
+export type { PidfdExitedOptions, PidfdExitStatus } from './pidfd.js';

@@ -2,15 +2,35 @@
 // as it is open, whatever happens to the pid number: signals go to that
 // process or fail with ESRCH, never to a stranger that reused the pid. The
 // pidfd polls readable once the process has exited, for any process, child
-// or not; exited() waits for that on the core's readiness watcher.
+// or not; exited() waits for that with the core's read pump, whose step
+// asks poll(2) whether it has, then asks the kernel how it ended
+// (exitStatusOf below).
 import { readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { ErrorCodes, FdPassError, abortError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { watch } from '../io/backend.js';
+import { DRAINED, ENDED, Pump } from '../io/pump.js';
 import { WaitQueue } from '../io/waiters.js';
-import { POLLERR, POLLIN, type Readiness } from '../io/readiness.js';
 import { native } from '../native.js';
+
+/**
+ * How a process ended, as {@link Pidfd.exited} resolves: an exit code or a
+ * signal, or neither where the kernel cannot tell (`known: false`).
+ */
+export interface PidfdExitStatus {
+  /** The exit code (0-255) when the process exited, else null. */
+  code: number | null;
+  /** The signal that ended it ('SIGKILL'), else null. */
+  signal: NodeJS.Signals | null;
+  /** Whether it dumped core (signals only). */
+  coreDumped: boolean;
+  /**
+   * False when the kernel could not tell: Linux < 6.15 (no PIDFD_INFO_EXIT)
+   * for a process already reaped by a parent other than us, or one whose
+   * exit code /proc does not show us. code and signal are null then.
+   */
+  known: boolean;
+}
 
 /** Options of {@link Pidfd.exited}. */
 export interface PidfdExitedOptions {
@@ -21,7 +41,7 @@ export interface PidfdExitedOptions {
 const INT32_MAX = 2 ** 31 - 1;
 
 interface ExitWaiter {
-  resolve: () => void;
+  resolve: (status: PidfdExitStatus) => void;
   reject: (e: Error) => void;
 }
 
@@ -57,6 +77,70 @@ function pidOf(fd: number): number | undefined {
   return link.includes('pidfd') && m ? Number(m[1]) : undefined;
 }
 
+const UNKNOWN: PidfdExitStatus = Object.freeze({ code: null, signal: null, coreDumped: false, known: false });
+const signalNames = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+
+/** A wait(2) status as code or signal. */
+export function decodeWaitStatus(status: number): PidfdExitStatus {
+  const sig = status & 0x7f;
+  if (sig === 0) return { code: (status >> 8) & 0xff, signal: null, coreDumped: false, known: true };
+  return { code: null, signal: signalNames.get(sig) ?? (`SIG${sig}` as NodeJS.Signals), coreDumped: (status & 0x80) !== 0, known: true };
+}
+
+/**
+ * The exit code field of a zombie's /proc/PID/stat (a wait(2) status), when
+ * the kernel shows it to us: it writes 0 for a process we may not inspect
+ * (ptrace read access: root, or the same uids and gids), so a 0 is believed
+ * only where we may.
+ */
+function zombieStatus(pid: number): number | undefined {
+  let stat: string;
+  let status: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    status = readFileSync(`/proc/${pid}/status`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // After the command name (which may hold spaces and parentheses): state is
+  // field 3, exit_code field 52.
+  const fields = stat
+    .slice(stat.lastIndexOf(')') + 2)
+    .trim()
+    .split(' ');
+  if (fields[0] !== 'Z' || fields.length < 50) return undefined;
+  const euid = process.geteuid?.();
+  const egid = process.getegid?.();
+  const ids = (key: string): number[] => (new RegExp(`^${key}:\\s*(.*)$`, 'm').exec(status)?.[1] ?? '').trim().split(/\s+/).map(Number);
+  const mayInspect = euid === 0 || (ids('Uid').every((id) => id === euid) && ids('Gid').every((id) => id === egid));
+  return mayInspect ? Number(fields[49]) : undefined;
+}
+
+/**
+ * How the process behind a pidfd that polls readable ended, asked of the
+ * kernel in the order that never guesses: the pidfd's exit status (set once
+ * the process is reaped; Linux >= 6.15), then waitid(WNOWAIT) for our own
+ * unreaped child, then /proc for another's zombie; a process reaped between
+ * those is asked again. `kernelInfo` false leaves out the first, as on a
+ * kernel without PIDFD_INFO_EXIT. (Not exported by the package; tests use it.)
+ */
+export function exitStatusOf(fd: number, pid: number, kernelInfo: boolean): PidfdExitStatus {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    if (kernelInfo) {
+      const info = native.pidfdExitInfo(fd);
+      if (info >= 0) return decodeWaitStatus(info);
+    }
+    const waited = native.pidfdWaitStatus(fd);
+    if (waited >= 0) return decodeWaitStatus(waited);
+    const zombie = pid > 0 ? zombieStatus(pid) : undefined;
+    // Still that zombie after reading its file (signal 0 reaches a zombie,
+    // ESRCH once reaped): the file was its, not a new process's with its pid.
+    if (zombie !== undefined && native.pidfdSendSignal(fd, 0) === 0) return decodeWaitStatus(zombie);
+    if (native.pidfdSendSignal(fd, 0) === 0) break; // an unreaped zombie we may not inspect
+  }
+  return UNKNOWN;
+}
+
 /**
  * A pidfd: signal, wait for and take fds from one process, safe from pid
  * reuse. The Pidfd owns its fd (close-on-exec) and closes it in close().
@@ -69,16 +153,25 @@ export class Pidfd implements Disposable {
    */
   readonly pid: number;
   #fd: number;
-  // The core's watcher owns the fd: it closes it with close(), and with the
+  // The core's pump owns the fd: it closes it with close(), and with the
   // end of the environment (a worker) or the collection of a forgotten Pidfd.
-  #io: Readiness | null;
+  readonly #reader: Pump;
   #exited = false;
+  // Asked of the kernel once, when the process is first seen gone.
+  #status: PidfdExitStatus | null = null;
   // An aborted wait may leave nobody waiting: stop watching then.
-  readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#updatePoll());
+  readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#reader.update());
 
   /** Takes the fd; on failure it is closed and the error thrown. */
   private constructor(fd: number, pid: number) {
-    this.#io = watch(fd, (events) => this.#onReady(events));
+    // A pidfd reports no errors: a POLLERR that poll(2) does not explain as
+    // an exit fails the waiters (the pump's rule).
+    this.#reader = new Pump(fd, {
+      demand: () => this.#waiters.length > 0 && !this.#exited,
+      step: () => this.#step(),
+      readFailed: (errno) => this.#settle(systemError(errno, 'poll')),
+      failed: (err) => this.#settle(err),
+    });
     this.#fd = fd;
     this.pid = pid;
   }
@@ -141,11 +234,18 @@ export class Pidfd implements Disposable {
 
   /**
    * Resolves once the process has exited (the pidfd polls readable), whether
-   * or not it is our child; a zombie has exited. The wait is on the event
-   * loop's watcher and keeps the loop alive while it lasts. Rejects with
-   * ERR_FDPASS_CLOSED if the Pidfd is closed first, an AbortError on `signal`.
+   * or not it is our child; a zombie has exited. It resolves with how it
+   * ended, `{ code, signal, coreDumped, known }`, from the kernel: the
+   * pidfd's exit status once the process is reaped (PIDFD_INFO_EXIT, Linux
+   * >= 6.15), waitid(P_PIDFD, WNOWAIT) for our own child not reaped yet (it
+   * stays unreaped for child_process), /proc/PID/stat for another's zombie
+   * that we may inspect (root, or same uids and gids); `known: false` when
+   * none can tell (on older kernels, a child that Node reaped already: use
+   * ChildProcess's 'exit' there). The wait is on the event loop's watcher
+   * and keeps the loop alive while it lasts. Rejects with ERR_FDPASS_CLOSED
+   * if the Pidfd is closed first, an AbortError on `signal`.
    */
-  exited(options?: PidfdExitedOptions): Promise<void> {
+  exited(options?: PidfdExitedOptions): Promise<PidfdExitStatus> {
     if (options !== undefined && (options === null || typeof options !== 'object')) {
       return Promise.reject(invalidArgType('options', 'of type object', options));
     }
@@ -155,47 +255,36 @@ export class Pidfd implements Disposable {
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    if (this.#exited) return Promise.resolve();
+    if (this.#status) return Promise.resolve(this.#status);
     if (this.#fd < 0) return Promise.reject(closedError('pidfd'));
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    // Already gone: no watcher needed.
-    const now = native.poll(this.#fd, POLLIN, 0);
-    if (now > 0) {
-      this.#exited = true;
-      return Promise.resolve();
-    }
-    return new Promise<void>((resolve, reject) => {
-      const waiter: ExitWaiter = { resolve, reject };
-      if (!this.#waiters.add(waiter, signal)) return;
-      try {
-        this.#updatePoll();
-      } catch (err) {
-        this.#waiters.remove(waiter);
-        reject(err as Error);
-      }
+    return new Promise<PidfdExitStatus>((resolve, reject) => {
+      // The pump's first step sees a process that already exited.
+      if (this.#waiters.add({ resolve, reject }, signal)) this.#reader.pump();
     });
   }
 
-  #updatePoll(): void {
-    const want = this.#waiters.length > 0 && !this.#exited ? POLLIN : 0;
-    const r = this.#io?.setInterest(want) ?? 0;
-    if (r < 0) throw systemError(r, 'uv_poll_start');
-  }
-
-  #onReady(events: number): void {
-    if (this.#fd < 0) return;
-    // A pidfd reports no errors; should one come, the kernel says whether it exited.
-    if (events & POLLERR && !(native.poll(this.#fd, POLLIN, 0) > 0)) {
-      this.#settle(new FdPassError(ErrorCodes.INTERNAL, 'the pidfd reported POLLERR'));
-      return;
-    }
+  /** The pump's step: has the process exited (the pidfd polls readable)? */
+  #step(): number {
+    const r = native.poll(this.#fd, native.POLLIN, 0);
+    if (r < 0) return r;
+    if (r === 0) return DRAINED;
     this.#exited = true;
     this.#settle(null);
+    return ENDED;
+  }
+
+  /** The process is gone: how it ended, asked once. */
+  #gone(): PidfdExitStatus {
+    this.#exited = true;
+    this.#status ??= exitStatusOf(this.#fd, this.pid, true);
+    return this.#status;
   }
 
   #settle(error: Error | null): void {
-    this.#io?.setInterest(0);
-    this.#waiters.drain((w) => (error ? w.reject(error) : w.resolve()));
+    const status = error ? null : this.#gone();
+    this.#waiters.drain((w) => (status ? w.resolve(status) : w.reject(error!)));
+    this.#reader.update();
   }
 
   /**
@@ -216,9 +305,7 @@ export class Pidfd implements Disposable {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    const io = this.#io;
-    this.#io = null;
-    io?.close(true);
+    this.#reader.close();
     this.#settle(closedError('pidfd'));
   }
 

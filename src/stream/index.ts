@@ -19,12 +19,12 @@ import type { DuplexOptions } from 'node:stream';
 import { encodeAddress, type AddressOptions } from '../address.js';
 import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { FdLike, toFdArray } from '../fds.js';
-import { discardFds, disownAll } from '../io/owned.js';
+import { discardFds, disownAll, own } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
-import { adoptSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
-import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
+import { adoptSocket, checkAcceptFds, connectSocket, peerCredentials, refuseFds, socketPair, type PeerCredentials } from '../io/sockops.js';
+import { ENDED, Pump } from '../io/pump.js';
 import { native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_EOF, READ_DRAINED, RawEntry, readBatch } from '../recv.js';
+import { FLAG_EOF, RawEntry, readBatch, streamChunkError } from '../recv.js';
 import { FdSocket, emptyDataError } from '../socket.js';
 import { type Pidfd, peerPidfd } from '../pidfd/pidfd.js';
 
@@ -33,7 +33,6 @@ const { ENOTCONN, EISCONN } = constants.errno;
 /** Bytes asked for per recvmsg, and recvmsg calls per batch: at most 512 KiB read ahead of demand. */
 const READ_BYTES = 65536;
 const READ_MESSAGES = 8;
-const BATCHES_PER_WAKE = 16;
 
 /** Options of an FdStream (those of stream.Duplex, with net.Socket's allowHalfOpen default). */
 export interface FdStreamOptions {
@@ -45,6 +44,12 @@ export interface FdStreamOptions {
   signal?: AbortSignal;
   /** Adopt this connected AF_UNIX stream socket fd (the stream owns it from now on). */
   fd?: number;
+  /**
+   * false: the kernel refuses fds the peer sends on this stream
+   * (SO_PASSRIGHTS off; the peer's write fails with ERR_FDPASS_FDS_REFUSED).
+   * Linux >= 6.16, else ERR_FDPASS_UNSUPPORTED_KERNEL. Default true.
+   */
+  acceptFds?: boolean;
 }
 
 /** Where to connect: a path or an abstract name (no leading NUL). */
@@ -67,20 +72,39 @@ export interface FdChunk {
 
 type WriteCallback = (error?: Error | null) => void;
 
+/**
+ * What fdpass/usocket needs of an FdStream beyond its public API.
+ * @internal
+ */
+export interface StreamInternals {
+  /** Adopt a connected AF_UNIX stream socket fd into an unconnected stream; throws (leaving both as they were) if it cannot. */
+  adopt(stream: FdStream, fd: number): void;
+  /** Fds that have arrived and nobody took: pending ones and those of bytes still buffered. */
+  arrivedFds(stream: FdStream): number;
+  /** Put fds back in front of the pending ones (the library owns them again). */
+  putBackFds(stream: FdStream, fds: readonly number[]): void;
+}
+
+/** @internal */
+export let streamInternals: StreamInternals;
+
 interface FdGroup {
   /** Stream offset just past the chunk the fds came with. */
   end: number;
   fds: number[];
 }
 
+// Byte checks go by ArrayBuffer.isView, never instanceof: a Buffer or
+// Uint8Array made in another realm (a vm context, a test sandbox such as
+// Jest's) is bytes too, and fails an instanceof against this realm's class.
 function isFdWrite(chunk: unknown): chunk is FdWrite {
-  return typeof chunk === 'object' && chunk !== null && !(chunk instanceof Uint8Array) && 'data' in chunk;
+  return typeof chunk === 'object' && chunk !== null && !ArrayBuffer.isView(chunk) && 'data' in chunk;
 }
 
 function toBuffer(data: unknown, name: string): Buffer {
   if (typeof data === 'string') return Buffer.from(data, 'utf8');
-  if (data instanceof Uint8Array) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  throw invalidArgType(name, 'of type string or an instance of Buffer or Uint8Array', data);
+  if (ArrayBuffer.isView(data)) return Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  throw invalidArgType(name, 'of type string or an instance of Buffer, TypedArray or DataView', data);
 }
 
 function checkFdCount(fdCount: unknown): number {
@@ -112,12 +136,12 @@ function checkStreamFd(fd: unknown): number {
  */
 export class FdStream extends Duplex {
   #fd = -1;
-  #io: WatchedFd | null = null;
+  #reader: Pump | null = null;
   #connecting = false;
-  #connectAbort: AbortController | null = null;
+  // No AbortController: a sandbox (Jest's, a vm context) may lack the global.
+  #connectAbort: { aborted: boolean } | null = null;
   // reading
   #readWanted = false;
-  #pollIn = false;
   #eof = false;
   #pushedBytes = 0; // bytes received from the socket (bytesRead)
   #readOffset = 0;
@@ -125,10 +149,11 @@ export class FdStream extends Duplex {
   #pending: number[] = [];
   #claiming = false;
   // writing
-  readonly #sends = new SendQueue(() => this.#updatePoll());
+  readonly #sends = new SendQueue(() => this.#reader?.update());
   #final: WriteCallback | null = null;
   #fdsOf = new WeakMap<Buffer, Int32Array>();
   #peer: PeerCredentials | undefined;
+  readonly #acceptFds: boolean;
 
   constructor(options: FdStreamOptions = {}) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
@@ -141,11 +166,34 @@ export class FdStream extends Duplex {
     if (options.readableHighWaterMark !== undefined) duplexOptions.readableHighWaterMark = options.readableHighWaterMark;
     if (options.writableHighWaterMark !== undefined) duplexOptions.writableHighWaterMark = options.writableHighWaterMark;
     const signal = checkSignal(options.signal);
+    const acceptFds = checkAcceptFds(options.acceptFds);
     const fd = options.fd === undefined ? -1 : checkStreamFd(options.fd);
+    if (fd >= 0 && !acceptFds) refuseFds(fd);
     super(duplexOptions);
+    this.#acceptFds = acceptFds;
     if (fd >= 0) this.#attach(fd);
     // After the fields exist: an aborted signal destroys the stream at once.
     if (signal) addAbortSignal(signal, this);
+  }
+
+  static {
+    streamInternals = {
+      adopt: (stream, fd) => {
+        if (stream.#fd >= 0 || stream.#connecting || stream.destroyed) {
+          throw new FdPassError('EISCONN', 'the stream is already connected or connecting', { errno: -EISCONN });
+        }
+        checkStreamFd(fd);
+        if (!stream.#acceptFds) refuseFds(fd);
+        stream.#attach(fd);
+      },
+      arrivedFds: (stream) => stream.#incoming.reduce((n, g) => n + g.fds.length, stream.#pending.length),
+      putBackFds: (stream, fds) => {
+        // Fds nobody took are closed with the stream: so are these, if it is gone.
+        if (stream.destroyed) return discardFds(fds);
+        for (const fd of fds) own(fd);
+        stream.#pending.unshift(...fds);
+      },
+    };
   }
 
   /** Bytes received from the socket. */
@@ -218,8 +266,8 @@ export class FdStream extends Duplex {
     if (where.abstract !== undefined) address.abstract = where.abstract;
     // Bad arguments throw here, before anything changes.
     const resolved = encodeAddress(address);
-    const abort = new AbortController();
-    const connecting = connectSocket(resolved, native.SOCK_STREAM, abort.signal);
+    const abort = { aborted: false };
+    const connecting = connectSocket(resolved, native.SOCK_STREAM, abort, this.#acceptFds);
     if (listener) this.once('connect', listener);
     this.#connecting = true;
     this.#connectAbort = abort;
@@ -249,13 +297,19 @@ export class FdStream extends Duplex {
   }
 
   #attach(fd: number): void {
-    this.#io = new WatchedFd(fd, (events) => this.#onPoll(events));
+    this.#reader = new Pump(fd, {
+      demand: () => this.#readWanted && !this.#eof && this.#fd >= 0 && !this.destroyed,
+      step: () => this.#step(),
+      readFailed: (errno) => this.destroy(systemError(errno, 'recvmsg')),
+      failed: (err) => this.destroy(err),
+      writePending: () => this.#sends.length > 0,
+      writable: () => this.#sends.flush(this.#fd),
+    });
     this.#fd = fd;
     // Work that waited for the connection.
     this.#sends.flush(fd);
     if (this.#final) this.#doFinal();
-    if (this.#readWanted) this.#pumpRead();
-    this.#updatePoll();
+    this.#reader.pump();
   }
 
   /** The socket's fd; -1 before it is connected and once destroyed. */
@@ -380,14 +434,14 @@ export class FdStream extends Duplex {
   }
 
   override unshift(chunk: unknown, encoding?: BufferEncoding): void {
-    if (chunk instanceof Uint8Array) this.#readOffset = Math.max(0, this.#readOffset - chunk.byteLength);
+    if (ArrayBuffer.isView(chunk)) this.#readOffset = Math.max(0, this.#readOffset - chunk.byteLength);
     super.unshift(chunk, encoding);
   }
 
   // Every byte leaves the Readable through a 'data' event (read() emits it
   // too): that is where fds become pending, and where 'fds' listeners get them.
   override emit(event: string | symbol, ...args: unknown[]): boolean {
-    if (event === 'data' && args[0] instanceof Uint8Array) this.#consumed(args[0].byteLength);
+    if (event === 'data' && ArrayBuffer.isView(args[0])) this.#consumed(args[0].byteLength);
     return super.emit(event, ...args);
   }
 
@@ -408,50 +462,29 @@ export class FdStream extends Duplex {
   /** @internal */
   override _read(_size: number): void {
     this.#readWanted = true;
-    if (this.#fd >= 0) {
-      // Waiting for readiness means the last read found the socket empty (or
-      // the loop was let breathe): reading now would only find EAGAIN.
-      if (!this.#pollIn) this.#pumpRead();
-      this.#updatePoll();
-    }
+    this.#reader?.pump();
   }
 
-  #pumpRead(): void {
-    for (let batches = 0; this.#readWanted && !this.#eof && this.#fd >= 0 && !this.destroyed; batches++) {
-      if (batches === BATCHES_PER_WAKE) {
-        // Let the event loop breathe; readiness brings us back.
-        this.#pollIn = true;
-        return;
-      }
-      // A fresh array per batch: push() runs listeners that may read again.
-      const r: RawEntry[] = [];
-      const status = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true, r);
-      if (status === native.EAGAIN) {
-        this.#pollIn = true;
-        return;
-      }
-      if (status < 0) {
-        this.destroy(systemError(status, 'recvmsg'));
-        return;
-      }
-      for (let i = 0; i < r.length; i++) {
-        // A 'data' listener run by push() may have destroyed the stream: the
-        // rest of the batch has nobody to go to.
-        const failure = this.destroyed ? 'destroyed' : this.#admit(r[i]!);
-        if (failure) {
-          for (let j = failure === 'destroyed' ? i : i + 1; j < r.length; j++) {
-            const e = r[j]!;
-            if (!(e instanceof Error)) discardFds(e.fds);
-          }
-          if (failure instanceof Error && !this.destroyed) this.destroy(failure);
-          return;
+  /** The pump's step: read a batch and push it. */
+  #step(): number {
+    // A fresh array per batch: push() runs listeners that may read again.
+    const r: RawEntry[] = [];
+    const status = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true, r);
+    if (status < 0) return status;
+    for (let i = 0; i < r.length; i++) {
+      // A 'data' listener run by push() may have destroyed the stream: the
+      // rest of the batch has nobody to go to.
+      const failure = this.destroyed ? 'destroyed' : this.#admit(r[i]!);
+      if (failure) {
+        for (let j = failure === 'destroyed' ? i : i + 1; j < r.length; j++) {
+          const e = r[j]!;
+          if (!(e instanceof Error)) discardFds(e.fds);
         }
-      }
-      if (status === READ_DRAINED && !this.#eof) {
-        this.#pollIn = true;
-        return;
+        if (failure instanceof Error && !this.destroyed) this.destroy(failure);
+        return ENDED;
       }
     }
+    return status;
   }
 
   /** Push one received chunk; returns 'eof', an error, or null. */
@@ -460,17 +493,11 @@ export class FdStream extends Duplex {
     if (entry.flags & FLAG_EOF) {
       this.#eof = true;
       this.#readWanted = false;
-      this.#pollIn = false;
       this.push(null);
       return 'eof';
     }
-    if (entry.flags & FLAG_CTRUNC) {
-      discardFds(entry.fds);
-      return new FdPassError(
-        ErrorCodes.CONTROL_TRUNCATED,
-        `fds sent with the stream did not fit (MSG_CTRUNC, RLIMIT_NOFILE?); ${entry.fds.length} that arrived were closed and the stream is unusable`,
-      );
-    }
+    const cut = streamChunkError(entry);
+    if (cut) return cut;
     this.#pushedBytes += entry.data.length;
     if (entry.fds.length > 0) this.#incoming.push({ end: this.#pushedBytes, fds: entry.fds });
     // push() may run 'data' listeners (flowing mode) that destroy the stream.
@@ -535,27 +562,12 @@ export class FdStream extends Duplex {
 
   // ---- polling and lifetime ------------------------------------------------------
 
-  #onPoll(events: number): void {
-    if (this.#fd < 0 || this.destroyed) return;
-    if (events & POLLOUT) this.#sends.flush(this.#fd);
-    if (events & POLLIN && this.#pollIn) {
-      this.#pollIn = false;
-      this.#pumpRead();
-    }
-    this.#updatePoll();
-  }
-
-  #updatePoll(): void {
-    if (!this.#io || this.destroyed) return;
-    this.#io.want((this.#pollIn && this.#readWanted && !this.#eof ? POLLIN : 0) | (this.#sends.length > 0 ? POLLOUT : 0));
-  }
-
   /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#connectAbort?.abort();
+    if (this.#connectAbort) this.#connectAbort.aborted = true;
     this.#connectAbort = null;
-    this.#io?.close();
-    this.#io = null;
+    this.#reader?.close();
+    this.#reader = null;
     this.#fd = -1;
     // A write in flight: its caller keeps its fds until the callback runs.
     this.#sends.close(error ?? closedError('stream'));

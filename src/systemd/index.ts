@@ -1,9 +1,10 @@
 // fdpass/systemd: the service manager's side of fd passing.
 // - listenFds(): socket activation, as sd_listen_fds(3) / sd_listen_fds_with_names.
-// - notify(), storeFds(), removeStoredFds(), notifyBarrier(): $NOTIFY_SOCKET,
+// - notify(), storeFds(), removeStoredFds(), notifyBarrier(), watchdog(): $NOTIFY_SOCKET,
 //   as sd_notify(3) / sd_pid_notify_with_fds / sd_notify_barrier.
 // Policy only: the sockets are the core's FdSocket; the one syscall needed
 // beyond it (fcntl FD_CLOEXEC on inherited fds) is the core addon's setFlags.
+import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import { FdSocket } from '../socket.js';
 import { ErrorCodes, FdPassError, checkSignal, invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
@@ -261,4 +262,109 @@ export async function notifyBarrier(options: BarrierOptions = {}): Promise<boole
     await theirs.close();
     await mine.close();
   }
+}
+
+/** Options of {@link watchdog}. */
+export interface WatchdogOptions {
+  /**
+   * Remove WATCHDOG_USEC and WATCHDOG_PID from process.env, so that children
+   * do not take the watchdog for theirs. Default false (as sd_watchdog_enabled(0)).
+   */
+  unsetEnvironment?: boolean;
+}
+
+/** The events of a {@link Watchdog}. */
+export interface WatchdogEvents {
+  /** A ping that could not be sent (only emitted while someone listens; else dropped). */
+  error: [error: Error];
+}
+
+/**
+ * The service manager's watchdog, kept fed: `WATCHDOG=1` at half of
+ * WATCHDOG_USEC, on an unref'd timer (it never keeps the process alive).
+ * `active` is false, and nothing is sent, where the manager asked for no
+ * watchdog (WATCHDOG_USEC unset or 0, WATCHDOG_PID naming another process,
+ * no NOTIFY_SOCKET).
+ */
+export class Watchdog extends EventEmitter<WatchdogEvents> implements Disposable {
+  /** Milliseconds between pings (half of WATCHDOG_USEC); 0 when inactive. */
+  readonly interval: number;
+  /** The timeout the manager enforces (WATCHDOG_USEC), in microseconds; 0 when inactive. */
+  readonly usec: number;
+  #timer: NodeJS.Timeout | null = null;
+
+  /** @internal */
+  constructor(usec: number) {
+    super();
+    this.usec = usec;
+    this.interval = usec === 0 ? 0 : Math.max(1, Math.floor(usec / 2000));
+    if (usec === 0) return;
+    this.#timer = setInterval(() => this.#tick(), this.interval);
+    this.#timer.unref();
+    this.#tick();
+  }
+
+  /** True while pinging. */
+  get active(): boolean {
+    return this.#timer !== null;
+  }
+
+  /** Send `WATCHDOG=1` now; resolves true once sent, false when inactive. */
+  async ping(): Promise<boolean> {
+    if (!this.#timer) return false;
+    return notify('WATCHDOG=1');
+  }
+
+  #tick(): void {
+    this.ping().catch((err: unknown) => {
+      if (this.listenerCount('error') > 0) this.emit('error', err as Error);
+    });
+  }
+
+  /** Stop pinging (the manager's timer then runs out unless the service stops too). Idempotent. */
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * Feed the service manager's watchdog (sd_watchdog_enabled(3) and
+ * `WATCHDOG=1`): with WatchdogSec= in the unit, systemd sets WATCHDOG_USEC
+ * (and WATCHDOG_PID) and restarts or kills the service when no `WATCHDOG=1`
+ * arrives within that time. The returned Watchdog pings at half of it until
+ * closed (also `using wd = watchdog()`); it is inactive, sending nothing,
+ * when WATCHDOG_USEC is unset or 0, WATCHDOG_PID names another process, or
+ * NOTIFY_SOCKET is unset. Malformed variables throw ERR_FDPASS_BAD_ENV.
+ */
+export function watchdog(options: WatchdogOptions = {}): Watchdog {
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  const unset = options.unsetEnvironment ?? false;
+  if (typeof unset !== 'boolean') throw invalidArgType('options.unsetEnvironment', 'of type boolean', unset);
+  let usec = 0;
+  try {
+    const usecText = process.env.WATCHDOG_USEC;
+    const pidText = process.env.WATCHDOG_PID;
+    if (usecText !== undefined) {
+      usec = parseCount('WATCHDOG_USEC', usecText, Number.MAX_SAFE_INTEGER);
+      // Beyond what a timer can wait (about 24.8 days): out of range, as for a pid.
+      if (usec / 2000 > 2 ** 31 - 1) throw badEnv(`WATCHDOG_USEC=${usecText} is out of range (a ping interval over 2^31 ms)`);
+      if (pidText !== undefined) {
+        const pid = parseCount('WATCHDOG_PID', pidText, 2 ** 31 - 1);
+        if (pid === 0) throw badEnv('WATCHDOG_PID=0 is not a process id');
+        if (pid !== process.pid) usec = 0; // inherited: not for us
+      }
+      if (notifyAddress() === null) usec = 0;
+    }
+  } finally {
+    if (unset) {
+      delete process.env.WATCHDOG_USEC;
+      delete process.env.WATCHDOG_PID;
+    }
+  }
+  return new Watchdog(usec);
 }

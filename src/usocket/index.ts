@@ -1,19 +1,25 @@
-// usocket's API (USocket, UServer) on top of FdStream and FdServer, with the
-// surface dbus-next 0.10 uses: new USocket({ path }) with '\0'-prefixed
-// abstract names, write({ data, fds }), read(n), read(n, null), 'readable',
-// 'connect', 'end', 'close', 'error', end(), destroy(). No native build of
-// its own: packages/usocket-compat makes require('usocket') load this.
+// usocket's API (USocket, UServer) on top of FdStream and FdServer's io
+// core, behaving as usocket 1.x does where its own test suite and dbus-next
+// look: new USocket(path | { path | fd }), connect(path | { path | fd }, cb)
+// with 'connected', write({ data, fds, callback }), read(n), read(n, count),
+// unshift(chunk, fds), 'readable', 'end', 'close', 'error', end(), destroy();
+// a bad fd given to connect({ fd }) is an 'error' event, after which the
+// USocket may connect again. No native build of its own:
+// packages/usocket-compat makes require('usocket') load this.
 import { EventEmitter } from 'node:events';
+import { constants } from 'node:os';
 import { encodeAddress, type AddressOptions } from '../address.js';
 import { FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { Acceptor, type Accepted } from '../io/acceptor.js';
-import { listenSocket, unlinkIfSame, type FileId } from '../io/sockops.js';
+import { listenSocket } from '../io/sockops.js';
 import { native } from '../native.js';
 import { sameUid } from '../server.js';
-import { FdStream } from '../stream/index.js';
+import { FdStream, streamInternals, type FdChunk } from '../stream/index.js';
 
 export { FdStream } from '../stream/index.js';
 export type { FdChunk, FdWrite } from '../stream/index.js';
+
+const { EBADF } = constants.errno;
 
 /** Options of `new USocket(options)`: usocket's, plus FdStream's high-water marks. */
 export interface USocketOptions {
@@ -27,6 +33,9 @@ export interface USocketOptions {
   writableHighWaterMark?: number;
 }
 
+/** Where `USocket.connect` goes: a path, or `{ path }`, or `{ fd }` to adopt. */
+export type USocketConnectTarget = string | { path: string } | { fd: number };
+
 /** usocket's '\0name' convention for abstract names, as fdpass's address options. */
 export function usocketAddress(path: unknown): Omit<AddressOptions, 'type'> {
   if (typeof path !== 'string') throw invalidArgType('path', 'of type string', path);
@@ -36,16 +45,18 @@ export function usocketAddress(path: unknown): Omit<AddressOptions, 'type'> {
 
 /**
  * usocket's USocket: an FdStream that connects on construction when given a
- * path, or adopts `fd`. Emits 'connect' once connected (like net.Socket;
- * dbus-next listens for both 'connect' and usocket's old 'connected', so only
- * one of them may be emitted).
+ * path, or adopts `fd`. Emits 'connected' once a connect() succeeds, as
+ * usocket does (not net.Socket's 'connect': dbus-next listens for both, so
+ * only one of them may come).
  */
 export class USocket extends FdStream {
   /** Set by dbus-next after construction: whether to negotiate UNIX_FD. */
   supportsUnixFd?: boolean;
 
-  constructor(options: USocketOptions = {}, callback?: () => void) {
-    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  constructor(options: string | USocketOptions = {}, callback?: () => void) {
+    // usocket takes a bare path too.
+    if (typeof options === 'string') options = { path: options };
+    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'a path string or an object', options);
     const { path, fd, ...rest } = options;
     if (path !== undefined && fd !== undefined) throw invalidArgValue('options', 'must have path or fd, not both', options);
     super(fd === undefined ? rest : { ...rest, fd });
@@ -53,13 +64,80 @@ export class USocket extends FdStream {
     else if (callback !== undefined) throw invalidArgValue('callback', 'needs options.path', callback);
   }
 
-  /** Connect to a path ('\0name': an abstract name), as usocket's connect(). */
-  override connect(arg: string | { path: string } | Parameters<FdStream['connect']>[0], callback?: () => void): this {
-    if (typeof arg === 'string') return super.connect(usocketAddress(arg), callback);
-    if (arg !== null && typeof arg === 'object' && typeof arg.path === 'string' && arg.path.startsWith('\0')) {
-      return super.connect(usocketAddress(arg.path), callback);
+  /**
+   * Connect to a path ('\0name': an abstract name), or adopt a connected
+   * AF_UNIX stream socket fd with `{ fd }` (the USocket owns it from now on;
+   * no 'connected' event, as in usocket). An fd that cannot be adopted (-1,
+   * closed, no AF_UNIX stream socket) is reported as 'error' then 'close', as
+   * usocket does, and the USocket stays unconnected: connect() may be called
+   * again. `callback` listens for 'connected'.
+   */
+  override connect(arg: USocketConnectTarget | Parameters<FdStream['connect']>[0], callback?: () => void): this {
+    if (callback !== undefined && typeof callback !== 'function') throw invalidArgType('callback', 'a function', callback);
+    if (arg !== null && typeof arg === 'object' && 'fd' in arg && typeof arg.fd === 'number') {
+      this.#adopt(arg.fd, callback);
+      return this;
     }
-    return super.connect(arg, callback);
+    let where = arg as Parameters<FdStream['connect']>[0];
+    if (typeof arg === 'string') where = usocketAddress(arg);
+    else if (arg !== null && typeof arg === 'object' && 'path' in arg && typeof arg.path === 'string' && arg.path.startsWith('\0')) {
+      where = usocketAddress(arg.path);
+    }
+    super.connect(where);
+    // After super.connect(), which throws on bad arguments before anything changes.
+    if (callback) this.once('connected', callback);
+    return this;
+  }
+
+  #adopt(fd: number, callback: (() => void) | undefined): void {
+    if (callback) this.once('connected', callback);
+    try {
+      // A number that is no fd at all (-1, 1.5) is EBADF here, as usocket's
+      // adopt reports it, not a RangeError.
+      if (!Number.isInteger(fd) || fd < 0 || fd > 2 ** 31 - 1) {
+        throw new FdPassError('EBADF', `fd ${fd} is not an open file descriptor`, { errno: -EBADF, syscall: 'fcntl' });
+      }
+      streamInternals.adopt(this, fd);
+    } catch (err) {
+      if (callback) this.removeListener('connected', callback);
+      // An event, not a throw, and the stream lives on (usocket's behaviour):
+      // its caller may connect() again.
+      process.nextTick(() => {
+        this.emit('error', err as Error);
+        this.emit('close', err);
+      });
+    }
+  }
+
+  // FdStream announces a connection with net.Socket's 'connect' (and
+  // 'ready'); a USocket with usocket's 'connected' only.
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'connect') return super.emit('connected', ...args);
+    if (event === 'ready') return false;
+    return super.emit(event, ...args);
+  }
+
+  /**
+   * `read(size?)` as a Readable's. `read(size, count)` as usocket's: null
+   * until `count` fds have arrived (and `size` bytes, unless size is 0 or
+   * null), else `{ data, fds }` with exactly `count` fds (null: all that
+   * arrived). The fds are yours to close.
+   */
+  override read(size?: number): Buffer | null;
+  override read(size: number | undefined | null, fdCount: number | null): FdChunk | null;
+  override read(size?: number | null, fdCount?: number | null): Buffer | FdChunk | null {
+    if (fdCount === undefined) return super.read(size ?? undefined);
+    if (typeof fdCount === 'number' && streamInternals.arrivedFds(this) < fdCount) return null;
+    return super.read(size ?? undefined, fdCount);
+  }
+
+  /** Put bytes back in front of the stream (Readable's unshift), and `fds` in front of the fds not taken yet. */
+  override unshift(chunk: unknown, fds?: unknown): void {
+    if (chunk !== null && chunk !== undefined) super.unshift(chunk);
+    if (Array.isArray(fds) && fds.length > 0) {
+      for (const fd of fds) if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) throw outOfRange('fds', 'an array of fds', fds);
+      streamInternals.putBackFds(this, fds as number[]);
+    }
   }
 }
 
@@ -80,8 +158,6 @@ export interface UServerListenOptions {
  */
 export class UServer extends EventEmitter {
   #acceptor: Acceptor | null = null;
-  #path: string | undefined;
-  #file: FileId | null = null;
   #starting = false;
   #paused = false;
   #closed = false;
@@ -133,8 +209,6 @@ export class UServer extends EventEmitter {
         this.emit('error', err as Error);
         return;
       }
-      this.#path = address.path;
-      this.#file = listening.file;
       // Abstract names have no file permissions: our own uid only, as FdServer.
       this.#acceptor = new Acceptor(
         listening.fd,
@@ -178,7 +252,11 @@ export class UServer extends EventEmitter {
     queueMicrotask(() => this.#acceptor?.pump());
   }
 
-  /** Stop listening and unlink the socket file; 'close' follows. */
+  /**
+   * Stop listening; 'close' follows. The socket file stays, as usocket
+   * leaves it (its users unlink it); a later listen() on the path replaces
+   * it once nobody listens there.
+   */
   close(callback?: () => void): void {
     if (callback !== undefined) this.once('close', callback);
     if (this.#closed) return;
@@ -186,7 +264,6 @@ export class UServer extends EventEmitter {
     const acceptor = this.#acceptor;
     this.#acceptor = null;
     acceptor?.close();
-    if (this.#path !== undefined && this.#file) unlinkIfSame(this.#path, this.#file);
     process.nextTick(() => this.emit('close'));
   }
 }

@@ -2,6 +2,7 @@
 // and process lifetime, the same on every runtime.
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readlinkSync, writeFileSync } from 'node:fs';
+import { release } from 'node:os';
 import { FdServer, FdSocket, FdPassError, MAX_FDS, closeFds, recvFdSync, sendFdSync } from 'fdpass';
 import { noLeak, runChild, tempDir, test } from './harness.mjs';
 
@@ -223,3 +224,26 @@ test(
   },
   { only: ['node', 'bun'], why: 'a terminated Deno worker leaves fds behind, some without fdpass too (Deno 2.9)' },
 );
+
+const [major, minor] = release().split('.').map(Number);
+if (major > 6 || (major === 6 && minor >= 16)) {
+  test('acceptFds: false: the kernel refuses fds sent to the socket, the sender gets ERR_FDPASS_FDS_REFUSED', () =>
+    noLeak(async () => {
+      const t = tempDir();
+      const rx = FdSocket.bindDatagram({ path: t.path('d'), acceptFds: false });
+      const tx = await FdSocket.connect({ path: t.path('d'), type: 'dgram' });
+      await assert.rejects(tx.send('x', [0]), { code: 'ERR_FDPASS_FDS_REFUSED', errno: -1, syscall: 'sendmsg' });
+      await tx.send('plain');
+      assert.deepEqual((await rx.recv()).fds, []);
+      await tx.close();
+      await rx.close();
+      t.cleanup();
+    }));
+} else {
+  test('acceptFds: false on a kernel without SO_PASSRIGHTS (6.16): ERR_FDPASS_UNSUPPORTED_KERNEL', () =>
+    noLeak(async () => {
+      const t = tempDir();
+      assert.throws(() => FdSocket.bindDatagram({ path: t.path('d'), acceptFds: false }), { code: 'ERR_FDPASS_UNSUPPORTED_KERNEL' });
+      t.cleanup();
+    }));
+}

@@ -2,11 +2,12 @@
 // against peers written with fdpass itself or real tools where the protocol
 // needs them (systemd-socket-activate).
 import assert from 'node:assert/strict';
-import { readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync } from 'node:fs';
 import { FdSocket, closeFds } from 'fdpass';
 import { FdStream } from 'fdpass/stream';
 import { listenConsoleSocket, listenPidfdSocket, listenSeccompAgent, sendConsole, sendContainerProcessState, sendPidfd } from 'fdpass/runc';
-import { notify, storeFds } from 'fdpass/systemd';
+import { notify, storeFds, watchdog } from 'fdpass/systemd';
+import { USocket, UServer } from 'fdpass/usocket';
 import { noLeak, runChild, tempDir, test, which } from './harness.mjs';
 
 const target = (fd) => readlinkSync(`/proc/self/fd/${fd}`);
@@ -98,6 +99,63 @@ test('systemd: notify and storeFds send one datagram with the state and the fds 
       await manager.close();
       t.cleanup();
     }
+  }));
+
+test('systemd: watchdog() pings WATCHDOG=1 at half of WATCHDOG_USEC until closed', () =>
+  noLeak(async () => {
+    const t = tempDir();
+    const manager = FdSocket.bindDatagram(t.path('notify'));
+    const saved = {
+      NOTIFY_SOCKET: process.env.NOTIFY_SOCKET,
+      WATCHDOG_USEC: process.env.WATCHDOG_USEC,
+      WATCHDOG_PID: process.env.WATCHDOG_PID,
+    };
+    Object.assign(process.env, { NOTIFY_SOCKET: t.path('notify'), WATCHDOG_USEC: '40000', WATCHDOG_PID: String(process.pid) });
+    try {
+      const wd = watchdog();
+      assert.deepEqual([wd.active, wd.interval], [true, 20]);
+      for (let i = 0; i < 3; i++) assert.equal((await manager.recv()).data.toString(), 'WATCHDOG=1');
+      wd.close();
+      assert.equal(wd.active, false);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await manager.close();
+      t.cleanup();
+    }
+  }));
+
+test("usocket: connect({ fd: -1 }) is an 'error' event, then the same USocket connects; close() leaves the socket file", () =>
+  noLeak(async () => {
+    const t = tempDir();
+    const server = new UServer();
+    await new Promise((resolve) => server.listen(t.path('u'), resolve));
+    const s = new USocket();
+    const failed = new Promise((resolve) => s.once('error', resolve));
+    s.connect({ fd: -1 });
+    assert.equal((await failed).code, 'EBADF');
+    const accepted = new Promise((resolve) => server.once('connection', resolve));
+    await new Promise((resolve) => s.connect(t.path('u'), resolve));
+    const conn = await accepted;
+    s.write({ data: 'hi', fds: [0] });
+    const got = await new Promise((resolve) => {
+      const take = () => {
+        const m = conn.read(2, 1);
+        if (m) resolve(m);
+        else conn.once('readable', take);
+      };
+      take();
+    });
+    assert.equal(got.data.toString(), 'hi');
+    closeFds(got.fds);
+    s.destroy();
+    conn.destroy();
+    await Promise.all([s, conn].map((x) => (x.closed ? null : new Promise((r) => x.once('close', r)))));
+    server.close();
+    assert.equal(existsSync(t.path('u')), true);
+    t.cleanup();
   }));
 
 const activate = which('systemd-socket-activate');

@@ -10,8 +10,6 @@ import { closeSync, fstatSync, openSync, readFileSync, realpathSync, writeFileSy
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { MessageBus, SessionBusOptions } from 'dbus-next';
-import { FdStream } from 'fdpass/stream';
-import { USocket } from 'fdpass/usocket';
 import { noLeak, repoRoot, tempDir } from '../helpers.js';
 import { isCloexec, runChild } from '../stream/util.js';
 import { PrivateBus, startBus } from './bus.js';
@@ -19,6 +17,11 @@ import { have, needs, pythonWithDbus } from '../tools.js';
 
 const require = createRequire(import.meta.url);
 const dbus = require('dbus-next') as typeof import('dbus-next');
+// dbus-next is CommonJS, and so is the fdpass it loads (packages/usocket-compat
+// loads dist-cjs): the same classes here.
+const { FdStream } = require('fdpass/stream') as typeof import('fdpass/stream');
+type FdStream = import('fdpass/stream').FdStream;
+const { USocket } = require('fdpass/usocket') as typeof import('fdpass/usocket');
 
 const SERVICE = 'org.fdpass.Test';
 const OBJECT = '/org/fdpass/Test';
