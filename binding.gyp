@@ -12,6 +12,7 @@
         "native/tty.c",
         "native/inet.c",
         "native/proc.c",
+        "native/shm.c",
         "native/watcher_thread.c"
       ],
       "cflags": ["-std=c11", "-Wall", "-Wextra", "-O2"],

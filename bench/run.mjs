@@ -9,6 +9,10 @@
 //   npm run bench                 full run (a few minutes)
 //   npm run bench -- --quick      small counts, one round (CI: keeps the suite alive)
 //   npm run bench -- --json       the results as JSON on stdout
+//   npm run bench -- --only=shm   one part (one, many, ping, scale, cluster, shm)
+//
+// The shm part (bench/shm.mjs) hands a 64 MiB buffer to another process
+// instead: fdpass/shm against child_process.send, a pipe, a socket and C.
 //
 // Nothing here asserts speed: a contender that fails is reported as failed.
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
@@ -19,17 +23,18 @@ import { fileURLToPath } from 'node:url';
 import { FdSocket } from 'fdpass';
 import { printCluster, runClusterBench } from './cluster.mjs';
 import { runRestartBench } from './run-restarts.mjs';
+import { printShm, runShmBench } from './shm.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const asJson = args.includes('--json');
-// --only=one,many,ping,scale,cluster,run runs a part (when profiling one workload).
-const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale,cluster,run').split(','));
+// --only=one,many,ping,scale,cluster,run,shm runs a part (when profiling one workload).
+const only = new Set((args.find((a) => a.startsWith('--only='))?.slice(7) ?? 'one,many,ping,scale,cluster,run,shm').split(','));
 for (const a of args) {
   if (!['--quick', '--json'].includes(a) && !a.startsWith('--only=') && !a.startsWith('--rounds=')) {
-    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale,cluster,run, --rounds=N`);
+    console.error(`unknown argument ${a}; use --quick, --json, --only=one,many,ping,scale,cluster,run,shm, --rounds=N`);
     process.exit(2);
   }
 }
@@ -454,6 +459,7 @@ if (only.has('run')) {
   log('fdpass run: failed requests per restart under wrk (-c8), and restart to serving');
   report.run = await runRestartBench({ quick, log });
 }
+if (only.has('shm')) report.shm = await runShmBench({ quick, rounds: sizes.rounds, log });
 report.seconds = (Date.now() - started) / 1000;
 
 // ---- output -----------------------------------------------------------------------
@@ -545,6 +551,7 @@ if (asJson) {
         : `${l.messages} messages through one socket: receiver RSS growth after warm-up ${fmt(l.receiverGrowthMB, 1)} MB, sender ${fmt(l.senderGrowthMB, 1)} MB (target <= 10 MB); fds before/after: receiver ${l.receiverFdsBefore}/${l.receiverFdsAfter}, sender ${l.senderFdsBefore}/${l.senderFdsAfter}`,
     );
   if (report.cluster) printCluster(report.cluster, log);
+  if (report.shm) printShm(report.shm, log);
   log(`\n${report.seconds.toFixed(0)} s in all`);
 }
 // An unreadable result is a bench failure, not a slow result: exit non-zero so CI sees rot.
@@ -552,5 +559,6 @@ const broken =
   Object.values(report.workloads).some((w) => w.results.some((r) => !r.skipped && !r.optional && r.runs === 0)) ||
   report.scale.connections?.error ||
   report.scale.longRun?.error ||
-  report.cluster?.errors?.length > 0;
+  report.cluster?.errors?.length > 0 ||
+  report.shm?.errors?.length > 0;
 process.exitCode = broken ? 1 : 0;

@@ -1,5 +1,6 @@
 // Argument and export helpers shared by every binding file (sock.c, msg.c,
-// watcher.c, watcher_thread.c, pidfd.c, seccomp.c, tty.c, inet.c, proc.c): each
+// watcher.c, watcher_thread.c, pidfd.c, seccomp.c, tty.c, inet.c, proc.c,
+// shm.c): each
 // binding takes numbers and typed arrays and returns a number, a result or
 // -errno. Bad arguments throw (ERR_INVALID_ARG_TYPE, ERR_OUT_OF_RANGE)
 // before any syscall. Each file's fdp_init_* exports its bindings and
@@ -193,5 +194,6 @@ napi_status fdp_init_tty(napi_env env, napi_value exports);
 napi_status fdp_init_inet(napi_env env, napi_value exports);
 napi_status fdp_init_thread(napi_env env, napi_value exports);
 napi_status fdp_init_proc(napi_env env, napi_value exports);
+napi_status fdp_init_shm(napi_env env, napi_value exports);
 
 #endif

@@ -80,9 +80,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     return NULL;
   // Each file's bindings and constants.
   napi_status (*const inits[])(napi_env, napi_value) = {
-      fdp_init_sock,   fdp_init_msg,   fdp_init_watcher,
-      fdp_init_thread, fdp_init_pidfd, fdp_init_seccomp,
-      fdp_init_tty,    fdp_init_inet,  fdp_init_proc,
+      fdp_init_sock,  fdp_init_msg,     fdp_init_watcher, fdp_init_thread,
+      fdp_init_pidfd, fdp_init_seccomp, fdp_init_tty,     fdp_init_inet,
+      fdp_init_proc,  fdp_init_shm,
   };
   for (size_t i = 0; i < FDP_COUNT(inits); i++)
     if (inits[i](env, exports) != napi_ok)

@@ -2,7 +2,7 @@
 // owned-fd map. Each file holds one concern: sock.c (plain socket
 // syscalls), msg.c (sendmsg and batched receives), watcher.c (readiness
 // through libuv), fdpass.c (the instance, the owned-fd map, the exports);
-// pidfd.c, seccomp.c, tty.c and inet.c the syscalls of their modules.
+// pidfd.c, seccomp.c, tty.c, inet.c and shm.c the syscalls of their modules.
 // Arguments are unpacked, and each file's bindings exported, the same way
 // everywhere (args.h).
 #ifndef FDPASS_H

@@ -40,6 +40,8 @@ export const ErrorCodes = {
   BAD_SOCKET: 'ERR_FDPASS_BAD_SOCKET',
   /** The fd is not of the kind the call needs (not a pidfd, not a seccomp notify fd); it was left open, with the caller. */
   BAD_FD: 'ERR_FDPASS_BAD_FD',
+  /** fdpass/shm: the file is not sealed against shrinking (F_SEAL_SHRINK), so a peer could truncate it under the mapping and kill this process with SIGBUS; refused, the fd left with the caller (`allowUnsealed: true` accepts it). */
+  UNSEALED: 'ERR_FDPASS_UNSEALED',
   /** A path or abstract name longer than sun_path allows (107 bytes); thrown as a RangeError before any syscall. */
   PATH_TOO_LONG: 'ERR_FDPASS_PATH_TOO_LONG',
   /** A protocol message that does not follow its format (bad JSON, an invalid state, an unknown kind). */

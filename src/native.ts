@@ -13,6 +13,11 @@ export interface Watcher {
   readonly __watcher: unique symbol;
 }
 
+/** Opaque record of one mapping (native/shm.c), valid while its ArrayBuffer is alive and attached. */
+export interface Mapping {
+  readonly __mapping: unique symbol;
+}
+
 export interface NativeBinding {
   socket(type: number): number;
   socketpair(type: number, out: Int32Array): number;
@@ -84,6 +89,18 @@ export interface NativeBinding {
   waitpid(pid: number, status: Int32Array): number;
   setSubreaper(): number;
   passCred(fd: number): number;
+  // native/shm.c
+  memfdCreate(name: Uint8Array): number;
+  shmTruncate(fd: number, size: number): number;
+  shmStat(fd: number, out: Float64Array): number;
+  addSeals(fd: number, seals: number): number;
+  shmMap(fd: number, size: number, shared: boolean): [ArrayBuffer, Mapping] | number;
+  shmUnmap(mapping: Mapping, buffer: ArrayBuffer): number;
+  readonly F_SEAL_SEAL: number;
+  readonly F_SEAL_SHRINK: number;
+  readonly F_SEAL_GROW: number;
+  readonly F_SEAL_WRITE: number;
+  readonly F_SEAL_FUTURE_WRITE: number;
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;

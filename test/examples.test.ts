@@ -15,6 +15,7 @@ describe('README examples', () => {
   });
   const recipes: [string, string, Need[]][] = [
     ['cluster', '6 requests, round robin: 3 + 3\nafter a SIGKILL: 4 of 4 answered, worker 3 forked\n', []],
+    ['shm-ring', 'reader: 1000 messages, 10890 bytes through a 4096-byte ring\nreader: the last one: "message 999"\n', []],
     ['privilege-separation', 'uid 65534 read "only root may open this" (direct open: EACCES)\n', ['root']],
     ['runc-console', '/dev/pts/ptmx: hello from the container\n', ['python3']],
     ['seccomp-agent', 'container demo-container (creating), metadata example\nseccompFd -> /dev/null\n', []],

@@ -1,4 +1,5 @@
-// Every ```js and ```ts block of the README runs as pasted, unless its first
+// Every ```js and ```ts block of the README and of the guides in docs/ runs
+// as pasted, unless its first
 // line says `// Fragment`. Each runs as an ES module (.mjs) inside this
 // package, so that 'fdpass' resolves to this checkout as it would to an
 // installed copy; ts blocks are transpiled first (types stripped, nothing
@@ -15,17 +16,28 @@ import { exited } from './lines.js';
 import { allPackages } from './tools.js';
 
 interface Block {
+  /** README.md, or docs/NAME.md. */
+  file: string;
   line: number;
   lang: 'js' | 'ts';
   code: string;
 }
 
+/** README.md and the guides in docs/. */
+function docFiles(): string[] {
+  const docs = join(repoRoot, 'docs');
+  const guides = existsSync(docs) ? readdirSync(docs).filter((f) => f.endsWith('.md')) : [];
+  return ['README.md', ...guides.sort().map((f) => `docs/${f}`)];
+}
+
 function readmeBlocks(): Block[] {
-  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
   const blocks: Block[] = [];
-  const re = /^```(js|ts)\n([^]*?)^```$/gm;
-  for (let m; (m = re.exec(readme)) !== null;) {
-    blocks.push({ line: readme.slice(0, m.index).split('\n').length, lang: m[1] as 'js' | 'ts', code: m[2]! });
+  for (const file of docFiles()) {
+    const text = readFileSync(join(repoRoot, file), 'utf8');
+    const re = /^```(js|ts)\n([^]*?)^```$/gm;
+    for (let m; (m = re.exec(text)) !== null;) {
+      blocks.push({ file, line: text.slice(0, m.index).split('\n').length, lang: m[1] as 'js' | 'ts', code: m[2]! });
+    }
   }
   return blocks;
 }
@@ -60,6 +72,7 @@ const contexts: Context[] = [
   },
   { match: "await FdServer.listen('/tmp/fdpass-demo.sock')", stdout: () => `hostname ${hostnameFile()}\n` },
   { match: 'serverFromFd(fd, http.createServer', stdout: () => 'hi\n' },
+  { match: "SharedMemory.create(1 << 20, { name: 'frame'", stdout: () => 'hello through shared memory\n' },
   { match: 'FdStream.pair()', stdout: () => `HDR: file ${hostnameFile()}\n` },
   {
     match: 'await Handoff.start({ path: `${dir}/myapp-handoff.sock` })',
@@ -112,14 +125,14 @@ describe('README code blocks', () => {
     for (const c of contexts)
       assert.ok(
         blocks.some((b) => b.code.includes(c.match)),
-        `no README block has: ${c.match}`,
+        `no block of README.md or docs/ has: ${c.match}`,
       );
   });
 
   for (const block of blocks) {
     const first = block.code.split('\n')[0]!;
     const fragment = /^\/\/ Fragment\b/.test(first);
-    test(`README.md:${block.line} (${block.lang}) ${fragment ? 'is marked as a fragment' : 'runs as pasted'}`, async (t) => {
+    test(`${block.file}:${block.line} (${block.lang}) ${fragment ? 'is marked as a fragment' : 'runs as pasted'}`, async (t) => {
       if (fragment) {
         assert.match(first, /^\/\/ Fragment[^:]*: \S/, 'a fragment says why it does not run on its own');
         return;
@@ -144,7 +157,7 @@ describe('README code blocks', () => {
       // Inside the package, so that 'fdpass' resolves to this checkout.
       const scratch = join(repoRoot, 'build-test', 'readme');
       mkdirSync(scratch, { recursive: true });
-      const file = join(scratch, `block-${block.line}-${process.pid}.mjs`);
+      const file = join(scratch, `block-${block.file.replace(/\W/g, '-')}-${block.line}-${process.pid}.mjs`);
       writeFileSync(file, code);
       t.after(() => rmSync(file, { force: true }));
       const env = { ...process.env, ...(ctx?.env?.(dir) ?? {}) };

@@ -43,6 +43,7 @@ export type Need =
   | 'gunicorn'
   | 'uwsgi'
   | 'ipv6'
+  | 'xvfb'
   | 'root';
 
 interface Tool {
@@ -195,6 +196,8 @@ const TOOLS: Record<Need, Tool> = {
       return /^0{31}1 /m.test(table) ? null : 'no ::1 on the loopback (IPv6 disabled: sysctl net.ipv6.conf.lo.disable_ipv6)';
     },
   },
+  // test/shm/xvfb.test.ts: an X server with MIT-SHM.
+  xvfb: { pkg: 'xvfb', missing: onPath('Xvfb') },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 

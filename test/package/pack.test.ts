@@ -117,7 +117,7 @@ describe('npm pack', () => {
     [
       'CommonJS (require)',
       'cjs.cjs',
-      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff', 'fdpass/pidfd', 'fdpass/seccomp', 'fdpass/cluster']) require(sub);",
+      "const fdpass = require('fdpass');\nconst require_ = require;\nfor (const sub of ['fdpass/runc', 'fdpass/systemd', 'fdpass/handoff', 'fdpass/pidfd', 'fdpass/seccomp', 'fdpass/cluster', 'fdpass/shm']) require(sub);",
     ],
   ] as const) {
     it(`runs a round trip from ${kind} with the prebuilt addon`, () => {
@@ -238,6 +238,13 @@ describe('npm pack', () => {
 import type { ContainerProcessState, ContainerState } from 'fdpass/runc';
 import { listenFds } from 'fdpass/systemd';
 import { Handoff } from 'fdpass/handoff';
+import { SharedMemory, type Seal } from 'fdpass/shm';
+export function shared(): number {
+  const seals: Seal[] = ['shrink', 'grow'];
+  using shm = SharedMemory.create(16, { seals });
+  const bytes: ArrayBuffer = shm.buffer;
+  return bytes.byteLength + shm.fd;
+}
 export async function main(path: string): Promise<void> {
   await using server = await FdServer.listen({ path, allow: (p: PeerCredentials) => p.uid === process.getuid!() });
   const sock: FdSocket = await FdSocket.connect(path);
@@ -256,6 +263,8 @@ export async function main(path: string): Promise<void> {
         join(project, 'good.cts'),
         `import fdpass = require('fdpass');
 import runc = require('fdpass/runc');
+import shm = require('fdpass/shm');
+export const fromFd: (fd: number, options?: shm.SharedMemoryFromFdOptions) => shm.SharedMemory = shm.SharedMemory.fromFd;
 const [a, b]: [fdpass.FdSocket, fdpass.FdSocket] = fdpass.FdSocket.pair('seqpacket');
 export const p: Promise<void> = a.sendFd('name', b).then(() => b.close());
 export const s: typeof runc.sendConsole = runc.sendConsole;
