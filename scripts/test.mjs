@@ -54,7 +54,10 @@ try {
     [
       '--test',
       '--test-concurrency=1',
-      '--test-timeout=120000',
+      // A bound for a hung test, not a speed limit: Node 20 applies it to a
+      // whole file, and the package tests (npm pack with every prebuild, the
+      // arm64 and musl runtimes under qemu) take up to two minutes alone.
+      '--test-timeout=300000',
       // A file whose failed test left a handle open ends anyway; test/helpers.ts
       // then removes its temp dirs and kills its children at exit.
       '--test-force-exit',

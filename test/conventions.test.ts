@@ -148,6 +148,29 @@ describe('the test suite keeps itself honest', () => {
       'setTimeout(r, 10)',
       "settleRuntime()/noLeak(): a runtime's own fds, which nothing signals; bounded (10 s), see there",
     ],
+    [
+      'test/conformance/shm.conf.mjs',
+      'setInterval(() => {}, 1000); // alive until terminated',
+      'keeps a worker alive until the test terminates it',
+    ],
+    [
+      'test/conformance/shm.conf.mjs',
+      "mappings('conf-deno-worker') > 0; i++) await new Promise((r) => setTimeout(r, 10));",
+      "a terminated Deno worker's mappings, released by its cleanup hook: nothing signals it; bounded (1,000 turns)",
+    ],
+    ['test/shm/shm.test.ts', 'if (!workerData.close) setInterval(() => {}, 1000);', 'keeps a worker alive until the test terminates it'],
+    ['test/supervisor/supervisor.test.ts', 'setInterval(() => {}, 1000);', 'keeps a supervised child alive until it is stopped'],
+    ['test/systemd/fixtures/watchdog.ts', 'setInterval(() => undefined, 1 << 30);', 'keeps the service alive; systemd stops it'],
+    [
+      'test/supervisor/fixtures/node-server.ts',
+      'const t = setInterval(() => {',
+      'the watchdog mode pings three times and then stops: the pause between pings is the behaviour under test',
+    ],
+    [
+      'test/systemd/watchdog-real.test.ts',
+      'await delay(100);',
+      "until(): a bounded poll (60 s, named) of systemd's state inside the container",
+    ],
     // Multi-line bounds (the callback on the next line fails or kills).
     ['test/lines.ts', 'const timer = setTimeout(() => {', 'a bound: rejects naming the line that did not come'],
     ['test/usocket/bus.ts', 'const timer = setTimeout(() => {', 'a bound: kills dbus-daemon that did not start'],

@@ -111,6 +111,9 @@ function listeningPorts(pid: number): number[] {
 
 const blocks = readmeBlocks();
 
+/** Guides whose every code block another test file runs, by guide. */
+const runsWholeDoc: Record<string, string> = { 'docs/run.md': 'test/cli/run.test.ts' };
+
 describe('README code blocks', () => {
   test('the apt-get line for the full suite names every package test/tools.ts knows', () => {
     const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
@@ -135,6 +138,23 @@ describe('README code blocks', () => {
     test(`${block.file}:${block.line} (${block.lang}) ${fragment ? 'is marked as a fragment' : 'runs as pasted'}`, async (t) => {
       if (fragment) {
         assert.match(first, /^\/\/ Fragment[^:]*: \S/, 'a fragment says why it does not run on its own');
+        return;
+      }
+      const whole = runsWholeDoc[block.file];
+      if (whole !== undefined) {
+        // A guide whose every block another test runs (with the servers and
+        // the CLI they need): that file reads this guide and runs its blocks.
+        const source = readFileSync(join(repoRoot, whole), 'utf8');
+        assert.ok(source.includes(`every code block of ${block.file} runs here`), `${whole} says it runs every block of ${block.file}`);
+        assert.ok(
+          source.includes(
+            `join(repoRoot, ${block.file
+              .split('/')
+              .map((x) => `'${x}'`)
+              .join(', ')})`,
+          ),
+          `${whole} reads ${block.file}`,
+        );
         return;
       }
       const ctx = contexts.find((c) => block.code.includes(c.match));

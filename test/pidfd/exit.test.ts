@@ -9,7 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { release } from 'node:os';
 import { Pidfd, type PidfdExitStatus } from 'fdpass/pidfd';
-import { noLeak, repoRoot } from '../helpers.js';
+import { noLeak, repoRoot, until } from '../helpers.js';
 
 type PidfdModule = typeof import('../../dist/pidfd/pidfd.js');
 type NativeModule = typeof import('../../dist/native.js');
@@ -106,7 +106,7 @@ describe('Pidfd.exited() resolves with how the process ended', () => {
       parent.kill('SIGKILL');
       await ended(parent);
       await p.exited();
-      for (let i = 0; native.pidfdSendSignal(p.fd, 0) === 0; i++) await new Promise((r) => setTimeout(r, Math.min(i, 20)));
+      await until(() => native.pidfdSendSignal(p.fd, 0) !== 0, 'the reaped process no longer signalable through its pidfd');
       assert.deepEqual(exitStatusOf(p.fd, p.pid, false), { code: null, signal: null, coreDumped: false, known: false });
       if (hasExitInfo) assert.deepEqual(exitStatusOf(p.fd, p.pid, true), exitedWith(7));
       p.close();

@@ -1,5 +1,6 @@
 // fdpass/supervisor with a real Go program written for systemd, unchanged.
 import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
 import { needs } from '../tools.js';
 import { buildGoServer, options, reloadsUnderLoad } from './helpers.js';
 
@@ -11,7 +12,8 @@ describe('supervisor: Go, unchanged', needs('wrk'), () => {
     'Go on go-systemd (activation.Listeners, daemon.SdNotify): 10 reloads under wrk, 0 failed',
     { ...needs('go-systemd'), timeout: 400_000 },
     async () => {
-      await reloadsUnderLoad(options({ command: buildGoServer() }), 10, true);
+      const answered = await reloadsUnderLoad(options({ command: buildGoServer() }), 10, true);
+      assert.ok(answered > 0, 'the Go server answered through the reloads');
     },
   );
 });

@@ -163,8 +163,8 @@ export async function started(o: SupervisorOptions): Promise<{ sup: Supervisor; 
   return { sup, port: sup.sockets[0]!.port! };
 }
 
-/** Reload `n` times under wrk; every reload must succeed, every request must be answered 2xx. */
-export async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: boolean | 'node-client', forks = false): Promise<void> {
+/** Reload `n` times under wrk; every reload must succeed, every request must be answered 2xx. Gives the number answered. */
+export async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: boolean | 'node-client', forks = false): Promise<number> {
   const { sup, port } = await started(o);
   try {
     const first = (await get(port)).pid;
@@ -190,6 +190,7 @@ export async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: b
     console.log(
       `# ${o.command} ${o.args?.join(' ') ?? ''}: ${n} reloads, ${close === 'node-client' ? 'a Node client, one request per connection' : close ? 'Connection: close' : 'keep-alive'}: ${r.requests} requests, 0 failed`,
     );
+    return r.requests;
   } finally {
     await sup.stop();
   }

@@ -14,9 +14,13 @@ describe('supervisor: a Node server on fdpass/systemd', needs('wrk'), () => {
   const node = (extra: Partial<SupervisorOptions> = {}): SupervisorOptions =>
     options({ command: process.execPath, args: [nodeFixture], ...extra });
 
-  test('10 reloads under wrk, keep-alive: 0 failed requests', { timeout: 240_000 }, () => reloadsUnderLoad(node(), 10, false));
+  test('10 reloads under wrk, keep-alive: 0 failed requests', { timeout: 240_000 }, async () => {
+    await reloadsUnderLoad(node(), 10, false);
+  });
 
-  test('10 reloads under wrk, Connection: close: 0 failed requests', { timeout: 240_000 }, () => reloadsUnderLoad(node(), 10, true));
+  test('10 reloads under wrk, Connection: close: 0 failed requests', { timeout: 240_000 }, async () => {
+    await reloadsUnderLoad(node(), 10, true);
+  });
 
   test(
     'a reload whose new process crashes, then one that never says READY=1: 0 failed, the old one still serves',

@@ -4,6 +4,7 @@
 // needs most of it). The services are test/systemd/fixtures/watchdog.ts.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { delay } from '../helpers.js';
 import { Container, needsContainer } from './container.js';
 
 const FIXTURES = '/opt/fdpass/build-test/test/systemd/fixtures';
@@ -16,7 +17,7 @@ async function until<T>(what: string, check: () => Promise<T | undefined>, ms = 
     const v = await check();
     if (v !== undefined) return v;
     if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 100));
+    await delay(100);
   }
 }
 
