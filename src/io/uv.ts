@@ -1,8 +1,9 @@
 // The libuv backend of Readiness (readiness.ts): one uv_poll_t per fd on the
 // loop of the calling environment, through the addon's watch, setEvents and
-// closeWatcher (native/watcher.c). Node only: Bun and Deno have no working
-// uv_poll_* (see FACTS.md). A stateless adapter: it translates events both
-// ways and keeps no interest (WatchedFd does).
+// closeWatcher (native/watcher.c). Node only: Bun's uv_* functions are stubs
+// that abort the process, and Deno's uv_poll hands the callback the requested
+// mask instead of the real events. A stateless adapter: it translates events
+// both ways and keeps no interest (WatchedFd does).
 import { systemError } from '../errors.js';
 import { native, type Watcher } from '../native.js';
 import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
