@@ -126,7 +126,7 @@ describe('runtime and backend choice', () => {
         });
         const { FdSocket } = await import('fdpass');
         let out = '';
-        let client: InstanceType<typeof FdSocket> | undefined;
+        let client: Awaited<ReturnType<typeof FdSocket.connect>> | undefined;
         for (;;) {
           try {
             client = await FdSocket.connect(t.path('s'));
