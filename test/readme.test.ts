@@ -1,5 +1,5 @@
-// Every ```js and ```ts block of the README runs as pasted, unless its first
-// line says `// Fragment`. Each runs as an ES module (.mjs) inside this
+// Every ```js and ```ts block of the README, ARCHITECTURE.md and the guides
+// in docs/ runs as pasted, unless its first line says `// Fragment`. Each runs as an ES module (.mjs) inside this
 // package, so that 'fdpass' resolves to this checkout as it would to an
 // installed copy; ts blocks are transpiled first (types stripped, nothing
 // else). Servers get the minimum of declared context below (a free port, a
@@ -15,17 +15,30 @@ import { exited } from './lines.js';
 import { allPackages } from './tools.js';
 
 interface Block {
+  /** README.md, ARCHITECTURE.md or docs/<guide>.md. */
+  file: string;
   line: number;
   lang: 'js' | 'ts';
   code: string;
 }
 
-function readmeBlocks(): Block[] {
-  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+/** The documents whose code blocks run: the README, ARCHITECTURE.md and every guide in docs/. */
+function docFiles(): string[] {
+  const guides = readdirSync(join(repoRoot, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`);
+  return ['README.md', 'ARCHITECTURE.md', ...guides];
+}
+
+function docBlocks(): Block[] {
   const blocks: Block[] = [];
-  const re = /^```(js|ts)\n([^]*?)^```$/gm;
-  for (let m; (m = re.exec(readme)) !== null;) {
-    blocks.push({ line: readme.slice(0, m.index).split('\n').length, lang: m[1] as 'js' | 'ts', code: m[2]! });
+  for (const file of docFiles()) {
+    const text = readFileSync(join(repoRoot, file), 'utf8');
+    const re = /^```(js|ts)\n([^]*?)^```$/gm;
+    for (let m; (m = re.exec(text)) !== null;) {
+      blocks.push({ file, line: text.slice(0, m.index).split('\n').length, lang: m[1] as 'js' | 'ts', code: m[2]! });
+    }
   }
   return blocks;
 }
@@ -37,7 +50,7 @@ interface Context {
   env?: (dir: string) => Record<string, string>;
   /** What it prints, when it ends by itself. */
   stdout?: string | RegExp;
-  /** Another test runs it with what it needs (a real runc, say): that file, which reads the README. */
+  /** Another test runs it with what it needs (a real runc, say): that file, which reads the block's document. */
   runBy?: string;
   /** A server: it runs until SIGTERM; it must answer HTTP with `body` first. */
   serve?: { body: RegExp; ready?: (dir: string) => string; exit: 0 | 'SIGTERM' };
@@ -84,15 +97,15 @@ function listeningPorts(pid: number): number[] {
   return ports;
 }
 
-const blocks = readmeBlocks();
+const blocks = docBlocks();
 
-describe('README code blocks', () => {
+describe('code blocks of the README and the guides', () => {
   test('the apt-get line for the full suite names every package test/tools.ts knows', () => {
-    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-    const line = /^apt-get install -y ((?:.+\\\n)*.+)$/m.exec(readme);
-    assert.ok(line, 'no apt-get install -y line in the README');
+    const guide = readFileSync(join(repoRoot, 'docs', 'development.md'), 'utf8');
+    const line = /^apt-get install -y ((?:.+\\\n)*.+)$/m.exec(guide);
+    assert.ok(line, 'no apt-get install -y line in docs/development.md');
     const listed = line[1]!.split(/[\s\\]+/);
-    for (const pkg of allPackages()) assert.ok(listed.includes(pkg), `${pkg} is missing from the README's line: ${line[0]}`);
+    for (const pkg of allPackages()) assert.ok(listed.includes(pkg), `${pkg} is missing from docs/development.md's line: ${line[0]}`);
   });
 
   test('there are blocks, and each context names a block that exists', () => {
@@ -100,21 +113,21 @@ describe('README code blocks', () => {
     for (const c of contexts)
       assert.ok(
         blocks.some((b) => b.code.includes(c.match)),
-        `no README block has: ${c.match}`,
+        `no block has: ${c.match}`,
       );
   });
 
   for (const block of blocks) {
     const first = block.code.split('\n')[0]!;
     const fragment = /^\/\/ Fragment\b/.test(first);
-    test(`README.md:${block.line} (${block.lang}) ${fragment ? 'is marked as a fragment' : 'runs as pasted'}`, async (t) => {
+    test(`${block.file}:${block.line} (${block.lang}) ${fragment ? 'is marked as a fragment' : 'runs as pasted'}`, async (t) => {
       if (fragment) {
         assert.match(first, /^\/\/ Fragment[^:]*: \S/, 'a fragment says why it does not run on its own');
         return;
       }
       const ctx = contexts.find((c) => block.code.includes(c.match));
       if (ctx?.runBy !== undefined) {
-        assert.match(readFileSync(join(repoRoot, ctx.runBy), 'utf8'), /README\.md/, `${ctx.runBy} runs this block`);
+        assert.ok(readFileSync(join(repoRoot, ctx.runBy), 'utf8').includes(block.file), `${ctx.runBy} runs this block of ${block.file}`);
         return;
       }
       const dir = testDir(t, 'fdpass-readme-').dir;
@@ -127,7 +140,7 @@ describe('README code blocks', () => {
       // Inside the package, so that 'fdpass' resolves to this checkout.
       const scratch = join(repoRoot, 'build-test', 'readme');
       mkdirSync(scratch, { recursive: true });
-      const file = join(scratch, `block-${block.line}-${process.pid}.mjs`);
+      const file = join(scratch, `${block.file.replace(/\W/g, '-')}-${block.line}-${process.pid}.mjs`);
       writeFileSync(file, code);
       t.after(() => rmSync(file, { force: true }));
       const env = { ...process.env, ...(ctx?.env?.(dir) ?? {}) };

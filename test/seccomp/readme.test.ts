@@ -1,4 +1,4 @@
-// The README's "seccomp agent in ten lines" runs as written against a real
+// docs/runc.md's "seccomp agent in ten lines" runs as written against a real
 // runc container: it answers the container's syscalls, refusing mkdir.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,9 +12,9 @@ import { makeRunc } from '../runc/bundle.js';
 const runc = makeRunc();
 after(() => runc.cleanup());
 
-test('README: the seccomp agent in ten lines serves a real runc container', needs('runc', 'busybox-static', 'root'), async () => {
-  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-  const section = readme.slice(readme.indexOf('### A seccomp agent in ten lines'));
+test('docs/runc.md: the seccomp agent in ten lines serves a real runc container', needs('runc', 'busybox-static', 'root'), async () => {
+  const guide = readFileSync(join(repoRoot, 'docs', 'runc.md'), 'utf8');
+  const section = guide.slice(guide.indexOf('## A seccomp agent in ten lines'));
   const code = /```js\n([^]*?)```/.exec(section)?.[1];
   assert.ok(code, 'no js block in the section');
   // Inside the package, so that 'fdpass' resolves to this checkout.

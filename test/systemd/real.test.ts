@@ -289,9 +289,9 @@ describe('fdpass/systemd against a real systemd 252 (systemd-nspawn)', needsCont
       await c.systemctl('stop', 'rl.service');
     });
 
-    test("the README's server and unit file, as pasted: restarted, it takes its listener from the store", async () => {
-      const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-      const section = readme.slice(readme.indexOf('### Zero-downtime `systemctl restart`'));
+    test("docs/systemd.md's server and unit file, as pasted: restarted, it takes its listener from the store", async () => {
+      const guide = readFileSync(join(repoRoot, 'docs', 'systemd.md'), 'utf8');
+      const section = guide.slice(guide.indexOf('## Zero-downtime `systemctl restart`'));
       const js = /```js\n([^]*?)```/.exec(section)![1]!;
       const ini = /```ini\n([^]*?)```/.exec(section)![1]!;
       const unitPath = /^# (\/etc\/systemd\/system\/\S+)$/m.exec(ini)![1]!;
