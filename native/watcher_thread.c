@@ -5,10 +5,10 @@
 // - threadWatch(fd, callback): the watcher owns its fd; closing the watcher,
 //   collecting it, or the end of the environment closes the fd;
 // - threadSetEvents(watcher, POLLIN | POLLOUT | POLLRDHUP, or 0 to stop);
-// - callback(events): POLLIN and POLLOUT of the interest, POLLHUP, POLLERR;
-//   on a hang-up or an error every event of the interest is reported too (as
-//   libuv does), and POLLERR stops the watcher until its interest is set
-//   again;
+// - callback(events): what epoll reported: events of the interest, POLLHUP,
+//   POLLERR (src/io/watched.ts keeps the interest and folds a hang-up or an
+//   error into its events); POLLERR stops the watcher until its interest is
+//   set again;
 // - keep-alive as libuv's: the threadsafe function is referenced while some
 //   watcher has an interest, unreferenced otherwise, so an idle watched fd
 //   does not hold the process open and a pending read or send does;
@@ -16,7 +16,8 @@
 //
 // Interest is EPOLLONESHOT: once an fd has fired, the kernel disarms it and
 // the thread never sees it again until JS has run its callback and re-armed
-// it. So the thread never spins on a level-triggered fd that JS has not read
+// it. The only state kept per watcher is that of the epoll entry: the mask
+// to re-arm it with (what JS last asked for) and whether it is armed now. So the thread never spins on a level-triggered fd that JS has not read
 // yet, and queues at most one entry per watcher.
 //
 // The thread never dereferences a watcher: epoll carries an id (slot and
@@ -234,11 +235,8 @@ static int shut(napi_env env, twatcher_t *w, int close_fd) {
 
 static void deliver(napi_env env, backend_t *b, twatcher_t *w, uint32_t ev) {
   napi_value cb, recv, arg, result;
-  // As libuv does: a hang-up or an error reports every event of the
-  // interest, and an error stops the watcher (the next syscall tells it).
-  if (ev & (EPOLLERR | EPOLLHUP))
-    ev |= (uint32_t)w->events;
-  int events = (int)(ev & ((uint32_t)w->events | EPOLLHUP | EPOLLERR));
+  // As libuv does, an error stops the watcher (the next syscall tells it).
+  int events = (int)(ev & (INTEREST | EPOLLHUP | EPOLLERR));
   if (!events)
     return;
   if (events & EPOLLERR)

@@ -1,9 +1,13 @@
-// Reading from the kernel in batches, and the rules that turn what arrived
-// into a message, a runc (name, fd) pair, or a coded error. Whatever the
-// outcome, every fd that arrived ends up either handed to the caller or closed.
+// Reading from the kernel in batches, and the wire rules that turn what
+// arrived into a message, a runc (name, fd) pair, a stream chunk, or a coded
+// error: stated here once, for the full paths and the fast paths alike
+// (isPlainMessage, isRuncFd). Whatever the outcome, every fd that arrived
+// ends up either handed to the caller or closed.
 import { ErrorCodes, FdPassError, systemError } from './errors.js';
 import { MAX_FDS } from './fds.js';
 import { discardFds, disown } from './io/owned.js';
+import { DRAINED, MORE } from './io/pump.js';
+import { waitWhileAgain } from './io/blocking.js';
 import { native } from './native.js';
 
 /** runc's MaxNameLen: names of this many bytes or more are refused. */
@@ -61,10 +65,10 @@ function messageAt(data: Buffer, i: number, off: number, fdOff: number): RawMess
   };
 }
 
-/** readBatch: the socket may hold more; read again before waiting. */
-export const READ_MORE = 0;
-/** readBatch: the socket was found empty; wait for readiness before reading again. */
-export const READ_DRAINED = 1;
+/** readBatch: the socket may hold more; read again before waiting (the pump's MORE). */
+export const READ_MORE = MORE;
+/** readBatch: the socket was found empty; wait for readiness before reading again (the pump's DRAINED). */
+export const READ_DRAINED = DRAINED;
 
 /**
  * Read up to `maxMessages` messages (one recvmmsg, or recvmsg for one) from
@@ -102,13 +106,10 @@ export function readBatch(fd: number, maxMessages: number, maxBytes: number, con
  * functions only. Null when it is there, else the failure.
  */
 function readOneIntoScratch(fd: number, connected: boolean): FdPassError | null {
-  for (;;) {
-    const n = native.recvBatch(fd, scratchData, scratchFds, scratchMeta, 1, MAX_NAME_LEN, MAX_FDS, connected ? 1 : 0);
-    if (n >= 0) return null;
-    if (n !== native.EAGAIN) return systemError(n, 'recvmsg');
-    const p = native.poll(fd, native.POLLIN, -1);
-    if (p < 0) return systemError(p, 'poll');
-  }
+  const n = waitWhileAgain(fd, native.POLLIN, () =>
+    native.recvBatch(fd, scratchData, scratchFds, scratchMeta, 1, MAX_NAME_LEN, MAX_FDS, connected ? 1 : 0),
+  );
+  return typeof n === 'number' ? (n >= 0 ? null : systemError(n, 'recvmsg')) : n;
 }
 
 /** One runc-sized message, blocking (see readOneIntoScratch); a failure as an entry. */
@@ -127,8 +128,7 @@ export function readFdSync(fd: number): { name: string; fd: number } | FdPassErr
   if (failed) return failed;
   const meta = scratchMeta;
   const len = meta[META_BYTES]!;
-  // One SCM_RIGHTS (control 1) with one fd, no flags, a name that fits.
-  if (meta[META_FDS] === 1 && meta[META_FLAGS] === 0 && meta[META_CONTROL] === 1 && len < MAX_NAME_LEN) {
+  if (isRuncFd(len, meta[META_FDS]!, meta[META_FLAGS]!, meta[META_CONTROL]!)) {
     const received = scratchFds[0]!;
     disown(received);
     return { name: scratchData.toString('utf8', 0, len), fd: received };
@@ -186,11 +186,33 @@ function truncation(msg: RawMessage, maxFds: number): FdPassError | null {
 }
 
 /**
- * runc's RecvFd rules: a name of less than 4096 bytes, exactly one
- * SCM_RIGHTS with exactly one fd. Unlike runc, every fd is closed on error.
- * The rules only judge: whoever hands the result out disowns its fds.
+ * runc's RecvFd rule, for a message as the kernel described it: a name of
+ * less than 4096 bytes (MaxNameLen), exactly one control message, an
+ * SCM_RIGHTS, with exactly one fd (runc's cmsg.go: `len(scms) != 1`,
+ * `len(fds) != 1`), and nothing cut (no MSG_TRUNC, MSG_CTRUNC) nor at end of
+ * file. True means the message is a (name, fd) pair as it is; false, that
+ * toReceivedFd says why not.
+ */
+export function isRuncFd(bytes: number, nfds: number, flags: number, control: number): boolean {
+  return flags === 0 && control === 1 && nfds === 1 && bytes < MAX_NAME_LEN;
+}
+
+/**
+ * The rules of recv, for a message as the kernel described it: nothing cut
+ * or at end of file, at most maxBytes and 253 fds. True means it is handed
+ * out as it is; false, that toReceivedMessage decides.
+ */
+export function isPlainMessage(bytes: number, nfds: number, flags: number, maxBytes: number): boolean {
+  return flags === 0 && bytes <= maxBytes && nfds <= MAX_FDS;
+}
+
+/**
+ * runc's RecvFd rules (isRuncFd), with the reason when a message breaks
+ * them. Unlike runc, every fd is closed on error. The rules only judge:
+ * whoever hands the result out disowns its fds.
  */
 export function toReceivedFd(msg: RawMessage): { name: string; fd: number } | FdPassError {
+  if (isRuncFd(msg.data.length, msg.fds.length, msg.flags, msg.control)) return { name: msg.data.toString('utf8'), fd: msg.fds[0]! };
   const t = truncation(msg, MAX_FDS);
   if (t) return t;
   if (msg.data.length >= MAX_NAME_LEN) {
@@ -218,6 +240,7 @@ export function toReceivedMessage(
   maxFds: number,
   stream: boolean,
 ): { data: Buffer; fds: number[] } | { data: Buffer; fds: number[]; rest: RawMessage } | FdPassError {
+  if (isPlainMessage(msg.data.length, msg.fds.length, msg.flags, maxBytes) && msg.fds.length <= maxFds) return msg;
   const t = truncation(msg, maxFds);
   if (t) return t;
   if (msg.data.length > maxBytes) {
@@ -234,4 +257,19 @@ export function toReceivedMessage(
     };
   }
   return { data: msg.data, fds: msg.fds };
+}
+
+/**
+ * The rule of a byte stream that carries fds (FdStream): fds the kernel cut
+ * (MSG_CTRUNC: no room, or RLIMIT_NOFILE) cannot be placed in the stream any
+ * more, so the stream is unusable; the fds that arrived are closed. Null for
+ * a chunk that is fine.
+ */
+export function streamChunkError(msg: RawMessage): FdPassError | null {
+  if (!(msg.flags & FLAG_CTRUNC)) return null;
+  return fail(
+    msg,
+    ErrorCodes.CONTROL_TRUNCATED,
+    `fds sent with the stream did not fit (MSG_CTRUNC, RLIMIT_NOFILE?); ${msg.fds.length} that arrived were closed and the stream is unusable`,
+  );
 }

@@ -2,7 +2,8 @@
 // receives messages with fds. Reads happen only on demand (a pending recv, an
 // iterator, a 'message' listener) and at most one batch is buffered; fds in
 // buffered messages belong to the socket and are closed with it. It stands
-// on the io core: a WatchedFd, a SendQueue, a WaitQueue and readBatch.
+// on the io core: a Pump (which watches the fd and reads on demand), a
+// SendQueue, a WaitQueue and readBatch.
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import { AddressOptions, ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from './address.js';
@@ -11,8 +12,8 @@ import { FdLike, toFd, toFdArray } from './fds.js';
 import { Kept, discardFds, disownAll } from './io/owned.js';
 import { SendQueue } from './io/send.js';
 import { adoptSocket, bindSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from './io/sockops.js';
+import { ENDED, MORE, Pump } from './io/pump.js';
 import { WaitQueue } from './io/waiters.js';
-import { POLLIN, POLLOUT, WatchedFd } from './io/watched.js';
 import { native } from './native.js';
 import { type Pidfd, peerPidfd } from './pidfd/pidfd.js';
 import {
@@ -21,10 +22,11 @@ import {
   FLAG_EOF,
   MAX_FDS,
   MAX_NAME_LEN,
-  READ_DRAINED,
   RawEntry,
   RawMessage,
   eofError,
+  isPlainMessage,
+  isRuncFd,
   readBatch,
   readOneSync,
   toReceivedFd,
@@ -70,7 +72,6 @@ export interface FdSocketEvents {
 
 const MAX_MAX_BYTES = 16 << 20;
 const RESOLVED: Promise<void> = Promise.resolve();
-const BATCHES_PER_WAKE = 16;
 const SHUT_WR = 1;
 const { EPIPE } = constants.errno;
 
@@ -178,18 +179,16 @@ export function hasQueuedSends(sock: FdSocket): boolean {
 export class FdSocket extends EventEmitter<FdSocketEvents> {
   /** Socket type: 'stream', 'seqpacket' or 'dgram'. */
   readonly type: SocketType;
-  readonly #io: WatchedFd;
+  readonly #reader: Pump;
   readonly #sends: SendQueue;
-  #readInterest = false;
-  // The last read found the kernel queue empty: wait for readiness, not read.
-  #drained = false;
   #peer: PeerCredentials | undefined;
   #closed = false;
   #eof = false;
   #ended = false;
   #endRequested = false;
   #closePromise: Promise<void> | null = null;
-  #pumping = false;
+  // Handing messages out (listeners run): a receive called from one is served by this pass.
+  #delivering = false;
   // Messages read from the kernel and not yet delivered (one batch at most).
   #queue: RawEntry[] = [];
   #qhead = 0;
@@ -217,8 +216,18 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     this.#stream = type === native.SOCK_STREAM;
     this.#connected = type !== native.SOCK_DGRAM;
     this.#peer = peer;
-    this.#sends = new SendQueue(() => this.#updatePoll());
-    this.#io = new WatchedFd(fd, (events) => this.#onPoll(events));
+    this.#sends = new SendQueue(() => this.#reader.update());
+    this.#reader = new Pump(fd, {
+      demand: () => !this.#closed && this.#demand(),
+      step: () => this.#step(),
+      readFailed: (errno) => {
+        this.#queue.push(systemError(errno, 'recvmsg'));
+        this.#deliver();
+      },
+      failed: (err) => this.#failed(err),
+      writePending: () => this.#sends.length > 0,
+      writable: () => this.#sends.flush(this.#reader.fd),
+    });
     (this as EventEmitter).on('newListener', (event: string | symbol) => {
       if (event === 'message') queueMicrotask(() => this.#pump());
     });
@@ -269,7 +278,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
 
   /** The socket's fd, or -1 once closed. */
   get fd(): number {
-    return this.#io.fd;
+    return this.#reader.fd;
   }
 
   /** True once close() was called. */
@@ -281,7 +290,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   get peer(): PeerCredentials {
     if (!this.#peer) {
       if (this.#closed) throw closedError();
-      this.#peer = peerCredentials(this.#io.fd);
+      this.#peer = peerCredentials(this.#reader.fd);
     }
     return this.#peer;
   }
@@ -293,7 +302,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    */
   peerPidfd(): Pidfd {
     if (this.#closed) throw closedError();
-    return peerPidfd(this.#io.fd);
+    return peerPidfd(this.#reader.fd);
   }
 
   /** Sends queued in user space, waiting for room in the kernel (backpressure). */
@@ -328,7 +337,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     if (this.#closed) return Promise.reject(closedError());
     if (this.#endRequested) return Promise.reject(sendAfterEnd());
     // The queue copies the scratch oneFd if the send has to wait.
-    return this.#sends.send(this.#io.fd, data, fds, fds === oneFd);
+    return this.#sends.send(this.#reader.fd, data, fds, fds === oneFd);
   }
 
   /**
@@ -343,7 +352,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         if (err) return reject(err);
         if (this.#ended) return resolve();
         this.#ended = true;
-        const r = native.shutdown(this.#io.fd, SHUT_WR);
+        const r = native.shutdown(this.#reader.fd, SHUT_WR);
         if (r < 0) reject(systemError(r, 'shutdown'));
         else resolve();
       });
@@ -420,9 +429,13 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   #takeReady(maxBytes: number, runc: boolean): RawMessage | undefined {
     if (this.#qhead >= this.#queue.length || this.#waiters.length > 0 || this.#closed) return undefined;
     const entry = this.#queue[this.#qhead]!;
-    if (entry instanceof Error || entry.flags !== 0 || entry.data.length > maxBytes || entry.fds.length > MAX_FDS) return undefined;
-    // runc's RecvFd: exactly one SCM_RIGHTS (and nothing else) with one fd.
-    if (runc && (entry.fds.length !== 1 || entry.control !== 1)) return undefined;
+    if (entry instanceof Error) return undefined;
+    if (
+      runc
+        ? !isRuncFd(entry.data.length, entry.fds.length, entry.flags, entry.control)
+        : !isPlainMessage(entry.data.length, entry.fds.length, entry.flags, maxBytes)
+    )
+      return undefined;
     this.#shiftQueue();
     disownAll(entry.fds);
     return entry;
@@ -440,71 +453,54 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   }
 
   /**
-   * Deliver buffered messages to whoever asked, reading a new batch from the
-   * kernel while there is demand and nothing buffered.
+   * Deliver buffered messages to whoever asked; the pump reads a new batch
+   * from the kernel while there is demand and nothing buffered.
    */
   #pump(): void {
-    if (this.#pumping) return;
-    this.#pumping = true;
-    try {
-      let batches = 0;
-      for (;;) {
-        if (this.#closed) return;
-        this.#deliver();
-        if (this.#eof) {
-          this.#settleWaitersAtEnd(eofError);
-          break;
-        }
-        if (!this.#demand()) {
-          // Nobody asked: stop watching (a drained socket would otherwise be
-          // polled forever, its handle keeping the process alive).
-          this.#readInterest = false;
-          break;
-        }
-        if (this.#qhead < this.#queue.length) continue;
-        if (batches++ >= BATCHES_PER_WAKE) {
-          // Let the loop breathe; readiness brings us back.
-          this.#readInterest = true;
-          break;
-        }
-        // A read that would only find the queue empty again is a wasted
-        // syscall: readiness (level-triggered) says when there is more.
-        if (this.#drained) {
-          this.#readInterest = true;
-          break;
-        }
-        const head = this.#waiters.peek();
-        // A batch reads ahead for later callers too, so the kernel must not cut
-        // what they may accept: readBatch always has full fd room and, on
-        // datagram sockets, reads at least the default size; the caller's own
-        // limits are applied when a message is handed out (same codes, fds
-        // closed). A stream loses nothing to a small read: the rest stays in
-        // the kernel.
-        const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
-        const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
-        const r = readBatch(this.#io.fd, BATCH, maxBytes, this.#connected, this.#queue);
-        if (r === native.EAGAIN) {
-          this.#readInterest = true;
-          this.#drained = true;
-          break;
-        }
-        if (r < 0) {
-          this.#queue.push(systemError(r, 'recvmsg'));
-          continue;
-        }
-        if (r === READ_DRAINED) {
-          this.#readInterest = true;
-          this.#drained = true;
-        }
-      }
-    } finally {
-      this.#pumping = false;
-      this.#updatePoll();
-    }
+    if (this.#closed || this.#delivering) return;
+    this.#deliver();
+    if (this.#eof) this.#settleWaitersAtEnd(eofError);
+    else this.#reader.pump();
+  }
+
+  /** The pump's step: read a batch and hand it out. */
+  #step(): number {
+    this.#deliver();
+    if (this.#eof) return ENDED;
+    if (this.#qhead < this.#queue.length) return MORE;
+    const head = this.#waiters.peek();
+    // A batch reads ahead for later callers too, so the kernel must not cut
+    // what they may accept: readBatch always has full fd room and, on
+    // datagram sockets, reads at least the default size; the caller's own
+    // limits are applied when a message is handed out (same codes, fds
+    // closed). A stream loses nothing to a small read: the rest stays in
+    // the kernel.
+    const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
+    const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
+    const r = readBatch(this.#reader.fd, BATCH, maxBytes, this.#connected, this.#queue);
+    if (r < 0) return r;
+    this.#deliver();
+    return this.#eof ? ENDED : r;
+  }
+
+  /** Watching failed: nothing would wake the waiters, so they get the error (a later receive tries again). */
+  #failed(err: Error): void {
+    this.#waiters.drain((w) => w.reject(err));
+    if (this.listenerCount('message') > 0) this.emit('error', err);
   }
 
   /** Hand buffered entries to waiters, then to 'message' listeners. */
   #deliver(): void {
+    if (this.#delivering) return;
+    this.#delivering = true;
+    try {
+      this.#deliverAll();
+    } finally {
+      this.#delivering = false;
+    }
+  }
+
+  #deliverAll(): void {
     while (this.#qhead < this.#queue.length) {
       const entry = this.#queue[this.#qhead]!;
       const waiter = this.#waiters.peek() ?? null;
@@ -568,7 +564,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     if (this.#eof) return;
     this.#eof = true;
     this.#settleWaitersAtEnd(eofError);
-    this.#readInterest = false;
+    this.#reader.end();
     process.nextTick(() => this.emit('end'));
   }
 
@@ -579,25 +575,6 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       else if (w.kind === 'iter') w.resolve({ value: undefined, done: true });
       else w.reject(error());
     });
-  }
-
-  #onPoll(events: number): void {
-    if (this.#closed) return;
-    if (events & POLLOUT) {
-      this.#sends.flush(this.#io.fd);
-    }
-    if (events & POLLIN) {
-      this.#drained = false;
-      // Level-triggered: with no demand, stop watching rather than read.
-      if (this.#demand()) this.#pump();
-      else this.#readInterest = false;
-    }
-    this.#updatePoll();
-  }
-
-  #updatePoll(): void {
-    if (this.#closed) return;
-    this.#io.want((this.#readInterest && !this.#eof ? POLLIN : 0) | (this.#sends.length > 0 ? POLLOUT : 0));
   }
 
   // ---- lifetime --------------------------------------------------------------
@@ -622,7 +599,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    */
   release(): number {
     if (this.#closed) throw closedError();
-    const fd = this.#io.fd;
+    const fd = this.#reader.fd;
     this.#teardown(false);
     this.#closePromise = RESOLVED;
     process.nextTick(() => this.emit('close'));
@@ -631,8 +608,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
 
   #teardown(closeFd: boolean): void {
     this.#closed = true;
-    if (closeFd) this.#io.close();
-    else this.#io.release();
+    if (closeFd) this.#reader.close();
+    else this.#reader.release();
     for (let i = this.#qhead; i < this.#queue.length; i++) {
       const e = this.#queue[i]!;
       if (!(e instanceof Error)) discardFds(e.fds);
@@ -664,7 +641,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         }
       }
       if (this.#eof) throw eofError();
-      this.#queue.push(readOneSync(this.#io.fd, this.#connected));
+      this.#queue.push(readOneSync(this.#reader.fd, this.#connected));
     }
   }
 }

@@ -2,6 +2,7 @@
 // (in poll(2), when a non-blocking socket is not ready).
 import { ErrorCodes, FdPassError, closedError, systemError } from './errors.js';
 import { FdLike, checkFdNumber, toFd } from './fds.js';
+import { waitWhileAgain } from './io/blocking.js';
 import { sendSome } from './io/send.js';
 import { native } from './native.js';
 import { readFdSync } from './recv.js';
@@ -31,13 +32,9 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
   if (bytes.length === 0) throw emptyDataError();
   one[0] = f;
   const out = { data: bytes, offset: 0, fds: one };
-  for (;;) {
-    const r = sendSome(s, out);
-    if (r === 0) return;
-    if (r !== native.EAGAIN) throw systemError(r, 'sendmsg');
-    const p = native.poll(s, native.POLLOUT, -1);
-    if (p < 0) throw systemError(p, 'poll');
-  }
+  const r = waitWhileAgain(s, native.POLLOUT, () => sendSome(s, out));
+  if (typeof r !== 'number') throw r;
+  if (r < 0) throw systemError(r, 'sendmsg');
 }
 
 /**

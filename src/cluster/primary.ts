@@ -30,13 +30,10 @@ import { encodeAddress } from '../address.js';
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import { MAX_FDS, closeRange } from '../fds.js';
 import { Acceptor } from '../io/acceptor.js';
-import { discardFds } from '../io/owned.js';
-import { SendQueue } from '../io/send.js';
 import { listenSocket, type PeerCredentials } from '../io/sockops.js';
-import { POLLIN, POLLOUT, POLLRDHUP, WatchedFd } from '../io/watched.js';
 import { native } from '../native.js';
-import { BATCH, DEFAULT_MAX_BYTES, FLAG_CTRUNC, FLAG_EOF, FLAG_TRUNC, READ_DRAINED, readBatch, type RawEntry } from '../recv.js';
 import { sameUid } from '../server.js';
+import { Channel } from './channel.js';
 import { ClusterListenOptions, OpenListener, checkListenOptions, openGroupSocket, openListener, unlinkIfOurs } from './listen.js';
 import { schedule } from './schedule.js';
 import { ACK, CLOSED, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
@@ -131,10 +128,9 @@ interface Listener extends OpenListener {
   cursor: number;
 }
 
-/** One worker's channel: a SOCK_SEQPACKET connection, on the io core. */
+/** One worker: its channel (channel.ts) and what it holds. */
 class Link {
-  readonly io: WatchedFd;
-  readonly sends: SendQueue;
+  readonly channel: Channel;
   readonly pid: number;
   readonly serves = new Set<number>();
   /** Sent and not acknowledged: the primary's copies, oldest first. */
@@ -144,13 +140,20 @@ class Link {
   load = 0;
   connections = 0;
   closed = false;
-  /** Read and not yet handled (a batch read ahead). */
-  inbox: RawEntry[] = [];
 
-  constructor(fd: number, peer: PeerCredentials, onReady: (link: Link, events: number) => void, onQueued: (link: Link) => void) {
+  constructor(fd: number, peer: PeerCredentials, primary: LinkEvents) {
     this.pid = peer.pid;
-    this.io = new WatchedFd(fd, (events) => onReady(this, events));
-    this.sends = new SendQueue(() => onQueued(this));
+    this.channel = new Channel(fd, {
+      eager: () => primary.eager(this),
+      message: (data) => primary.message(this, data),
+      invalid: (err) => primary.protocolError(this, err.message),
+      gone: () => primary.gone(this),
+      failed: (err) => {
+        primary.error(err);
+        primary.gone(this);
+      },
+      ran: () => primary.ran(this),
+    });
   }
 
   get unacked(): number {
@@ -160,6 +163,16 @@ class Link {
   info(): ClusterWorkerInfo {
     return { pid: this.pid, connections: this.connections, load: this.load + this.unacked };
   }
+}
+
+/** What a Link's channel tells the primary. */
+interface LinkEvents {
+  eager(link: Link): boolean;
+  message(link: Link, data: Buffer): void;
+  protocolError(link: Link, what: string): void;
+  gone(link: Link): void;
+  error(err: Error): void;
+  ran(link: Link): void;
 }
 
 /**
@@ -181,8 +194,18 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   #tidy: NodeJS.Timeout | null = null;
   /** When #readLazy last ran (Date.now()). */
   #lastRead = 0;
-  readonly #onLinkReady = (link: Link, events: number): void => this.#linkReady(link, events);
-  readonly #onLinkQueued = (link: Link): void => this.#watchLink(link);
+  readonly #linkEvents: LinkEvents = {
+    eager: (link) => this.#eager(link),
+    message: (link, data) => this.#onMessage(link, data),
+    protocolError: (link, what) => this.#protocolError(link, what),
+    gone: (link) => this.#dropLink(link),
+    error: (err) => this.emit('error', err),
+    ran: (link) => {
+      if (link.closed) return;
+      this.#watchLink(link);
+      for (const l of this.#listeners) this.#kick(l);
+    },
+  };
 
   private constructor(listeners: Listener[], controlFd: number, controlName: string, options: PrimaryOptions) {
     super();
@@ -366,7 +389,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   #addLink(fd: number, peer: PeerCredentials): void {
     let link: Link;
     try {
-      link = new Link(fd, peer, this.#onLinkReady, this.#onLinkQueued);
+      link = new Link(fd, peer, this.#linkEvents);
     } catch (err) {
       this.emit('error', err as Error); // watching failed; the fd is closed
       return;
@@ -377,17 +400,21 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   }
 
   /**
-   * What to watch a channel for: its death always; its messages while it
-   * holds nothing unacknowledged (control messages and load reports) or has
-   * no room left (we wait for its acknowledgements); room to send while
-   * sends wait. Otherwise its acknowledgements are read lazily.
+   * Read a channel's messages as they come while it holds nothing
+   * unacknowledged (control messages and load reports) or has no room left
+   * (we wait for its acknowledgements). Otherwise its acknowledgements are
+   * read lazily; its death wakes us either way.
    */
+  #eager(link: Link): boolean {
+    const unacked = link.unacked;
+    return unacked === 0 || unacked >= this.#maxUnacked;
+  }
+
+  /** Watch the channel for what #eager says, and read it lazily within TIDY_MS if not. */
   #watchLink(link: Link): void {
     if (link.closed) return;
-    const unacked = link.unacked;
-    const eager = unacked === 0 || unacked >= this.#maxUnacked;
-    link.io.want(POLLRDHUP | (eager ? POLLIN : 0) | (link.sends.length > 0 ? POLLOUT : 0));
-    if (!eager) this.#tidy ??= setTimeout(this.#onTidy, TIDY_MS).unref();
+    link.channel.update();
+    if (!this.#eager(link)) this.#tidy ??= setTimeout(this.#onTidy, TIDY_MS).unref();
   }
 
   readonly #onTidy = (): void => {
@@ -396,17 +423,6 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     for (const l of this.#listeners) this.#kick(l);
   };
 
-  #linkReady(link: Link, events: number): void {
-    if (events & POLLOUT) {
-      link.sends.flush(link.io.fd);
-      if (link.closed) return;
-    }
-    if (events & ~POLLOUT) this.#read(link);
-    if (link.closed) return;
-    this.#watchLink(link);
-    for (const l of this.#listeners) this.#kick(l);
-  }
-
   /** Read the acknowledgements waiting in every lazily watched channel. */
   #readLazy(): void {
     this.#lastRead = Date.now();
@@ -414,35 +430,9 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     for (let i = this.#links.length - 1; i >= 0; i--) {
       const link = this.#links[i];
       if (link && link.unacked > 0 && !link.closed) {
-        this.#read(link);
+        link.channel.readNow();
         this.#watchLink(link);
       }
-    }
-  }
-
-  /** Read and handle what the worker sent, until the channel is empty (or ends). */
-  #read(link: Link): void {
-    for (;;) {
-      const r = link.io.fd < 0 ? native.EAGAIN : readBatch(link.io.fd, BATCH, DEFAULT_MAX_BYTES, true, link.inbox);
-      const inbox = link.inbox;
-      link.inbox = [];
-      for (const entry of inbox) {
-        if (link.closed) {
-          if (!(entry instanceof Error)) discardFds(entry.fds);
-          continue;
-        }
-        if (entry instanceof Error) {
-          this.#dropLink(link);
-          continue;
-        }
-        // Workers send no fds: close any that came.
-        discardFds(entry.fds);
-        if (entry.flags & FLAG_EOF) this.#dropLink(link);
-        else if (entry.flags & (FLAG_TRUNC | FLAG_CTRUNC)) this.#protocolError(link, 'a message was truncated');
-        else this.#onMessage(link, entry.data);
-      }
-      if (link.closed || r === READ_DRAINED || r === native.EAGAIN) return;
-      if (r < 0) return this.#dropLink(link);
     }
   }
 
@@ -454,7 +444,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   #send(link: Link, data: Uint8Array, fds: Int32Array | null): void {
     // A failed send drops the channel: the fds it carried are still in
     // link.fds and go to another worker.
-    link.sends.write(link.io.fd, data, fds, (err) => {
+    link.channel.send(data, fds, (err) => {
       if (err) this.#dropLink(link);
     });
   }
@@ -538,10 +528,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     link.fds = [];
     link.listeners = [];
     link.head = 0;
-    link.sends.close(new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the worker is gone'));
-    link.io.close();
-    for (const entry of link.inbox) if (!(entry instanceof Error)) discardFds(entry.fds);
-    link.inbox = [];
+    link.channel.close(new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the worker is gone'));
     for (const [idx, fds] of back) {
       const l = this.#listeners[idx]!;
       l.pending = fds.concat(l.pending);
@@ -644,11 +631,9 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       links.map(async (link) => {
         // What the kernel could not take yet goes first; the worker reads
         // what is queued for it even after we close, then sees the end.
-        await new Promise<void>((resolve) => link.sends.whenDrained(() => resolve()));
+        await new Promise<void>((resolve) => link.channel.whenDrained(() => resolve()));
         link.closed = true;
-        link.io.close();
-        for (const entry of link.inbox) if (!(entry instanceof Error)) discardFds(entry.fds);
-        link.inbox = [];
+        link.channel.close(new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the primary closed'));
         // The worker has its own copies of everything sent (in its receive
         // queue if not read yet): the primary's go.
         closeRange(link.fds, link.head, link.fds.length);

@@ -6,7 +6,7 @@
 import { systemError } from '../errors.js';
 import { native } from '../native.js';
 import { peerCredentials, type PeerCredentials } from './sockops.js';
-import { POLLIN, WatchedFd } from './watched.js';
+import { MORE, Pump } from './pump.js';
 
 /** A connection accepted and allowed: its fd is the receiver's. */
 export interface Accepted {
@@ -33,79 +33,82 @@ export interface AcceptorHooks {
   pumped?(): void;
 }
 
+// Connections accepted per step (the pump's budget bounds the steps per wake-up).
 const ACCEPT_BATCH = 64;
-// Batches accepted per wake-up. Unbounded, a flood of connections was accepted
-// in one synchronous pass: every socket and every fd its handler received
-// stayed open until the pass ended (10,000 connections hit RLIMIT_NOFILE).
-const ACCEPT_BATCHES_PER_WAKE = 4;
 // After a failure that leaves the listener readable (out of fds), wait this
 // long instead of spinning.
 const BACKOFF_MS = 100;
 const acceptBuf = new Int32Array(ACCEPT_BATCH);
 
 export class Acceptor {
-  readonly #io: WatchedFd;
+  readonly #reader: Pump;
   readonly #allow: ((peer: PeerCredentials) => boolean) | undefined;
   readonly #credentials: boolean;
   readonly #hooks: AcceptorHooks;
   #ready: Accepted[] = [];
   #backoff: NodeJS.Timeout | null = null;
-  #pumping = false;
   #closed = false;
+  #delivered = 0;
+  #handing = false;
 
   /** Takes the listening `fd` (closed at once if watching it fails). */
   constructor(fd: number, options: AcceptorOptions, hooks: AcceptorHooks) {
     this.#allow = options.allow;
     this.#credentials = options.credentials ?? true;
     this.#hooks = hooks;
-    // Any event (POLLIN; POLLERR, which accept4 explains) means: accept if
-    // someone wants a connection.
-    this.#io = new WatchedFd(fd, () => {
-      if (this.#hooks.demand()) this.pump();
-      else this.#io.want(0);
+    this.#reader = new Pump(fd, {
+      demand: () => !this.#closed && !this.#backoff && this.#hooks.demand(),
+      step: () => this.#step(),
+      readFailed: (errno) => this.#failed(errno),
+      failed: (err) => this.#hooks.error(err),
+      ran: () => this.#ran(),
     });
   }
 
   /** The listening fd, or -1 once closed. */
   get fd(): number {
-    return this.#io.fd;
+    return this.#reader.fd;
   }
 
   /** Hand out accepted connections while there is demand, accepting more as needed. */
   pump(): void {
-    if (this.#pumping || this.#closed) return;
-    this.#pumping = true;
-    let delivered = 0;
+    // A receiver that asks for more while being handed some is served by this pass.
+    if (this.#closed || this.#handing) return;
+    this.#handOut();
+    if (this.#closed) return;
+    this.#reader.pump();
+    this.#ran();
+  }
+
+  /** Hand out what was accepted, while someone wants it. */
+  #handOut(): void {
+    this.#handing = true;
     try {
-      let batches = 0;
-      for (;;) {
-        while (this.#ready.length > 0 && this.#hooks.demand()) {
-          this.#hooks.deliver(this.#ready.shift()!);
-          delivered++;
-          if (this.#closed) return;
-        }
-        if (!this.#hooks.demand() || this.#backoff) break;
-        if (batches++ >= ACCEPT_BATCHES_PER_WAKE) {
-          // Let the loop (and the microtasks of the connections handed out)
-          // run before accepting more; the listener's readiness brings us back.
-          this.#io.want(POLLIN);
-          break;
-        }
-        const n = native.acceptBatch(this.#io.fd, acceptBuf);
-        if (n === native.EAGAIN) {
-          this.#io.want(POLLIN);
-          break;
-        }
-        if (n < 0) {
-          this.#failed(n);
-          break;
-        }
-        for (let i = 0; i < n; i++) this.#admit(acceptBuf[i]!);
+      while (this.#ready.length > 0 && !this.#closed && this.#hooks.demand()) {
+        this.#hooks.deliver(this.#ready.shift()!);
+        this.#delivered++;
       }
     } finally {
-      this.#pumping = false;
-      if (delivered > 0 && !this.#closed) this.#hooks.pumped?.();
+      this.#handing = false;
     }
+  }
+
+  /** The pump's step: accept a batch, check each peer, hand them out. */
+  #step(): number {
+    if (this.#ready.length === 0) {
+      const n = native.acceptBatch(this.#reader.fd, acceptBuf);
+      if (n < 0) return n;
+      for (let i = 0; i < n; i++) this.#admit(acceptBuf[i]!);
+    }
+    this.#handOut();
+    return MORE;
+  }
+
+  /** After a pass that handed some connections out: the receiver may act on all of them at once. */
+  #ran(): void {
+    if (this.#delivered === 0 || this.#closed) return;
+    this.#delivered = 0;
+    this.#hooks.pumped?.();
   }
 
   /** Check the peer with `allow` before anything is read; refuse by closing. */
@@ -142,7 +145,6 @@ export class Acceptor {
     // Out of fds (EMFILE, ENFILE, ENOBUFS...): the listener stays readable,
     // so stop watching for a while instead of spinning; demand is kept.
     this.#hooks.error(err);
-    this.#io.want(0);
     this.#backoff = setTimeout(() => {
       this.#backoff = null;
       this.pump();
@@ -159,14 +161,14 @@ export class Acceptor {
     const ready = this.#stop();
     if (!ready) return -1;
     for (const c of ready) this.#hooks.deliver(c);
-    return this.#io.release();
+    return this.#reader.release();
   }
 
   /** Stop: close the listening fd and the connections nobody was handed. */
   close(): void {
     const ready = this.#stop();
     if (!ready) return;
-    this.#io.close();
+    this.#reader.close();
     for (const c of ready) native.close(c.fd);
   }
 

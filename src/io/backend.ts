@@ -7,7 +7,7 @@
 // is a coded error there, and the thread backend's fds exist from the start.
 import { ErrorCodes, FdPassError } from '../errors.js';
 import { envVar, runtime, unsupportedRuntime, type Runtime } from '../runtime.js';
-import type { Readiness, ReadinessBackend, ReadyCallback } from './readiness.js';
+import type { ReadinessBackend } from './readiness.js';
 import { threadBackend } from './thread.js';
 import { uvBackend } from './uv.js';
 
@@ -45,15 +45,7 @@ export function backendName(rt: Runtime, forced: string | undefined): string {
 const name = backendName(runtime, envVar('FDPASS_BACKEND'));
 const chosen: ReadinessBackend = backends.find((b) => b.name === name)!.backend();
 
-/** The backend of this environment, chosen at import. */
+/** The backend of this environment, chosen at import (WatchedFd watches with it). */
 export function readinessBackend(): ReadinessBackend {
   return chosen;
-}
-
-/**
- * Watch an fd with this environment's backend (see Readiness); the watcher
- * owns the fd from now on. On failure the fd is closed and the error thrown.
- */
-export function watch(fd: number, onReady: ReadyCallback): Readiness {
-  return chosen.watch(fd, onReady);
 }

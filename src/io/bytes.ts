@@ -32,3 +32,16 @@ export function writeBytes(fd: number, out: OutgoingBytes): number {
   }
   return 0;
 }
+
+/** writeNow: no room in the fd now; wait for POLLOUT and write again. */
+export const NO_ROOM = 1;
+
+/**
+ * writeBytes for a writer on the event loop: 0 once the fd has all of
+ * `out`, NO_ROOM when it has no room now (wait for POLLOUT), else the -errno
+ * of write(2).
+ */
+export function writeNow(fd: number, out: OutgoingBytes): number {
+  const r = writeBytes(fd, out);
+  return r === native.EAGAIN ? NO_ROOM : r;
+}

@@ -5,26 +5,22 @@
 // report events); FDPASS_BACKEND=thread picks it on Node.
 //
 // The addon speaks poll(2)'s events both ways: interest POLLIN | POLLOUT |
-// POLLRDHUP, callbacks with those of the interest, POLLHUP, and POLLERR (after which it
-// has stopped watching). Keep-alive as libuv's: the environment is held open
-// while some fd has an interest, not while all are idle.
+// POLLRDHUP, callbacks with those of the interest, POLLHUP, and POLLERR
+// (after which it has stopped watching). Keep-alive as libuv's: the
+// environment is held open while some fd has an interest, not while all are
+// idle. A stateless adapter: the interest is kept by WatchedFd (and, for
+// re-arming its one-shot epoll entries, by the addon).
 import { systemError } from '../errors.js';
 import { native, type Watcher } from '../native.js';
-import { POLLERR, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
+import type { Readiness, ReadinessBackend, ReadyCallback } from './readiness.js';
 
 class ThreadReadiness implements Readiness {
-  #handle: Watcher | null = null;
-  #interest = 0;
-  readonly #onReady: ReadyCallback;
-  // The addon holds this weakly while the interest is 0: the watcher keeps it.
-  readonly #onPoll = (events: number): void => {
-    if (events & POLLERR) this.#interest = 0;
-    this.#onReady(events);
-  };
+  #handle: Watcher | null;
 
   constructor(fd: number, onReady: ReadyCallback) {
-    this.#onReady = onReady;
-    const handle = native.threadWatch(fd, this.#onPoll);
+    // The addon holds onReady weakly while the interest is 0: the owner's
+    // watcher keeps it.
+    const handle = native.threadWatch(fd, onReady);
     if (typeof handle === 'number') {
       native.close(fd);
       throw systemError(handle, 'epoll_ctl');
@@ -32,21 +28,14 @@ class ThreadReadiness implements Readiness {
     this.#handle = handle;
   }
 
-  get interest(): number {
-    return this.#interest;
-  }
-
   setInterest(events: number): number {
-    if (events === this.#interest || !this.#handle) return 0;
-    this.#interest = events;
-    return native.threadSetEvents(this.#handle, events);
+    return this.#handle ? native.threadSetEvents(this.#handle, events) : 0;
   }
 
   close(closeFd: boolean): number {
     const handle = this.#handle;
     if (!handle) return 0;
     this.#handle = null;
-    this.#interest = 0;
     return native.threadCloseWatcher(handle, closeFd);
   }
 }
@@ -59,5 +48,5 @@ class ThreadReadiness implements Readiness {
 export function threadBackend(): ReadinessBackend {
   const r = native.threadStart();
   if (r < 0) throw systemError(r, 'epoll_create1');
-  return { name: 'thread', watch: (fd, onReady) => new ThreadReadiness(fd, onReady) };
+  return { name: 'thread', armCall: 'epoll_ctl', watch: (fd, onReady) => new ThreadReadiness(fd, onReady) };
 }

@@ -1,7 +1,8 @@
 // The libuv backend of Readiness (readiness.ts): one uv_poll_t per fd on the
 // loop of the calling environment, through the addon's watch, setEvents and
-// closeWatcher (native/fdpass.c). Node only: Bun and Deno have no working
-// uv_poll_* (see FACTS.md).
+// closeWatcher (native/watcher.c). Node only: Bun and Deno have no working
+// uv_poll_* (see FACTS.md). A stateless adapter: it translates events both
+// ways and keeps no interest (WatchedFd does).
 import { systemError } from '../errors.js';
 import { native, type Watcher } from '../native.js';
 import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
@@ -10,7 +11,6 @@ const { UV_READABLE, UV_WRITABLE, UV_DISCONNECT } = native;
 
 class UvReadiness implements Readiness {
   #handle: Watcher | null = null;
-  #interest = 0;
   readonly #fd: number;
   readonly #onReady: ReadyCallback;
   // The addon holds this weakly while the interest is 0: the watcher keeps it.
@@ -27,22 +27,14 @@ class UvReadiness implements Readiness {
     this.#handle = handle;
   }
 
-  get interest(): number {
-    return this.#interest;
-  }
-
   #ready(status: number): void {
-    if (status < 0) {
-      // libuv stops the handle on POLLERR and reports UV_EBADF.
-      this.#interest = 0;
-      this.#onReady(POLLERR);
-      return;
-    }
+    // libuv stops the handle on POLLERR and reports UV_EBADF.
+    if (status < 0) return this.#onReady(POLLERR);
     let events = (status & UV_READABLE ? POLLIN : 0) | (status & UV_WRITABLE ? POLLOUT : 0);
     // libuv folds POLLHUP into the interest's events, and into UV_DISCONNECT
     // (with a peer's half-close, EPOLLRDHUP): ask the kernel which it is.
     if (status & UV_DISCONNECT) {
-      if (this.#interest & POLLRDHUP) events |= POLLRDHUP;
+      events |= POLLRDHUP;
       const revents = native.poll(this.#fd, 0, 0);
       if (revents > 0 && revents & POLLHUP) events |= POLLHUP;
     }
@@ -50,8 +42,7 @@ class UvReadiness implements Readiness {
   }
 
   setInterest(events: number): number {
-    if (events === this.#interest || !this.#handle) return 0;
-    this.#interest = events;
+    if (!this.#handle) return 0;
     const uv =
       (events & POLLIN ? UV_READABLE | UV_DISCONNECT : 0) | (events & POLLOUT ? UV_WRITABLE : 0) | (events & POLLRDHUP ? UV_DISCONNECT : 0);
     return native.setEvents(this.#handle, uv);
@@ -61,12 +52,12 @@ class UvReadiness implements Readiness {
     const handle = this.#handle;
     if (!handle) return 0;
     this.#handle = null;
-    this.#interest = 0;
     return native.closeWatcher(handle, closeFd);
   }
 }
 
 export const uvBackend: ReadinessBackend = {
   name: 'uv',
+  armCall: 'uv_poll_start',
   watch: (fd, onReady) => new UvReadiness(fd, onReady),
 };

@@ -1,10 +1,12 @@
-// WatchedFd: an fd and its readiness watcher, the one thing transports hold
-// to learn when their fd is ready. It owns the fd until close() or
-// release(), and turns POLLERR and POLLHUP into a call to try what the owner
-// was waiting for: the syscall that follows reports what happened (an error,
-// end of file) the way the owner already handles it.
-import { watch } from './backend.js';
-import { POLLERR, POLLHUP, type Readiness } from './readiness.js';
+// WatchedFd: an fd and its readiness watcher, the only way fdpass watches an
+// fd (the read pump, pump.ts, stands on it; so does nothing else). It owns
+// the fd until close() or release(), keeps the interest (the backends keep
+// none), hands on only the events of the interest, and turns POLLERR and
+// POLLHUP into the events of the interest: the syscall that follows reports
+// what happened (an error, end of file) the way the owner already handles it.
+import { readinessBackend } from './backend.js';
+import { POLLERR, POLLHUP, type Readiness, type ReadinessBackend } from './readiness.js';
+import { systemError } from '../errors.js';
 
 export { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP } from './readiness.js';
 
@@ -12,21 +14,28 @@ export class WatchedFd {
   #fd: number;
   #io: Readiness | null;
   #interest = 0;
+  readonly #armCall: string;
+  // Held here: the backend holds it weakly while the interest is 0.
+  readonly #onEvents: (events: number) => void;
 
   /**
    * Watch `fd`, which this object owns from now on (on failure the fd is
-   * closed and the error thrown). `onReady` gets POLLIN and POLLOUT (with
-   * POLLERR or POLLHUP, also the events of the interest at the time). The
+   * closed and the error thrown). `onReady` gets the events of the interest
+   * (POLLIN, POLLOUT, POLLRDHUP), with POLLERR or POLLHUP all of them. The
    * owner keeps this object reachable for as long as it wants callbacks.
+   * `backend`: this environment's unless given (tests).
    */
-  constructor(fd: number, onReady: (events: number) => void) {
-    this.#io = watch(fd, (events) => {
+  constructor(fd: number, onReady: (events: number) => void, backend: ReadinessBackend = readinessBackend()) {
+    this.#onEvents = (events) => {
       // The fd failed or hung up: what the owner waits for will not come as
       // such; its next syscall tells what happened. POLLERR stopped watching.
       if (events & (POLLERR | POLLHUP)) events |= this.#interest;
+      else events &= this.#interest;
       if (events & POLLERR) this.#interest = 0;
-      onReady(events);
-    });
+      if (events) onReady(events);
+    };
+    this.#armCall = backend.armCall;
+    this.#io = backend.watch(fd, this.#onEvents);
     this.#fd = fd;
   }
 
@@ -35,11 +44,23 @@ export class WatchedFd {
     return this.#fd;
   }
 
-  /** Watch for `events` (POLLIN | POLLOUT | POLLRDHUP; 0 stops); nothing once closed. */
-  want(events: number): void {
-    if (events === this.#interest || !this.#io) return;
+  /** The events watched for now. */
+  get interest(): number {
+    return this.#interest;
+  }
+
+  /**
+   * Watch for `events` (POLLIN | POLLOUT | POLLRDHUP; 0 stops); nothing once
+   * closed. Null, or the error of a backend that could not arm the fd (the
+   * interest is 0 then: nothing will come).
+   */
+  want(events: number): Error | null {
+    if (events === this.#interest || !this.#io) return null;
     this.#interest = events;
-    this.#io.setInterest(events);
+    const r = this.#io.setInterest(events);
+    if (r >= 0) return null;
+    this.#interest = 0;
+    return systemError(r, this.#armCall);
   }
 
   /** Stop watching and close the fd. Returns 0 or -errno. Idempotent. */

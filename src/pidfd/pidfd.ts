@@ -2,14 +2,14 @@
 // as it is open, whatever happens to the pid number: signals go to that
 // process or fail with ESRCH, never to a stranger that reused the pid. The
 // pidfd polls readable once the process has exited, for any process, child
-// or not; exited() waits for that on the core's readiness watcher.
+// or not; exited() waits for that with the core's read pump, whose step
+// asks poll(2) whether it has.
 import { readFileSync, readlinkSync } from 'node:fs';
 import { constants } from 'node:os';
 import { ErrorCodes, FdPassError, abortError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { watch } from '../io/backend.js';
+import { DRAINED, ENDED, Pump } from '../io/pump.js';
 import { WaitQueue } from '../io/waiters.js';
-import { POLLERR, POLLIN, type Readiness } from '../io/readiness.js';
 import { native } from '../native.js';
 
 /** Options of {@link Pidfd.exited}. */
@@ -69,16 +69,23 @@ export class Pidfd implements Disposable {
    */
   readonly pid: number;
   #fd: number;
-  // The core's watcher owns the fd: it closes it with close(), and with the
+  // The core's pump owns the fd: it closes it with close(), and with the
   // end of the environment (a worker) or the collection of a forgotten Pidfd.
-  #io: Readiness | null;
+  readonly #reader: Pump;
   #exited = false;
   // An aborted wait may leave nobody waiting: stop watching then.
-  readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#updatePoll());
+  readonly #waiters = new WaitQueue<ExitWaiter>(() => this.#reader.update());
 
   /** Takes the fd; on failure it is closed and the error thrown. */
   private constructor(fd: number, pid: number) {
-    this.#io = watch(fd, (events) => this.#onReady(events));
+    // A pidfd reports no errors: a POLLERR that poll(2) does not explain as
+    // an exit fails the waiters (the pump's rule).
+    this.#reader = new Pump(fd, {
+      demand: () => this.#waiters.length > 0 && !this.#exited,
+      step: () => this.#step(),
+      readFailed: (errno) => this.#settle(systemError(errno, 'poll')),
+      failed: (err) => this.#settle(err),
+    });
     this.#fd = fd;
     this.pid = pid;
   }
@@ -158,44 +165,25 @@ export class Pidfd implements Disposable {
     if (this.#exited) return Promise.resolve();
     if (this.#fd < 0) return Promise.reject(closedError('pidfd'));
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    // Already gone: no watcher needed.
-    const now = native.poll(this.#fd, POLLIN, 0);
-    if (now > 0) {
-      this.#exited = true;
-      return Promise.resolve();
-    }
     return new Promise<void>((resolve, reject) => {
-      const waiter: ExitWaiter = { resolve, reject };
-      if (!this.#waiters.add(waiter, signal)) return;
-      try {
-        this.#updatePoll();
-      } catch (err) {
-        this.#waiters.remove(waiter);
-        reject(err as Error);
-      }
+      // The pump's first step sees a process that already exited.
+      if (this.#waiters.add({ resolve, reject }, signal)) this.#reader.pump();
     });
   }
 
-  #updatePoll(): void {
-    const want = this.#waiters.length > 0 && !this.#exited ? POLLIN : 0;
-    const r = this.#io?.setInterest(want) ?? 0;
-    if (r < 0) throw systemError(r, 'uv_poll_start');
-  }
-
-  #onReady(events: number): void {
-    if (this.#fd < 0) return;
-    // A pidfd reports no errors; should one come, the kernel says whether it exited.
-    if (events & POLLERR && !(native.poll(this.#fd, POLLIN, 0) > 0)) {
-      this.#settle(new FdPassError(ErrorCodes.INTERNAL, 'the pidfd reported POLLERR'));
-      return;
-    }
+  /** The pump's step: has the process exited (the pidfd polls readable)? */
+  #step(): number {
+    const r = native.poll(this.#fd, native.POLLIN, 0);
+    if (r < 0) return r;
+    if (r === 0) return DRAINED;
     this.#exited = true;
     this.#settle(null);
+    return ENDED;
   }
 
   #settle(error: Error | null): void {
-    this.#io?.setInterest(0);
     this.#waiters.drain((w) => (error ? w.reject(error) : w.resolve()));
+    this.#reader.update();
   }
 
   /**
@@ -216,9 +204,7 @@ export class Pidfd implements Disposable {
     const fd = this.#fd;
     if (fd < 0) return;
     this.#fd = -1;
-    const io = this.#io;
-    this.#io = null;
-    io?.close(true);
+    this.#reader.close();
     this.#settle(closedError('pidfd'));
   }
 

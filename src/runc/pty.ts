@@ -3,17 +3,17 @@
 // Node's own tty.ReadStream/WriteStream are no good for a pty master: libuv
 // cannot reopen a master, so it falls back to blocking writes (a full pty
 // freezes the whole process), and with O_NONBLOCK set it spins on EAGAIN.
-// Here the fd is made non-blocking, readiness comes from the core's poll
-// watcher, and the core's readBytes/writeBytes (read(2)/write(2) in batches,
-// in the addon) are called only when they cannot block. Not node:fs: Deno
+// Here the fd is made non-blocking, the core's read pump reads it on demand,
+// and the core's readBytes/writeNow (read(2)/write(2) in batches, in the
+// addon) are called only when they cannot block. Not node:fs: Deno
 // refuses readSync/writeSync (EBADF) on an fd it did not open itself, such
 // as one received from runc.
 import { Duplex, type DuplexOptions } from 'node:stream';
 import { constants } from 'node:os';
 import { closedError, invalidArgType, outOfRange, systemError } from '../errors.js';
 import { checkFdNumber } from '../fds.js';
-import { readBytes, writeBytes, type OutgoingBytes } from '../io/bytes.js';
-import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
+import { NO_ROOM, readBytes, writeNow, type OutgoingBytes } from '../io/bytes.js';
+import { DRAINED, ENDED, MORE, Pump } from '../io/pump.js';
 import { native } from '../native.js';
 
 const READ_SIZE = 65536;
@@ -36,7 +36,7 @@ function checkDimension(value: unknown, name: string): void {
  * discarded, as a hung-up terminal does.
  */
 export class PtyStream extends Duplex {
-  readonly #io: WatchedFd;
+  readonly #reader: Pump;
   #wantRead = false;
   #hungUp = false;
   #pending: PendingWrite | null = null;
@@ -51,12 +51,20 @@ export class PtyStream extends Duplex {
       native.close(fd);
       throw systemError(r, 'fcntl');
     }
-    this.#io = new WatchedFd(fd, (events) => this.#onPoll(events));
+    this.#reader = new Pump(fd, {
+      demand: () => this.#wantRead && !this.#hungUp,
+      step: () => this.#step(),
+      // EIO: the terminal's last user closed its side.
+      readFailed: (errno) => (errno === -EIO ? this.#hangUp() : this.destroy(systemError(errno, 'read'))),
+      failed: (err) => this.destroy(err),
+      writePending: () => this.#pending !== null,
+      writable: () => this.#writeNow(),
+    });
   }
 
   /** The pty master fd, or -1 once destroyed. */
   get fd(): number {
-    return this.#io.fd;
+    return this.#reader.fd;
   }
 
   /**
@@ -68,15 +76,15 @@ export class PtyStream extends Duplex {
   resize(cols: number, rows: number): void {
     checkDimension(cols, 'cols');
     checkDimension(rows, 'rows');
-    if (this.#io.fd < 0) throw closedError('pty stream');
-    const r = native.setWindowSize(this.#io.fd, cols, rows);
+    if (this.#reader.fd < 0) throw closedError('pty stream');
+    const r = native.setWindowSize(this.#reader.fd, cols, rows);
     if (r < 0) throw systemError(r, 'ioctl');
   }
 
   /** The terminal's size (TIOCGWINSZ): `{ cols, rows }`, 0x0 until someone sets it. */
   getWindowSize(): { cols: number; rows: number } {
-    if (this.#io.fd < 0) throw closedError('pty stream');
-    const r = native.getWindowSize(this.#io.fd);
+    if (this.#reader.fd < 0) throw closedError('pty stream');
+    const r = native.getWindowSize(this.#reader.fd);
     if (r < 0) throw systemError(r, 'ioctl');
     return { cols: r >>> 16, rows: r & 0xffff };
   }
@@ -84,36 +92,32 @@ export class PtyStream extends Duplex {
   /** @internal */
   override _read(): void {
     this.#wantRead = true;
-    this.#readNow();
+    this.#reader.pump();
   }
 
-  #readNow(): void {
-    while (this.#wantRead && this.#io.fd >= 0) {
-      const n = readBytes(this.#io.fd, this.#buffer);
-      if (n === native.EAGAIN) break;
-      if (n <= 0) {
-        this.#wantRead = false;
-        // EIO: the terminal's last user closed its side.
-        if (n === 0 || n === -EIO) this.#hangUp();
-        else this.destroy(systemError(n, 'read'));
-        return;
-      }
-      this.#wantRead = this.push(Buffer.from(this.#buffer.subarray(0, n)));
-      // A short batch ended at EAGAIN (or at what the next read reports):
-      // readiness says when there is more.
-      if (n < READ_SIZE) break;
+  /** The pump's step: one batch of read(2). */
+  #step(): number {
+    const n = readBytes(this.#reader.fd, this.#buffer);
+    if (n < 0) return n;
+    if (n === 0) {
+      this.#hangUp();
+      return ENDED;
     }
-    this.#updatePoll();
+    this.#wantRead = this.push(Buffer.from(this.#buffer.subarray(0, n)));
+    // A short batch ended at EAGAIN (or at what the next read reports):
+    // readiness says when there is more.
+    return n < READ_SIZE ? DRAINED : MORE;
   }
 
   /** The terminal closed: end the readable side, drop what waits to be written. */
   #hangUp(): void {
     this.#hungUp = true;
+    this.#wantRead = false;
     this.push(null);
     const p = this.#pending;
     this.#pending = null;
     p?.callback();
-    this.#updatePoll();
+    this.#reader.end();
   }
 
   /** @internal */
@@ -125,9 +129,9 @@ export class PtyStream extends Duplex {
 
   #writeNow(): void {
     const p = this.#pending;
-    if (!p || this.#io.fd < 0) return;
-    const r = writeBytes(this.#io.fd, p);
-    if (r !== native.EAGAIN) {
+    if (!p || this.#reader.fd < 0) return;
+    const r = writeNow(this.#reader.fd, p);
+    if (r !== NO_ROOM) {
       this.#pending = null;
       if (r === -EIO) {
         // The terminal hung up: what is typed into it is lost, like on a real one.
@@ -137,20 +141,7 @@ export class PtyStream extends Duplex {
       }
       p.callback(r < 0 ? systemError(r, 'write') : null);
     }
-    this.#updatePoll();
-  }
-
-  #onPoll(events: number): void {
-    if (this.#io.fd < 0) return;
-    if (events & POLLOUT) this.#writeNow();
-    if (events & POLLIN) this.#readNow();
-  }
-
-  #updatePoll(): void {
-    let want = 0;
-    if (this.#wantRead && !this.#hungUp) want |= POLLIN;
-    if (this.#pending) want |= POLLOUT;
-    this.#io.want(want);
+    this.#reader.update();
   }
 
   /** @internal */
@@ -158,7 +149,7 @@ export class PtyStream extends Duplex {
     this.#wantRead = false;
     const p = this.#pending;
     this.#pending = null;
-    const r = this.#io.close();
+    const r = this.#reader.close();
     const closeError = r < 0 ? systemError(r, 'close') : null;
     p?.callback(error ?? closedError('pty stream'));
     callback(error ?? closeError);

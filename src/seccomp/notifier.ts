@@ -23,8 +23,7 @@ import {
   systemError,
 } from '../errors.js';
 import { checkFdNumber, toFd, type FdLike } from '../fds.js';
-import { watch } from '../io/backend.js';
-import { POLLIN, type Readiness } from '../io/readiness.js';
+import { DRAINED, ENDED, Pump } from '../io/pump.js';
 import { native } from '../native.js';
 import { archName, syscallName } from './names.js';
 
@@ -74,7 +73,6 @@ const NOTIF_SIZE = 80;
 const RECEIVED = 0;
 const HUNG_UP = 1;
 const ENOENT = -2;
-const EAGAIN = -11;
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
@@ -143,7 +141,7 @@ function checkResponse(response: unknown): { value: bigint; error: number; cont:
  */
 export class SeccompNotifier implements AsyncIterable<SeccompRequest>, Disposable {
   #fd: number;
-  #io: Readiness | null;
+  readonly #reader: Pump;
   #hungUp = false;
   #waiters: Waiter[] = [];
   readonly #buffer = new Uint8Array(NOTIF_SIZE);
@@ -171,7 +169,12 @@ export class SeccompNotifier implements AsyncIterable<SeccompRequest>, Disposabl
     const r = native.setFlags(fd, 1, -1);
     if (r < 0) throw systemError(r, 'fcntl');
     this.#fd = fd;
-    this.#io = watch(fd, () => this.#onReady());
+    this.#reader = new Pump(fd, {
+      demand: () => this.#waiters.length > 0 && !this.#hungUp,
+      step: () => this.#step(),
+      readFailed: (errno) => this.#fail(ioctlError(errno, 'SECCOMP_IOCTL_NOTIF_RECV')),
+      failed: (err) => this.#fail(err),
+    });
   }
 
   /** The notify fd, or -1 once closed. */
@@ -202,14 +205,14 @@ export class SeccompNotifier implements AsyncIterable<SeccompRequest>, Disposabl
       if (signal) {
         const onAbort = (): void => {
           this.#waiters = this.#waiters.filter((w) => w !== waiter);
-          this.#updatePoll();
+          this.#reader.update();
           reject(abortError(signal));
         };
         signal.addEventListener('abort', onAbort, { once: true });
         waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
       }
       this.#waiters.push(waiter);
-      this.#updatePoll();
+      this.#reader.pump();
     });
   }
 
@@ -226,28 +229,27 @@ export class SeccompNotifier implements AsyncIterable<SeccompRequest>, Disposabl
     return iterator;
   }
 
-  #updatePoll(): void {
-    if (!this.#io) return;
-    const want = this.#waiters.length > 0 && !this.#hungUp ? POLLIN : 0;
-    const r = this.#io.setInterest(want);
-    if (r < 0) this.#fail(systemError(r, 'uv_poll_start'));
-  }
-
-  /** Readable, hung up or an error: the addon's receive tells which. */
-  #onReady(): void {
-    if (this.#fd < 0) return;
-    if (this.#waiters.length > 0) {
-      // Once per readiness: a receive when nothing is pending would block.
-      const r = native.seccompRecv(this.#fd, this.#buffer);
-      if (r === RECEIVED) {
-        const w = this.#waiters.shift()!;
-        w.cleanup?.();
-        w.resolve(this.#decode());
-      } else if (r === HUNG_UP) this.#hangUp();
-      else if (r !== EAGAIN && r !== ENOENT) this.#fail(ioctlError(r, 'SECCOMP_IOCTL_NOTIF_RECV'));
-      // ENOENT: its target died between readiness and receive; wait for the next.
+  /**
+   * The pump's step: receive one notification. Once per readiness, never
+   * "until EAGAIN": a receive when nothing is pending would block (the addon
+   * asks poll(2) first, and says EAGAIN then), and a notification whose
+   * target died leaves the kernel's count behind, so a second receive
+   * would block.
+   */
+  #step(): number {
+    const r = native.seccompRecv(this.#fd, this.#buffer);
+    if (r === RECEIVED) {
+      const w = this.#waiters.shift()!;
+      w.cleanup?.();
+      w.resolve(this.#decode());
+      return DRAINED;
     }
-    this.#updatePoll();
+    if (r === HUNG_UP) {
+      this.#hangUp();
+      return ENDED;
+    }
+    // ENOENT: its target died between readiness and receive; wait for the next.
+    return r === ENOENT ? DRAINED : r;
   }
 
   #decode(): SeccompRequest {
@@ -391,11 +393,9 @@ export class SeccompNotifier implements AsyncIterable<SeccompRequest>, Disposabl
    * answered fail in their processes with ENOSYS. Idempotent.
    */
   close(): void {
-    const io = this.#io;
     if (this.#fd < 0) return;
     this.#fd = -1;
-    this.#io = null;
-    io?.close(true);
+    this.#reader.close();
     this.#hangUp();
   }
 

@@ -22,9 +22,9 @@ import { FdLike, toFdArray } from '../fds.js';
 import { discardFds, disownAll } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
 import { adoptSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
-import { POLLIN, POLLOUT, WatchedFd } from '../io/watched.js';
+import { ENDED, Pump } from '../io/pump.js';
 import { native } from '../native.js';
-import { FLAG_CTRUNC, FLAG_EOF, READ_DRAINED, RawEntry, readBatch } from '../recv.js';
+import { FLAG_EOF, RawEntry, readBatch, streamChunkError } from '../recv.js';
 import { FdSocket, emptyDataError } from '../socket.js';
 import { type Pidfd, peerPidfd } from '../pidfd/pidfd.js';
 
@@ -33,7 +33,6 @@ const { ENOTCONN, EISCONN } = constants.errno;
 /** Bytes asked for per recvmsg, and recvmsg calls per batch: at most 512 KiB read ahead of demand. */
 const READ_BYTES = 65536;
 const READ_MESSAGES = 8;
-const BATCHES_PER_WAKE = 16;
 
 /** Options of an FdStream (those of stream.Duplex, with net.Socket's allowHalfOpen default). */
 export interface FdStreamOptions {
@@ -112,12 +111,11 @@ function checkStreamFd(fd: unknown): number {
  */
 export class FdStream extends Duplex {
   #fd = -1;
-  #io: WatchedFd | null = null;
+  #reader: Pump | null = null;
   #connecting = false;
   #connectAbort: AbortController | null = null;
   // reading
   #readWanted = false;
-  #pollIn = false;
   #eof = false;
   #pushedBytes = 0; // bytes received from the socket (bytesRead)
   #readOffset = 0;
@@ -125,7 +123,7 @@ export class FdStream extends Duplex {
   #pending: number[] = [];
   #claiming = false;
   // writing
-  readonly #sends = new SendQueue(() => this.#updatePoll());
+  readonly #sends = new SendQueue(() => this.#reader?.update());
   #final: WriteCallback | null = null;
   #fdsOf = new WeakMap<Buffer, Int32Array>();
   #peer: PeerCredentials | undefined;
@@ -249,13 +247,19 @@ export class FdStream extends Duplex {
   }
 
   #attach(fd: number): void {
-    this.#io = new WatchedFd(fd, (events) => this.#onPoll(events));
+    this.#reader = new Pump(fd, {
+      demand: () => this.#readWanted && !this.#eof && this.#fd >= 0 && !this.destroyed,
+      step: () => this.#step(),
+      readFailed: (errno) => this.destroy(systemError(errno, 'recvmsg')),
+      failed: (err) => this.destroy(err),
+      writePending: () => this.#sends.length > 0,
+      writable: () => this.#sends.flush(this.#fd),
+    });
     this.#fd = fd;
     // Work that waited for the connection.
     this.#sends.flush(fd);
     if (this.#final) this.#doFinal();
-    if (this.#readWanted) this.#pumpRead();
-    this.#updatePoll();
+    this.#reader.pump();
   }
 
   /** The socket's fd; -1 before it is connected and once destroyed. */
@@ -408,50 +412,29 @@ export class FdStream extends Duplex {
   /** @internal */
   override _read(_size: number): void {
     this.#readWanted = true;
-    if (this.#fd >= 0) {
-      // Waiting for readiness means the last read found the socket empty (or
-      // the loop was let breathe): reading now would only find EAGAIN.
-      if (!this.#pollIn) this.#pumpRead();
-      this.#updatePoll();
-    }
+    this.#reader?.pump();
   }
 
-  #pumpRead(): void {
-    for (let batches = 0; this.#readWanted && !this.#eof && this.#fd >= 0 && !this.destroyed; batches++) {
-      if (batches === BATCHES_PER_WAKE) {
-        // Let the event loop breathe; readiness brings us back.
-        this.#pollIn = true;
-        return;
-      }
-      // A fresh array per batch: push() runs listeners that may read again.
-      const r: RawEntry[] = [];
-      const status = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true, r);
-      if (status === native.EAGAIN) {
-        this.#pollIn = true;
-        return;
-      }
-      if (status < 0) {
-        this.destroy(systemError(status, 'recvmsg'));
-        return;
-      }
-      for (let i = 0; i < r.length; i++) {
-        // A 'data' listener run by push() may have destroyed the stream: the
-        // rest of the batch has nobody to go to.
-        const failure = this.destroyed ? 'destroyed' : this.#admit(r[i]!);
-        if (failure) {
-          for (let j = failure === 'destroyed' ? i : i + 1; j < r.length; j++) {
-            const e = r[j]!;
-            if (!(e instanceof Error)) discardFds(e.fds);
-          }
-          if (failure instanceof Error && !this.destroyed) this.destroy(failure);
-          return;
+  /** The pump's step: read a batch and push it. */
+  #step(): number {
+    // A fresh array per batch: push() runs listeners that may read again.
+    const r: RawEntry[] = [];
+    const status = readBatch(this.#fd, READ_MESSAGES, READ_BYTES, true, r);
+    if (status < 0) return status;
+    for (let i = 0; i < r.length; i++) {
+      // A 'data' listener run by push() may have destroyed the stream: the
+      // rest of the batch has nobody to go to.
+      const failure = this.destroyed ? 'destroyed' : this.#admit(r[i]!);
+      if (failure) {
+        for (let j = failure === 'destroyed' ? i : i + 1; j < r.length; j++) {
+          const e = r[j]!;
+          if (!(e instanceof Error)) discardFds(e.fds);
         }
-      }
-      if (status === READ_DRAINED && !this.#eof) {
-        this.#pollIn = true;
-        return;
+        if (failure instanceof Error && !this.destroyed) this.destroy(failure);
+        return ENDED;
       }
     }
+    return status;
   }
 
   /** Push one received chunk; returns 'eof', an error, or null. */
@@ -460,17 +443,11 @@ export class FdStream extends Duplex {
     if (entry.flags & FLAG_EOF) {
       this.#eof = true;
       this.#readWanted = false;
-      this.#pollIn = false;
       this.push(null);
       return 'eof';
     }
-    if (entry.flags & FLAG_CTRUNC) {
-      discardFds(entry.fds);
-      return new FdPassError(
-        ErrorCodes.CONTROL_TRUNCATED,
-        `fds sent with the stream did not fit (MSG_CTRUNC, RLIMIT_NOFILE?); ${entry.fds.length} that arrived were closed and the stream is unusable`,
-      );
-    }
+    const cut = streamChunkError(entry);
+    if (cut) return cut;
     this.#pushedBytes += entry.data.length;
     if (entry.fds.length > 0) this.#incoming.push({ end: this.#pushedBytes, fds: entry.fds });
     // push() may run 'data' listeners (flowing mode) that destroy the stream.
@@ -535,27 +512,12 @@ export class FdStream extends Duplex {
 
   // ---- polling and lifetime ------------------------------------------------------
 
-  #onPoll(events: number): void {
-    if (this.#fd < 0 || this.destroyed) return;
-    if (events & POLLOUT) this.#sends.flush(this.#fd);
-    if (events & POLLIN && this.#pollIn) {
-      this.#pollIn = false;
-      this.#pumpRead();
-    }
-    this.#updatePoll();
-  }
-
-  #updatePoll(): void {
-    if (!this.#io || this.destroyed) return;
-    this.#io.want((this.#pollIn && this.#readWanted && !this.#eof ? POLLIN : 0) | (this.#sends.length > 0 ? POLLOUT : 0));
-  }
-
   /** @internal */
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.#connectAbort?.abort();
     this.#connectAbort = null;
-    this.#io?.close();
-    this.#io = null;
+    this.#reader?.close();
+    this.#reader = null;
     this.#fd = -1;
     // A write in flight: its caller keeps its fds until the callback runs.
     this.#sends.close(error ?? closedError('stream'));

@@ -1,16 +1,20 @@
-// The Readiness contract (src/io/readiness.ts), as every backend must keep
-// it; run it with FDPASS_BACKEND=<name> to check a backend. Internal modules
-// are loaded from dist/ (they are not exports of the package).
+// The Readiness contract (src/io/readiness.ts), as every backend keeps it
+// behind WatchedFd (the only way to watch); run it with FDPASS_BACKEND=<name>
+// to check a backend. Internal modules are loaded from dist/ (they are not
+// exports of the package).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { constants } from 'node:os';
 import { isOpen, noLeak, repoRoot } from '../helpers.js';
 
 type Backend = typeof import('../../dist/io/backend.js');
+type Watched = typeof import('../../dist/io/watched.js');
 type Events = typeof import('../../dist/io/readiness.js');
 type Native = typeof import('../../dist/native.js');
 const dist = (m: string): string => new URL(`file://${repoRoot}/dist/${m}`).href;
-const { watch, readinessBackend } = (await import(dist('io/backend.js'))) as Backend;
+const { readinessBackend } = (await import(dist('io/backend.js'))) as Backend;
+const { WatchedFd } = (await import(dist('io/watched.js'))) as Watched;
+const watch = (fd: number, onReady: (events: number) => void): InstanceType<typeof WatchedFd> => new WatchedFd(fd, onReady);
 const { POLLIN, POLLOUT, POLLERR, POLLHUP, POLLRDHUP } = (await import(dist('io/readiness.js'))) as Events;
 const { native } = (await import(dist('native.js'))) as Native;
 
@@ -39,21 +43,21 @@ test(`readiness (${process.env.FDPASS_BACKEND ?? 'default'} backend): POLLIN, PO
     const seen: number[] = [];
     const w = watch(a, (e) => seen.push(e));
     assert.equal(w.interest, 0);
-    assert.equal(w.setInterest(POLLOUT), 0);
+    assert.equal(w.want(POLLOUT), null);
     assert.equal(w.interest, POLLOUT);
     assert.ok((await next(seen, POLLOUT)) & POLLOUT);
     // Only the interest's events come: no POLLIN while nothing is there.
     assert.ok(seen.every((e) => !(e & POLLIN)));
-    w.setInterest(POLLIN);
+    w.want(POLLIN);
     seen.length = 0;
     assert.equal(native.sendmsg(b, Buffer.from('x'), 0, 1, null, 0, null), 1);
     const e = await next(seen, POLLIN);
     assert.equal(e & POLLOUT, 0, 'POLLOUT is not of the interest');
-    w.setInterest(0);
+    w.want(0);
     assert.equal(w.interest, 0);
-    assert.equal(w.close(true), 0);
-    assert.equal(w.close(true), 0, 'close is idempotent');
-    assert.ok(!isOpen(a), 'close(true) closed the fd');
+    assert.equal(w.close(), 0);
+    assert.equal(w.close(), 0, 'close is idempotent');
+    assert.ok(!isOpen(a), 'close() closed the fd');
     native.close(b);
   }));
 
@@ -62,11 +66,11 @@ test('readiness: POLLHUP when the peer is gone', () =>
     const [a, b] = pair();
     const seen: number[] = [];
     const w = watch(a, (e) => seen.push(e));
-    w.setInterest(POLLIN);
+    w.want(POLLIN);
     native.close(b);
     const e = await next(seen, POLLHUP);
     assert.ok(e & POLLHUP);
-    w.close(true);
+    w.close();
   }));
 
 test('readiness: POLLRDHUP alone: data arriving calls nobody, the peer going away does', () =>
@@ -74,7 +78,7 @@ test('readiness: POLLRDHUP alone: data arriving calls nobody, the peer going awa
     const [a, b] = pair();
     const seen: number[] = [];
     const w = watch(a, (e) => seen.push(e));
-    assert.equal(w.setInterest(POLLRDHUP), 0);
+    assert.equal(w.want(POLLRDHUP), null);
     assert.equal(native.sendmsg(b, Buffer.from('x'), 0, 1, null, 0, null), 1);
     // Several turns of the loop (immediates and a timer) with a byte waiting:
     // no callback, as the kernel does not wake a watcher for what it does not want.
@@ -86,7 +90,7 @@ test('readiness: POLLRDHUP alone: data arriving calls nobody, the peer going awa
     assert.ok(e & POLLRDHUP, 'POLLRDHUP is of the interest');
     assert.ok(e & POLLHUP, 'and the peer is gone');
     assert.equal(e & POLLIN, 0, 'POLLIN is not of the interest');
-    w.close(true);
+    w.close();
   }));
 
 test('readiness: POLLERR stops watching until the interest is set again', () =>
@@ -97,23 +101,23 @@ test('readiness: POLLERR stops watching until the interest is set again', () =>
     native.close(b);
     const seen: number[] = [];
     const w = watch(a, (e) => seen.push(e));
-    w.setInterest(POLLOUT);
+    w.want(POLLOUT);
     assert.ok((await next(seen, POLLERR)) & POLLERR);
     assert.equal(w.interest, 0, 'POLLERR stopped the watching');
     // The next syscall fails (sendmsg says EPIPE first, recvmsg ECONNRESET).
     const r = native.sendmsg(a, Buffer.from('y'), 0, 1, null, 0, null);
     assert.ok([-constants.errno.ECONNRESET, -constants.errno.EPIPE].includes(r), `sendmsg gave ${r}`);
-    w.close(true);
+    w.close();
   }));
 
-test('readiness: close(false) hands the fd back open', () =>
+test('readiness: release() hands the fd back open', () =>
   noLeak(async () => {
     const [a, b] = pair();
     const w = watch(a, () => {});
-    w.setInterest(POLLIN);
-    assert.equal(w.close(false), 0);
+    w.want(POLLIN);
+    assert.equal(w.release(), a);
     assert.ok(isOpen(a), 'released, not closed');
-    assert.equal(w.setInterest(POLLIN), 0, 'a closed watcher ignores interest');
+    assert.equal(w.want(POLLIN), null, 'a closed watcher ignores interest');
     native.close(a);
     native.close(b);
   }));
