@@ -22,7 +22,7 @@ function find(dir) {
   return out;
 }
 
-// An argument that is a .js file runs that file (test/runner.test.ts runs its fixtures so).
+// An argument that is a .js file runs that file (test/scripts/runner.test.ts runs its fixtures so).
 const args = process.argv.slice(2);
 const given = args.filter((a) => a.endsWith('.js') && existsSync(a));
 const filters = args.filter((a) => !given.includes(a));

@@ -123,7 +123,7 @@ const TOOLS: Record<Need, Tool> = {
   'dbus-daemon': { pkg: 'dbus-daemon', missing: onPath('dbus-daemon') },
   setpriv: { pkg: 'util-linux', missing: onPath('setpriv') },
   mmdebstrap: { pkg: 'mmdebstrap', missing: onPath('mmdebstrap') },
-  // test/systemd/container.ts: nsenter, unshare and flock, all util-linux.
+  // test/protocols/systemd/container.ts: nsenter, unshare and flock, all util-linux.
   nsenter: { pkg: 'util-linux', missing: () => ['nsenter', 'unshare', 'flock'].map((t) => onPath(t)()).find((m) => m !== null) ?? null },
   prlimit: { pkg: 'util-linux', missing: onPath('prlimit') },
   'clang-format': { pkg: 'clang-format', missing: onPath('clang-format') },

@@ -12,7 +12,7 @@ function enclosingFdpass() {
   const root = join(__dirname, '..', '..');
   try {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-    const entry = join(root, 'dist', 'usocket', 'index.js');
+    const entry = join(root, 'dist', 'protocols', 'usocket', 'index.js');
     if (pkg.name === 'fdpass' && existsSync(entry)) return entry;
   } catch {
     // not inside fdpass

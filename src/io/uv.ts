@@ -3,8 +3,8 @@
 // closeWatcher (native/watcher.c). Node only: Bun and Deno have no working
 // uv_poll_* (see FACTS.md). A stateless adapter: it translates events both
 // ways and keeps no interest (WatchedFd does).
-import { systemError } from '../errors.js';
-import { native, type Watcher } from '../native.js';
+import { systemError } from '../base/errors.js';
+import { native, type Watcher } from '../base/native.js';
 import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
 
 const { UV_READABLE, UV_WRITABLE, UV_DISCONNECT } = native;
