@@ -19,7 +19,7 @@ interface BackendEntry {
 }
 
 // libuv's poll handles where the runtime runs a real libuv loop: Node. Bun's
-// uv_* are crash stubs and Deno's uv_poll does not report events (FACTS.md).
+// uv_* are crash stubs and Deno's uv_poll does not report events.
 // Elsewhere, the epoll thread, which needs only Node-API.
 const backends: readonly BackendEntry[] = [
   { name: 'uv', usable: (rt) => rt.name === 'node', backend: () => uvBackend },

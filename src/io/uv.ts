@@ -1,7 +1,7 @@
 // The libuv backend of Readiness (readiness.ts): one uv_poll_t per fd on the
 // loop of the calling environment, through the addon's watch, setEvents and
-// closeWatcher (native/watcher.c). Node only: Bun and Deno have no working
-// uv_poll_* (see FACTS.md). A stateless adapter: it translates events both
+// closeWatcher (native/watcher.c). Node only: Bun's uv_* functions are stubs
+// that abort the process, and Deno's uv_poll does not report events. A stateless adapter: it translates events both
 // ways and keeps no interest (WatchedFd does).
 import { systemError } from '../base/errors.js';
 import { native, type Watcher } from '../base/native.js';
