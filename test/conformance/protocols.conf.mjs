@@ -180,7 +180,17 @@ test(
          await conn.close();
          await server.close();`,
         {
-          wrap: (argv) => [activate, '-l', t.path('s'), '--fdname=web', ...argv],
+          // systemd-socket-activate passes the child no environment but
+          // what -E names: the addon this run forces (the musl prebuild
+          // under Bun's musl build) must reach the child too.
+          wrap: (argv) => [
+            activate,
+            '-l',
+            t.path('s'),
+            '--fdname=web',
+            ...(process.env.FDPASS_NATIVE ? ['-E', 'FDPASS_NATIVE'] : []),
+            ...argv,
+          ],
           onLine: (line, from) => from === 'stderr' && line.startsWith('Listening on ') && saidListening(),
         },
       );
