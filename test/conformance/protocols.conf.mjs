@@ -159,6 +159,8 @@ test("usocket: connect({ fd: -1 }) is an 'error' event, then the same USocket co
   }));
 
 const activate = which('systemd-socket-activate');
+/** What the run set that the activated child needs (see the wrap below). */
+const passOn = ['FDPASS_NATIVE', 'LD_PRELOAD', 'ASAN_OPTIONS', 'UBSAN_OPTIONS'];
 test(
   'systemd: socket activation by the real systemd-socket-activate: listenFds gives the named listener, FdServer.fromFd serves it',
   async () => {
@@ -182,13 +184,14 @@ test(
         {
           // systemd-socket-activate passes the child no environment but
           // what -E names: the addon this run forces (the musl prebuild
-          // under Bun's musl build) must reach the child too.
+          // under Bun's musl build, the ASan build under npm run test:asan,
+          // with the sanitizer's runtime preloaded) must reach the child too.
           wrap: (argv) => [
             activate,
             '-l',
             t.path('s'),
             '--fdname=web',
-            ...(process.env.FDPASS_NATIVE ? ['-E', 'FDPASS_NATIVE'] : []),
+            ...passOn.filter((name) => process.env[name] !== undefined).flatMap((name) => ['-E', name]),
             ...argv,
           ],
           onLine: (line, from) => from === 'stderr' && line.startsWith('Listening on ') && saidListening(),

@@ -51,7 +51,10 @@ function codeOf(fn: () => unknown): string | undefined {
 }
 
 /** A python3 peer running `peer.py args`, with one end of a socket pair as its fd 3; our end. */
-function python(t: { after: (fn: () => void) => void }, args: string[]): { sock: FdSocket; child: ChildProcess; out: () => string } {
+function python(
+  t: { after: (fn: () => void) => void },
+  args: string[],
+): { sock: FdSocket; child: ChildProcess; out: () => string; printed: () => Promise<string> } {
   const [ours, theirs] = FdSocket.pair();
   const child = killAtEnd(t, spawn('python3', [peer, ...args], { stdio: ['ignore', 'pipe', 'pipe', theirs.fd] }));
   void theirs.close();
@@ -60,7 +63,22 @@ function python(t: { after: (fn: () => void) => void }, args: string[]): { sock:
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   t.after(() => void ours.close());
-  return { sock: ours, child, out: () => out + err };
+  // The peer prints, then answers on the socket: the answer can arrive
+  // before the line does (two pipes, no order between them). printed()
+  // waits for a whole line on stdout, or for the child's end.
+  const printed = (): Promise<string> =>
+    new Promise((resolve) => {
+      const check = (): void => {
+        if (!out.includes('\n') && child.exitCode === null && child.signalCode === null) return;
+        child.stdout!.off('data', check);
+        child.off('exit', check);
+        resolve(out + err);
+      };
+      child.stdout!.on('data', check);
+      child.on('exit', check);
+      check();
+    });
+  return { sock: ours, child, out: () => out + err, printed };
 }
 
 /** The child's exit code or signal, once its stdio pipes are closed too ('close', after 'exit'). */
@@ -361,7 +379,7 @@ describe('against CPython (os.memfd_create, mmap) over a Unix socket', needs('py
     const py = python(t, ['take']);
     await py.sock.sendFd('m', shm.fd);
     assert.equal(await reply(py.sock), 'w');
-    assert.equal(py.out(), '4096 6 hello from JS\n', 'size, seals F_SEAL_SHRINK|F_SEAL_GROW, contents');
+    assert.equal(await py.printed(), '4096 6 hello from JS\n', 'size, seals F_SEAL_SHRINK|F_SEAL_GROW, contents');
     assert.equal(Buffer.from(shm.buffer, 200, 14).toString(), 'hi from python');
     await py.sock.send('q');
     assert.equal(await closed(py.child), 0, py.out());
@@ -378,7 +396,7 @@ describe('against CPython (os.memfd_create, mmap) over a Unix socket', needs('py
     Buffer.from(shm.buffer).write('0123456789', 100);
     await py.sock.send('p');
     assert.equal(await reply(py.sock), 'P');
-    assert.equal(py.out(), '0123456789\n');
+    assert.equal(await py.printed(), '0123456789\n');
     shm.close();
     await py.sock.send('q');
     assert.equal(await closed(py.child), 0, py.out());
