@@ -28,7 +28,10 @@ describe('supervisor: a Node server on fdpass/systemd', needs('wrk'), () => {
     async (t) => {
       const dir = testDir(t);
       const modeFile = dir.path('mode');
-      const { sup, port } = await started(node({ env: { ...process.env, FIXTURE_MODE_FILE: modeFile }, readyTimeout: 1500 }));
+      // readyTimeout is the bound the silent process runs into; the crashing
+      // one must exit before it, which a slow start (an ASan run, a loaded
+      // machine) took longer than 1.5 s to do: 15 s, generous, for both.
+      const { sup, port } = await started(node({ env: { ...process.env, FIXTURE_MODE_FILE: modeFile }, readyTimeout: 15_000 }));
       try {
         const pid = sup.pid;
         const wrk = startWrk(port);
@@ -41,7 +44,7 @@ describe('supervisor: a Node server on fdpass/systemd', needs('wrk'), () => {
         });
         assert.equal(sup.pid, pid);
         writeFileSync(modeFile, 'silent\n');
-        await assert.rejects(sup.reload(), /was not ready \(READY=1\) within 1500 ms; rolled back/);
+        await assert.rejects(sup.reload(), /was not ready \(READY=1\) within 15000 ms; rolled back/);
         assert.equal(sup.pid, pid);
         assert.equal((await get(port)).pid, pid);
         const r = await wrk.stop();
