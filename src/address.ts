@@ -1,4 +1,6 @@
-// Socket addresses: a path (sun_path, 107 bytes) or an abstract name.
+// Socket addresses: a path (sun_path, 107 bytes) or an abstract name; and
+// an IP address as the bytes inetListen takes.
+import { isIP } from 'node:net';
 import { ErrorCodes, invalidArgType, invalidArgValue, outOfRange } from './errors.js';
 import { native } from './native.js';
 
@@ -78,4 +80,27 @@ export function addressOptions<T extends AddressOptions>(arg: string | T, fn: st
   if (typeof arg === 'string') return { path: arg } as T;
   if (arg === null || typeof arg !== 'object') throw invalidArgType(fn, 'a path string or an options object', arg);
   return arg;
+}
+
+/** An IPv4 (4 bytes) or IPv6 (16 bytes) address in network order, for native.inetListen. */
+export function ipBytes(ip: string): Uint8Array {
+  if (isIP(ip) === 4) return Uint8Array.from(ip.split('.').map(Number));
+  // IPv6: a trailing dotted IPv4 part becomes two words, then '::' expands.
+  let text = ip.split('%')[0]!;
+  if (text.includes('.')) {
+    const at = text.lastIndexOf(':') + 1;
+    const v4 = ipBytes(text.slice(at));
+    text = `${text.slice(0, at)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
+  }
+  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((h) => parseInt(h, 16)));
+  const [head, rest] = text.split('::') as [string, string | undefined];
+  const a = parse(head);
+  const b = rest === undefined ? [] : parse(rest);
+  const words = rest === undefined ? a : [...a, ...new Array<number>(8 - a.length - b.length).fill(0), ...b];
+  const out = new Uint8Array(16);
+  for (let i = 0; i < 8; i++) {
+    out[2 * i] = (words[i]! >> 8) & 0xff;
+    out[2 * i + 1] = words[i]! & 0xff;
+  }
+  return out;
 }

@@ -9,6 +9,7 @@ import { checkFdNumber } from '../fds.js';
 import { native } from '../native.js';
 import { listenSocket, socketInfo, unlinkIfSame, type FileId } from '../io/sockops.js';
 import type { ListenerAddress } from './protocol.js';
+import { ipBytes } from '../address.js';
 
 /** One address the primary accepts on. */
 export interface ClusterListenOptions {
@@ -78,28 +79,6 @@ export function checkListenOptions(o: unknown): ClusterListenOptions {
   }
   if (opts.path !== undefined) encodeAddress({ path: opts.path }); // throws on a bad path before anything is made
   return opts;
-}
-
-function ipBytes(ip: string): Uint8Array {
-  if (isIP(ip) === 4) return Uint8Array.from(ip.split('.').map(Number));
-  // IPv6: a trailing dotted IPv4 part becomes two words, then '::' expands.
-  let text = ip.split('%')[0]!;
-  if (text.includes('.')) {
-    const at = text.lastIndexOf(':') + 1;
-    const v4 = ipBytes(text.slice(at));
-    text = `${text.slice(0, at)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
-  }
-  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((h) => parseInt(h, 16)));
-  const [head, rest] = text.split('::') as [string, string | undefined];
-  const a = parse(head);
-  const b = rest === undefined ? [] : parse(rest);
-  const words = rest === undefined ? a : [...a, ...new Array<number>(8 - a.length - b.length).fill(0), ...b];
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 8; i++) {
-    out[2 * i] = (words[i]! >> 8) & 0xff;
-    out[2 * i + 1] = words[i]! & 0xff;
-  }
-  return out;
 }
 
 function formatIp(family: number, bytes: Uint8Array): string {

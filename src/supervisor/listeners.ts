@@ -6,6 +6,7 @@ import { encodeAddress } from '../address.js';
 import { invalidArgType, invalidArgValue, outOfRange, systemError } from '../errors.js';
 import { listenSocket, unlinkIfSame, type FileId } from '../io/sockops.js';
 import { native } from '../native.js';
+import { ipBytes } from '../address.js';
 
 /** A listener to open: a TCP port (on `host`, default every address) or a Unix socket path. */
 export type ListenerSpec =
@@ -64,27 +65,6 @@ export function parseListenerSpec(text: string): ListenerSpec {
   else if (host?.startsWith('[')) host = host.slice(1, -1);
   if (host !== undefined && isIP(host) === 0) throw invalidArgValue('spec', 'must name an IP address', text);
   return { port, ...(host !== undefined ? { host } : {}), ...named };
-}
-
-function ipBytes(ip: string): Uint8Array {
-  if (isIP(ip) === 4) return Uint8Array.from(ip.split('.').map(Number));
-  let text = ip.split('%')[0]!;
-  if (text.includes('.')) {
-    const at = text.lastIndexOf(':') + 1;
-    const v4 = ipBytes(text.slice(at));
-    text = `${text.slice(0, at)}${((v4[0]! << 8) | v4[1]!).toString(16)}:${((v4[2]! << 8) | v4[3]!).toString(16)}`;
-  }
-  const parse = (s: string): number[] => (s === '' ? [] : s.split(':').map((h) => parseInt(h, 16)));
-  const [head, rest] = text.split('::') as [string, string | undefined];
-  const a = parse(head);
-  const b = rest === undefined ? [] : parse(rest);
-  const words = rest === undefined ? a : [...a, ...new Array<number>(8 - a.length - b.length).fill(0), ...b];
-  const out = new Uint8Array(16);
-  for (let i = 0; i < 8; i++) {
-    out[2 * i] = (words[i]! >> 8) & 0xff;
-    out[2 * i + 1] = words[i]! & 0xff;
-  }
-  return out;
 }
 
 const nameBuf = new Uint8Array(16);
