@@ -12,6 +12,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <node_api.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -141,6 +142,11 @@ static inline napi_value fdp_number(napi_env env, int64_t v) {
   if (napi_create_int64(env, v, &r) != napi_ok)
     return NULL;
   return r;
+}
+
+// A syscall's result as JS sees it: the value, or -errno when it failed.
+static inline napi_value fdp_result(napi_env env, long r) {
+  return fdp_number(env, r < 0 ? -errno : r);
 }
 
 typedef struct {

@@ -12,12 +12,11 @@
 
 // socket(type) -> fd
 static napi_value fdp_socket(napi_env env, napi_callback_info info) {
-  FDP_ARGS(1);
-  int type;
-  if (fdp_int(env, argv[0], &type))
+  int32_t a[1];
+  if (fdp_int_args(env, info, 1, a))
     return NULL;
-  int fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  return fdp_number(env, fd < 0 ? -errno : fd);
+  return fdp_result(env,
+                    socket(AF_UNIX, a[0] | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
 }
 
 // socketpair(type, out: Int32Array(2)) -> 0
@@ -48,11 +47,10 @@ static napi_value fdp_bind(napi_env env, napi_callback_info info) {
 
 // listen(fd, backlog) -> 0
 static napi_value fdp_listen(napi_env env, napi_callback_info info) {
-  FDP_ARGS(2);
-  int fd, backlog;
-  if (fdp_int(env, argv[0], &fd) || fdp_int(env, argv[1], &backlog))
+  int32_t a[2];
+  if (fdp_int_args(env, info, 2, a))
     return NULL;
-  return fdp_number(env, listen(fd, backlog) < 0 ? -errno : 0);
+  return fdp_result(env, listen(a[0], a[1]));
 }
 
 // connect(fd, address) -> 0. A non-blocking AF_UNIX connect either completes
@@ -188,11 +186,10 @@ static napi_value fdp_get_flags(napi_env env, napi_callback_info info) {
 
 // shutdown(fd, how) -> 0
 static napi_value fdp_shutdown(napi_env env, napi_callback_info info) {
-  FDP_ARGS(2);
-  int fd, how;
-  if (fdp_int(env, argv[0], &fd) || fdp_int(env, argv[1], &how))
+  int32_t a[2];
+  if (fdp_int_args(env, info, 2, a))
     return NULL;
-  return fdp_number(env, shutdown(fd, how) < 0 ? -errno : 0);
+  return fdp_result(env, shutdown(a[0], a[1]));
 }
 
 // close(fd) -> 0. The fd is no longer ours even when close fails (Linux
