@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Handoff } from '../handoff/index.js';
-import type { Command } from './commands.js';
+import type { Command } from './command.js';
 
 const help = `Usage: fdpass demo [options]
 

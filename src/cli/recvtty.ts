@@ -3,10 +3,9 @@
 // terminal to ours; in 'null' mode it drains every console it gets.
 import { writeFileSync } from 'node:fs';
 import { listenConsoleSocket, PtyStream, type ConsoleListener, type ReceivedConsole } from '../runc/index.js';
-import type { FdPassError } from '../errors.js';
 import { native } from '../native.js';
-import type { PeerCredentials } from '../socket.js';
-import type { Command } from './commands.js';
+import type { FdPassError, PeerCredentials } from '../index.js';
+import type { Command } from './command.js';
 
 const help = `Usage: fdpass recvtty [--mode single|null] [--pid-file FILE] [--no-stdin] SOCKET
 
