@@ -3,7 +3,7 @@
 // the fd: the object it returns closes it, and when a helper throws, it has
 // closed the fd already (except EBADF: then there was nothing to close).
 import { closeSync, createReadStream, createWriteStream, fstatSync, type Stats } from 'node:fs';
-import { Server, Socket, type SocketConstructorOpts } from 'node:net';
+import { Server, Socket, type ListenOptions as NetListenOptions, type SocketConstructorOpts } from 'node:net';
 import { constants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import { ErrorCodes, FdPassError, systemError } from './errors.js';
@@ -87,21 +87,34 @@ export async function serverFromFd<S extends Server = Server>(fd: number, server
   statFd(fd);
   owning(fd, () => streamSocketInfo(fd, 'a listening socket', true));
   const s = (server ?? new Server()) as S;
-  await new Promise<void>((resolve, reject) => {
+  try {
+    await listenOn(s, { fd });
+  } catch (err) {
+    closeQuietly(fd);
+    throw err;
+  }
+  return s;
+}
+
+/** How a server listens when it inherits nothing: a port, a path, or net's listen options (e.g. `{ fd }`). */
+export type ServerListen = number | string | NetListenOptions | { fd: number };
+
+/** server.listen(how), as a promise that rejects on the server's 'error'. */
+export function listenOn(server: Server, how: ServerListen): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
-      s.off('listening', onListening);
-      closeQuietly(fd);
+      server.off('listening', onListening);
       reject(err);
     };
     const onListening = (): void => {
-      s.off('error', onError);
+      server.off('error', onError);
       resolve();
     };
-    s.once('error', onError);
-    s.once('listening', onListening);
-    s.listen({ fd });
+    server.once('error', onError);
+    server.once('listening', onListening);
+    if (typeof how === 'number' || typeof how === 'string') server.listen(how);
+    else server.listen(how);
   });
-  return s;
 }
 
 /** Options of readStreamFromFd and writeStreamFromFd. */

@@ -8,7 +8,7 @@ import { checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange }
 import { Acceptor, type Accepted } from './io/acceptor.js';
 import { adoptSocket, checkAcceptFds, listenSocket, refuseFds, unlinkIfSame, type FileId, type PeerCredentials } from './io/sockops.js';
 import { WaitQueue } from './io/waiters.js';
-import { FdSocket, socketInternals } from './socket.js';
+import { FdSocket, createSocket } from './socket.js';
 
 export interface ListenOptions extends AddressOptions {
   /** listen(2) backlog; default 511. */
@@ -194,7 +194,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   #deliver(conn: Accepted): void {
     let sock: FdSocket;
     try {
-      sock = socketInternals.create(conn.fd, this.#sockType, conn.peer);
+      sock = createSocket(conn.fd, this.#sockType, conn.peer);
     } catch {
       return; // watching it failed: the fd was closed
     }

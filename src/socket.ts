@@ -141,22 +141,43 @@ function sendAfterEnd(): FdPassError {
   return new FdPassError('EPIPE', 'send after end()', { errno: -EPIPE, syscall: 'sendmsg' });
 }
 
-/**
- * What protocol modules may do with an FdSocket beyond its public API (see
- * src/internal.ts): receive into Kept values, the blocking receive of
- * recvFdSync, and creating one on an fd.
- * @internal
- */
-export interface SocketInternals {
+// What the library's own modules may do with an FdSocket beyond its public
+// API: create one on an fd, receive into Kept values, the blocking receive of
+// recvFdSync. Only FdSocket's static block sees its #private members, so it
+// fills this in; the functions below are the way in (src/internal.ts passes
+// the first two on to protocol modules). None of them is in the package.
+let privileged: {
   create(fd: number, type: number, peer?: PeerCredentials): FdSocket;
   recvKept(sock: FdSocket, options?: RecvOptions): Promise<Kept<ReceivedMessage> | null>;
   recvFdKept(sock: FdSocket, options?: RecvFdOptions): Promise<Kept<ReceivedFd>>;
   recvFdSync(sock: FdSocket): ReceivedFd;
   hasQueuedSends(sock: FdSocket): boolean;
+};
+
+/** @internal An FdSocket on `fd`, a non-blocking connected socket of `type` (FdServer's connections). */
+export function createSocket(fd: number, type: number, peer?: PeerCredentials): FdSocket {
+  return privileged.create(fd, type, peer);
 }
 
-/** @internal Set by FdSocket's static block. */
-export let socketInternals: SocketInternals;
+/** @internal sock.recv(), the message's fds still in the library's care until handed out. */
+export function recvKept(sock: FdSocket, options?: RecvOptions): Promise<Kept<ReceivedMessage> | null> {
+  return privileged.recvKept(sock, options);
+}
+
+/** @internal sock.recvFd(), the fd still in the library's care until handed out. */
+export function recvFdKept(sock: FdSocket, options?: RecvFdOptions): Promise<Kept<ReceivedFd>> {
+  return privileged.recvFdKept(sock, options);
+}
+
+/** @internal recvFdSync on an FdSocket: its read-ahead first, then the kernel's queue. */
+export function socketRecvFdSync(sock: FdSocket): ReceivedFd {
+  return privileged.recvFdSync(sock);
+}
+
+/** @internal Whether asynchronous sends wait in the socket's queue (a *Sync call would overtake them). */
+export function hasQueuedSends(sock: FdSocket): boolean {
+  return privileged.hasQueuedSends(sock);
+}
 
 /**
  * A connected AF_UNIX socket (stream, seqpacket or dgram) that carries fds.
@@ -185,7 +206,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   readonly #connected: boolean;
 
   static {
-    socketInternals = {
+    privileged = {
       create: (fd, type, peer) => new FdSocket(fd, type, peer),
       recvKept: (sock, options) => sock.#recv(options, true).then((m) => (m ? new Kept(m, m.fds) : null)),
       recvFdKept: (sock, options) => sock.#recvFd(options, true).then((m) => new Kept(m, [m.fd])),
@@ -198,7 +219,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. The
    * FdSocket takes `fd` (a non-blocking socket of `type`) as it is.
    */
-  constructor(fd: number, type: number, peer?: PeerCredentials) {
+  private constructor(fd: number, type: number, peer?: PeerCredentials) {
     super();
     this.type = socketTypeName(type);
     this.#stream = type === native.SOCK_STREAM;

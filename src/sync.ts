@@ -6,14 +6,14 @@ import { waitWhileAgain } from './io/blocking.js';
 import { sendSome } from './io/send.js';
 import { native } from './native.js';
 import { readFdSync } from './recv.js';
-import { FdSocket, ReceivedFd, emptyDataError, encodeName, socketInternals } from './socket.js';
+import { FdSocket, ReceivedFd, emptyDataError, encodeName, hasQueuedSends, socketRecvFdSync } from './socket.js';
 
 const one = new Int32Array(1);
 
 function socketFd(sock: unknown): number {
   if (sock instanceof FdSocket) {
     if (sock.closed) throw closedError();
-    if (socketInternals.hasQueuedSends(sock)) {
+    if (hasQueuedSends(sock)) {
       throw new FdPassError(ErrorCodes.BUSY, 'sendFdSync: the socket has asynchronous sends queued; await them first');
     }
     return sock.fd;
@@ -42,7 +42,7 @@ export function sendFdSync(sock: FdSocket | number, name: string, fd: FdLike): v
  * until it arrives. Every fd that arrived is closed before an error is thrown.
  */
 export function recvFdSync(sock: FdSocket | number): ReceivedFd {
-  if (sock instanceof FdSocket) return socketInternals.recvFdSync(sock);
+  if (sock instanceof FdSocket) return socketRecvFdSync(sock);
   const out = readFdSync(checkFdNumber(sock, 'sock'));
   if (out instanceof Error) throw out;
   return out;

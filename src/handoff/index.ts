@@ -11,22 +11,22 @@
 //
 // This file is the state machine and the public API; the wire format is in
 // protocol.ts, each side's part of the exchange in successor.ts and
-// predecessor.ts, what draining does in drain.ts.
+// predecessor.ts, what draining does in ../drain.ts (shared with fdpass/systemd).
 import { EventEmitter } from 'node:events';
 import { lstatSync, renameSync } from 'node:fs';
 import type { Server } from 'node:net';
-import { serverFromFd } from '../convert.js';
+import { listenOn, serverFromFd, type ServerListen } from '../convert.js';
 import { ErrorCodes, checkSignal, abortError, invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
 import type { Kept } from '../internal.js';
 import { FdServer, sameUid } from '../server.js';
 import type { FdSocket, PeerCredentials } from '../socket.js';
-import { Drainer, listenOn, unlinkQuietly, type DrainResult, type ServerListen } from './drain.js';
+import { Drainer, unlinkQuietly, type DrainResult } from '../drain.js';
 import { offerTo, refuseBusy } from './predecessor.js';
 import { PROTOCOL_VERSION, handoffError } from './protocol.js';
 import { announceReady, takeOver } from './successor.js';
 
 export { PROTOCOL_VERSION };
-export type { DrainResult } from './drain.js';
+export type { DrainResult } from '../drain.js';
 
 /** What listen() falls back to when no predecessor handed over a listener of that name. */
 export type ListenFallback = ServerListen;

@@ -2,7 +2,7 @@
 // socket; offer it our listeners and wait for its "ready".
 import { toFd } from '../fds.js';
 import type { FdSocket } from '../socket.js';
-import type { Drainer } from './drain.js';
+import type { Drainer } from '../drain.js';
 import { messages, receive, send } from './protocol.js';
 
 /** How an offer ended: taken (the successor is ready), or why not. */

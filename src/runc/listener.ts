@@ -48,8 +48,18 @@ interface Waiter<T> {
   reject: (err: Error) => void;
 }
 
-/** @internal How src/runc's protocol modules make a RuncListener. */
-export let listenRunc: <T>(path: string, options: RuncListenOptions | undefined, read: ReadMessage<T>) => Promise<RuncListener<T>>;
+// RuncListener's constructor is private: its static block hands its factory
+// to listenRunc, the one way src/runc's protocol modules make one.
+let listen: <T>(path: string, options: RuncListenOptions | undefined, read: ReadMessage<T>) => Promise<RuncListener<T>>;
+
+/**
+ * @internal A RuncListener on a new socket file at `path` that reads each
+ * connection's message with `read` (listenConsoleSocket, listenSeccompAgent
+ * and listenPidfdSocket).
+ */
+export function listenRunc<T>(path: string, options: RuncListenOptions | undefined, read: ReadMessage<T>): Promise<RuncListener<T>> {
+  return listen(path, options, read);
+}
 
 const DEFAULT_TIMEOUT = 10_000;
 
@@ -79,11 +89,11 @@ export class RuncListener<T> extends EventEmitter<RuncListenerEvents> implements
   #closing: Promise<void> | null = null;
 
   static {
-    listenRunc = (path, options, read) => RuncListener.#listen(path, options, read);
+    listen = (path, options, read) => RuncListener.#listen(path, options, read);
   }
 
-  /** @internal Use listenConsoleSocket, listenSeccompAgent or listenPidfdSocket. */
-  constructor(server: FdServer, read: ReadMessage<T>, timeout: number) {
+  /** Use listenConsoleSocket, listenSeccompAgent or listenPidfdSocket. */
+  private constructor(server: FdServer, read: ReadMessage<T>, timeout: number) {
     super();
     this.#server = server;
     this.#read = read;

@@ -8,12 +8,12 @@
 import { EventEmitter } from 'node:events';
 import type { Server } from 'node:net';
 import { closeFds } from '../fds.js';
-import { serverFromFd } from '../convert.js';
+import { listenOn, serverFromFd, type ServerListen } from '../convert.js';
 import { invalidArgType, invalidArgValue, outOfRange } from '../errors.js';
-import { Drainer, listenOn, type DrainResult, type DrainState, type ServerListen } from '../handoff/drain.js';
-import { listenFds, notify, removeStoredFds, storeFds, type ListenFd } from './index.js';
+import { Drainer, type DrainResult, type DrainState } from '../drain.js';
+import { checkFdName, listenFds, notify, removeStoredFds, storeFds, type ListenFd } from './daemon.js';
 
-export type { DrainResult, DrainState } from '../handoff/drain.js';
+export type { DrainResult, DrainState } from '../drain.js';
 
 /** How a server listens when systemd passed no listener of its name: a port, a path, or net's listen options. */
 export type StoredListenerFallback = ServerListen;
@@ -48,15 +48,6 @@ export interface StoredListenersEvents {
   drained: [result: DrainResult];
 }
 
-function checkName(name: unknown, what: string): string {
-  if (typeof name !== 'string') throw invalidArgType(what, 'of type string', name);
-  // FDNAME's rules (sd_notify(3)), so that systemd stores it under this name.
-  if (!/^[\x21-\x39\x3b-\x7e]{1,255}$/.test(name)) {
-    throw invalidArgValue(what, 'must be 1 to 255 printable ASCII characters without spaces or ":"', name);
-  }
-  return name;
-}
-
 function checkSpecs(specs: unknown): StoredListenerSpec[] {
   if (!Array.isArray(specs) || specs.length === 0) throw invalidArgValue('listeners', 'must be a non-empty array', specs);
   const names = new Set<string>();
@@ -67,7 +58,7 @@ function checkSpecs(specs: unknown): StoredListenerSpec[] {
       throw invalidArgType(`listeners[${i}].server`, 'a net.Server (or http.Server)', server);
     }
     if (server.listening) throw invalidArgValue(`listeners[${i}].server`, 'must not be listening yet', server);
-    checkName(name, `listeners[${i}].name`);
+    checkFdName(name, `listeners[${i}].name`);
     if (names.has(name!)) throw invalidArgValue(`listeners[${i}].name`, 'is used twice', name);
     names.add(name!);
     if (fallback !== undefined && (fallback === null || !['number', 'string', 'object'].includes(typeof fallback))) {
@@ -76,6 +67,11 @@ function checkSpecs(specs: unknown): StoredListenerSpec[] {
     return { server, name: name!, ...(fallback !== undefined ? { fallback } : {}) };
   });
 }
+
+// StoredListeners' constructor is private: its static block hands these to
+// listenStored, the one way to make one.
+let create: (specs: StoredListenerSpec[], inherited: string[], stored: boolean, timeout: number, exit: boolean) => StoredListeners;
+let handleSigterm: (service: StoredListeners) => void;
 
 /** The listeners of a service whose listening sockets live in systemd's fd store. */
 export class StoredListeners extends EventEmitter<StoredListenersEvents> {
@@ -90,8 +86,13 @@ export class StoredListeners extends EventEmitter<StoredListenersEvents> {
   #exit: boolean;
   #onSigterm: (() => void) | null = null;
 
-  /** @internal */
-  constructor(specs: StoredListenerSpec[], inherited: string[], stored: boolean, timeout: number, exit: boolean) {
+  static {
+    create = (specs, inherited, stored, timeout, exit) => new StoredListeners(specs, inherited, stored, timeout, exit);
+    handleSigterm = (service) => service.#handleSigterm();
+  }
+
+  /** Use listenStored. */
+  private constructor(specs: StoredListenerSpec[], inherited: string[], stored: boolean, timeout: number, exit: boolean) {
     super();
     this.inherited = inherited;
     this.stored = stored;
@@ -101,8 +102,7 @@ export class StoredListeners extends EventEmitter<StoredListenersEvents> {
     for (const { server, name } of specs) this.#servers.add(server, name);
   }
 
-  /** @internal */
-  handleSigterm(): void {
+  #handleSigterm(): void {
     this.#onSigterm = () => {
       this.drain().catch(() => undefined);
     };
@@ -236,8 +236,8 @@ export async function listenStored(
       if (inherited.includes(spec.name)) await removeStoredFds(spec.name);
       stored = (await storeFds(spec.name, [spec.server])) && stored;
     }
-    service = new StoredListeners(specs, inherited, stored, timeout, opts.exit ?? true);
-    if (opts.handleSigterm ?? true) service.handleSigterm();
+    service = create(specs, inherited, stored, timeout, opts.exit ?? true);
+    if (opts.handleSigterm ?? true) handleSigterm(service);
     if (opts.ready ?? true) await notify('READY=1');
   } catch (err) {
     service?.close();

@@ -274,6 +274,73 @@ export const s: typeof runc.sendConsole = runc.sendConsole;
       ok(tsc('good.mts', 'good.cts'), 'tsc on good.mts and good.cts');
     });
 
+    // What the code forbids, the published types forbid: each line marked as
+    // an expected error must fail to type-check against the tarball's .d.ts
+    // (ESM and CommonJS builds), or tsc reports the directive as unused.
+    it('rejects what the code forbids: constructors that are private, members that are not public', () => {
+      writeFileSync(
+        join(project, 'forbidden.mts'),
+        `import { FdSocket, FdServer, FdPassError } from 'fdpass';
+import { RuncListener, PtyStream } from 'fdpass/runc';
+import { StoredListeners } from 'fdpass/systemd';
+import { Handoff } from 'fdpass/handoff';
+import { Pidfd } from 'fdpass/pidfd';
+import { ClusterPrimary } from 'fdpass/cluster';
+import { SeccompNotifier } from 'fdpass/seccomp';
+import { FdStream } from 'fdpass/stream';
+
+// @ts-expect-error FdSocket.connect, pair, fromFd, bindDatagram or FdServer make them
+new FdSocket(7, 1);
+// @ts-expect-error nor through a subclass
+export class Mine extends FdSocket {}
+// @ts-expect-error FdServer.listen or FdServer.fromFd
+new FdServer(7, 1, {});
+// @ts-expect-error listenConsoleSocket, listenSeccompAgent, listenPidfdSocket
+new RuncListener<number>();
+// @ts-expect-error listenStored
+new StoredListeners();
+// @ts-expect-error Handoff.start
+new Handoff();
+// @ts-expect-error Pidfd.open or Pidfd.fromFd
+new Pidfd(7, 1);
+// @ts-expect-error ClusterPrimary.start
+new ClusterPrimary();
+
+export function misuse(service: StoredListeners, sock: FdSocket): void {
+  // @ts-expect-error listenStored's own step
+  service.handleSigterm();
+  // @ts-expect-error read-only
+  sock.type = 'dgram';
+}
+
+// What users may construct.
+export const allowed = [
+  new FdPassError('ERR_FDPASS_EOF', 'x'),
+  (fd: number) => new SeccompNotifier(fd),
+  (fd: number) => new PtyStream(fd),
+  (fd: number) => new FdStream({ fd }),
+];
+`,
+      );
+      writeFileSync(
+        join(project, 'forbidden.cts'),
+        `import fdpass = require('fdpass');
+import runc = require('fdpass/runc');
+import systemd = require('fdpass/systemd');
+// @ts-expect-error private constructor
+new fdpass.FdSocket(7, 1);
+// @ts-expect-error private constructor
+new runc.RuncListener<number>();
+// @ts-expect-error private constructor
+new systemd.StoredListeners();
+// @ts-expect-error the package exports no internals
+import internal = require('fdpass/dist/internal.js');
+export const x = internal;
+`,
+      );
+      ok(tsc('forbidden.mts', 'forbidden.cts'), 'tsc on forbidden.mts and forbidden.cts');
+    });
+
     it('rejects an fd where a name goes', () => {
       writeFileSync(
         join(project, 'bad.mts'),

@@ -1,4 +1,4 @@
-// Listening, and draining a process's listeners: stop accepting, let in-flight requests
+// Draining a process's listeners: stop accepting, let in-flight requests
 // finish (HTTP responses say "Connection: close"), destroy what is left at a
 // deadline. Shared by fdpass/handoff (after a successor took the listeners)
 // and fdpass/systemd's stored listeners (on SIGTERM from `systemctl restart`):
@@ -7,28 +7,7 @@
 import { linkSync, renameSync, unlinkSync } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import net from 'node:net';
-import type { ListenOptions as NetListenOptions, Server, Socket } from 'node:net';
-
-/** How a server listens when it inherits nothing: a port, a path, or net's listen options (e.g. `{ fd }`). */
-export type ServerListen = number | string | NetListenOptions | { fd: number };
-
-/** server.listen(how), as a promise that rejects on the server's 'error'. */
-export function listenOn(server: Server, how: ServerListen): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => {
-      server.off('listening', onListening);
-      reject(err);
-    };
-    const onListening = (): void => {
-      server.off('error', onError);
-      resolve();
-    };
-    server.once('error', onError);
-    server.once('listening', onListening);
-    if (typeof how === 'number' || typeof how === 'string') server.listen(how);
-    else server.listen(how);
-  });
-}
+import type { Server, Socket } from 'node:net';
 
 export interface DrainResult {
   /** Connections destroyed at the deadline (0 when everything finished in time). */
