@@ -3,7 +3,7 @@
 import { writeFileSync, rmSync } from 'node:fs';
 import { FdSocket } from '../socket.js';
 import { Supervisor, exitCode, parseListenerSpec, type ListenerSpec, type ReadyMode, type RestartPolicy } from '../supervisor/index.js';
-import type { Command } from './commands.js';
+import type { Command } from './command.js';
 
 const help = `Usage: fdpass run [-l SPEC[=NAME]]... [options] -- COMMAND [ARGS...]
        fdpass run --reload --control SOCKET
