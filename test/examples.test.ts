@@ -1,4 +1,4 @@
-// The recipes in examples/ run and print what the README says (the README's
+// The recipes in examples/ run and print what docs/recipes.md says (the guides'
 // own code blocks run in readme.test.ts).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { repoRoot } from './helpers.js';
 import { needs, type Need } from './tools.js';
 
-describe('README examples', () => {
+describe('examples in docs/recipes.md', () => {
   it('examples/memfd.mjs: a memfd from a python3 peer, read here', needs('python3'), () => {
     const r = spawnSync(process.execPath, [join(repoRoot, 'examples', 'memfd.mjs')], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, r.stderr);
@@ -37,7 +37,7 @@ describe('README examples', () => {
     ],
   ];
   for (const [name, expected, tools] of recipes) {
-    it(`examples/${name}.mjs runs and prints what the README says`, needs(...tools), () => {
+    it(`examples/${name}.mjs runs and prints what docs/recipes.md says`, needs(...tools), () => {
       const r = spawnSync(process.execPath, [join(repoRoot, 'examples', `${name}.mjs`)], { encoding: 'utf8', timeout: 60_000 });
       assert.equal(r.status, 0, r.stderr);
       assert.equal(r.stdout, expected);

@@ -219,16 +219,17 @@ export function buildPeer(name: string): string {
 }
 
 /**
- * The first ```lang block after `heading` in the README: what a test that
- * runs a README block with a real peer runs. test/readme.test.ts checks that
- * the block it hands to such a test is this one, found the same way.
+ * The first ```lang block after `heading` in `doc` (README.md, or a guide
+ * such as docs/runc.md): what a test that runs a documented block with a real
+ * peer runs. test/readme.test.ts checks that the block it hands to such a test
+ * is this one, found the same way.
  */
-export function readmeBlock(heading: string, lang = 'js'): string {
-  const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
-  const at = readme.indexOf(`\n${heading}\n`);
-  if (at < 0) throw new Error(`README.md has no heading ${JSON.stringify(heading)}`);
-  const code = new RegExp(`^\`\`\`${lang}\n([^]*?)^\`\`\`$`, 'm').exec(readme.slice(at))?.[1];
-  if (code === undefined) throw new Error(`README.md has no ${lang} block after ${JSON.stringify(heading)}`);
+export function docBlock(doc: string, heading: string, lang = 'js'): string {
+  const text = readFileSync(join(repoRoot, doc), 'utf8');
+  const at = text.indexOf(`\n${heading}\n`);
+  if (at < 0) throw new Error(`${doc} has no heading ${JSON.stringify(heading)}`);
+  const code = new RegExp(`^\`\`\`${lang}\n([^]*?)^\`\`\`$`, 'm').exec(text.slice(at))?.[1];
+  if (code === undefined) throw new Error(`${doc} has no ${lang} block after ${JSON.stringify(heading)}`);
   return code;
 }
 

@@ -1,5 +1,5 @@
-// Every ```js and ```ts block of the README and of the guides in docs/ runs
-// as pasted, unless its first
+// Every ```js and ```ts block of the README, ARCHITECTURE.md and the guides
+// in docs/ runs as pasted, unless its first
 // line says `// Fragment`. Each runs as an ES module (.mjs) inside this
 // package, so that 'fdpass' resolves to this checkout as it would to an
 // installed copy; ts blocks are transpiled first (types stripped, nothing
@@ -11,23 +11,23 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import ts from 'typescript';
-import { delay, killAtEnd, readmeBlock, repoRoot, testDir } from './helpers.js';
+import { delay, killAtEnd, docBlock, repoRoot, testDir } from './helpers.js';
 import { exited } from './lines.js';
 import { allPackages } from './tools.js';
 
 interface Block {
-  /** README.md, or docs/NAME.md. */
+  /** README.md, ARCHITECTURE.md or docs/<guide>.md. */
   file: string;
   line: number;
   lang: 'js' | 'ts';
   code: string;
 }
 
-/** README.md and the guides in docs/. */
+/** The documents whose code blocks run: the README, ARCHITECTURE.md and every guide in docs/. */
 function docFiles(): string[] {
   const docs = join(repoRoot, 'docs');
   const guides = existsSync(docs) ? readdirSync(docs).filter((f) => f.endsWith('.md')) : [];
-  return ['README.md', ...guides.sort().map((f) => `docs/${f}`)];
+  return ['README.md', 'ARCHITECTURE.md', ...guides.sort().map((f) => `docs/${f}`)];
 }
 
 function readmeBlocks(): Block[] {
@@ -51,7 +51,7 @@ interface Context {
   stdout?: RegExp | (() => string);
   /**
    * Another test runs it with what it needs (a real runc, say): that file,
-   * which takes it with readmeBlock(heading) from test/helpers.ts.
+   * which takes it with docBlock(doc, heading) from test/helpers.ts.
    */
   runBy?: { file: string; heading: string };
   /** A server: it runs until SIGTERM; it must answer HTTP with `body` first. */
@@ -64,11 +64,11 @@ const hostnameFile = (): string => readFileSync('/etc/hostname', 'utf8').trim();
 const contexts: Context[] = [
   {
     match: 'serve(new SeccompNotifier(fds.seccompFd))',
-    runBy: { file: 'test/seccomp/readme.test.ts', heading: '### A seccomp agent in ten lines' },
+    runBy: { file: 'test/seccomp/readme.test.ts', heading: '## A seccomp agent in ten lines' },
   },
   {
     match: "listenStored(server, 'http', 8080)",
-    runBy: { file: 'test/systemd/real.test.ts', heading: '### Zero-downtime `systemctl restart`' },
+    runBy: { file: 'test/systemd/real.test.ts', heading: '## Zero-downtime `systemctl restart`' },
   },
   { match: "await FdServer.listen('/tmp/fdpass-demo.sock')", stdout: () => `hostname ${hostnameFile()}\n` },
   { match: 'serverFromFd(fd, http.createServer', stdout: () => 'hi\n' },
@@ -114,13 +114,13 @@ const blocks = readmeBlocks();
 /** Guides whose every code block another test file runs, by guide. */
 const runsWholeDoc: Record<string, string> = { 'docs/run.md': 'test/cli/run.test.ts' };
 
-describe('README code blocks', () => {
+describe('code blocks of the README and the guides', () => {
   test('the apt-get line for the full suite names every package test/tools.ts knows', () => {
-    const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8');
+    const readme = readFileSync(join(repoRoot, 'docs', 'development.md'), 'utf8');
     const line = /^apt-get install -y ((?:.+\\\n)*.+)$/m.exec(readme);
-    assert.ok(line, 'no apt-get install -y line in the README');
+    assert.ok(line, 'no apt-get install -y line in docs/development.md');
     const listed = line[1]!.split(/[\s\\]+/);
-    for (const pkg of allPackages()) assert.ok(listed.includes(pkg), `${pkg} is missing from the README's line: ${line[0]}`);
+    for (const pkg of allPackages()) assert.ok(listed.includes(pkg), `${pkg} is missing from docs/development.md's line: ${line[0]}`);
   });
 
   test('there are blocks, and each context names a block that exists', () => {
@@ -162,9 +162,9 @@ describe('README code blocks', () => {
         // The block that file runs is this one: found under that heading by
         // the same helper, and the file asks for that heading.
         const { file, heading } = ctx.runBy;
-        assert.equal(readmeBlock(heading, block.lang), block.code, `the first ${block.lang} block under ${heading} is this one`);
+        assert.equal(docBlock(block.file, heading, block.lang), block.code, `the first ${block.lang} block under ${heading} is this one`);
         const source = readFileSync(join(repoRoot, file), 'utf8');
-        assert.ok(source.includes(`readmeBlock('${heading}'`), `${file} runs readmeBlock('${heading}')`);
+        assert.ok(source.includes(`docBlock('${block.file}', '${heading}'`), `${file} runs docBlock('${block.file}', '${heading}')`);
         return;
       }
       const dir = testDir(t, 'fdpass-readme-').dir;

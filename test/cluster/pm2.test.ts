@@ -1,5 +1,5 @@
 // fdpass/cluster under a real PM2 (npm's pm2): examples/cluster-pm2 as the
-// README runs it. PM2's cluster mode starts two workers; the primary, a
+// docs/cluster.md runs it. PM2's cluster mode starts two workers; the primary, a
 // fork-mode app, finds them by its fixed channel name. CI installs pm2 from
 // npm (.ci/run) and points FDPASS_PM2 at its CLI; elsewhere `pm2` on PATH is
 // used, or the test is skipped with the install line (never under CI=true).

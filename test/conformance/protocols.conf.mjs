@@ -12,7 +12,7 @@ import { noLeak, runChild, tempDir, test, which } from './harness.mjs';
 
 const target = (fd) => readlinkSync(`/proc/self/fd/${fd}`);
 
-test("stream: the README's FdStream example: bytes in order, an fd with the bytes it was written with", () =>
+test("stream: docs/stream.md's FdStream example: bytes in order, an fd with the bytes it was written with", () =>
   noLeak(async () => {
     const [a, b] = FdStream.pair();
     a.write('HDR:');

@@ -1,4 +1,4 @@
-// What a program does with a received fd, written the way the README tells
+// What a program does with a received fd, written the way docs/install.md tells
 // a Deno user to (it runs the same on Node and Bun): close it with closeFds,
 // pass it on with fdpass, use sockets through fdpass's own wrappers, read a
 // file or pipe by reopening /proc/self/fd/N with node:fs.

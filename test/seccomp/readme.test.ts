@@ -5,15 +5,15 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readmeBlock, repoRoot, tempDir, until } from '../helpers.js';
+import { docBlock, repoRoot, tempDir, until } from '../helpers.js';
 import { needs } from '../tools.js';
 import { makeRunc } from '../runc/bundle.js';
 
 const runc = makeRunc();
 after(() => runc.cleanup());
 
-test('README: the seccomp agent in ten lines serves a real runc container', needs('runc', 'busybox-static', 'root'), async () => {
-  const code = readmeBlock('### A seccomp agent in ten lines');
+test('docs/runc.md: the seccomp agent in ten lines serves a real runc container', needs('runc', 'busybox-static', 'root'), async () => {
+  const code = docBlock('docs/runc.md', '## A seccomp agent in ten lines');
   // Inside the package, so that 'fdpass' resolves to this checkout.
   const file = join(repoRoot, 'build-test', 'seccomp-ten-lines.mjs');
   writeFileSync(file, code);

@@ -219,7 +219,7 @@ export class Container {
       '--console=pipe',
       `--bind-ro=${repoRoot}:/opt/fdpass`,
       `--bind-ro=${process.execPath}:/usr/local/bin/node`,
-      `--bind-ro=${process.execPath}:/usr/bin/node`, // where the README's unit file has it
+      `--bind-ro=${process.execPath}:/usr/bin/node`, // where docs/systemd.md's unit file has it
     ];
     const script = 'mkdir -p /run/systemd/nspawn && mount -t tmpfs tmpfs /run/systemd/nspawn && exec "$@"';
     let nspawn: ChildProcess;

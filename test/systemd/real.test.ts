@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import { Container, needsContainer } from './container.js';
-import { readmeBlock } from '../helpers.js';
+import { docBlock } from '../helpers.js';
 import type { Json } from '../lines.js';
 
 const FIXTURES = '/opt/fdpass/build-test/test/systemd/fixtures';
@@ -288,9 +288,9 @@ describe('fdpass/systemd against a real systemd 252 (systemd-nspawn)', needsCont
       await c.systemctl('stop', 'rl.service');
     });
 
-    test("the README's server and unit file, as pasted: restarted, it takes its listener from the store", async () => {
-      const js = readmeBlock('### Zero-downtime `systemctl restart`');
-      const ini = readmeBlock('### Zero-downtime `systemctl restart`', 'ini');
+    test("docs/systemd.md's server and unit file, as pasted: restarted, it takes its listener from the store", async () => {
+      const js = docBlock('docs/systemd.md', '## Zero-downtime `systemctl restart`');
+      const ini = docBlock('docs/systemd.md', '## Zero-downtime `systemctl restart`', 'ini');
       const unitPath = /^# (\/etc\/systemd\/system\/\S+)$/m.exec(ini)![1]!;
       const script = /^ExecStart=\/usr\/bin\/node (\S+)$/m.exec(ini)![1]!;
       c.writeFile(script, js);

@@ -2,7 +2,7 @@
 // arguments and return values, between dbus-next peers and with libdbus
 // (python3-dbus). dbus-next finds fdpass the way a user's project would: its
 // require('usocket') resolves to packages/usocket-compat, installed as a
-// file: dependency named usocket (see package.json and the README).
+// file: dependency named usocket (see package.json and docs/usocket.md).
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
