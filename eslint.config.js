@@ -2,6 +2,11 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+/** A layer's rule: in `files`, no relative import whose specifier matches `regex`. */
+function layer(files, message, regex) {
+  return [{ files: [files], rules: { 'no-restricted-imports': ['error', { patterns: [{ regex, message }] }] } }];
+}
+
 export default tseslint.config(
   { ignores: ['dist/', 'dist-cjs/', 'build/', 'build-test/', 'node_modules/', 'prebuilds/', 'docs/'] },
   js.configs.recommended,
@@ -26,6 +31,24 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
     },
   },
+  // The layers (ARCHITECTURE.md), lowest first: nothing imports upward;
+  // protocols reach the layers below only through src/protocols/internal.ts
+  // and never import each other; the CLI uses the package's public entry
+  // points. test/architecture.test.ts checks that no import circle remains.
+  ...layer('src/base/**', 'base imports only base', '^\\.\\./'),
+  ...layer('src/io/**', 'the io core imports only base and io', '^\\.\\./(transport|protocols|cli)/|^\\.\\./index\\.js$'),
+  ...layer('src/transport/**', 'transports import only base, io and transports', '(^|/)(protocols|cli)/|^(\\.\\./)+index\\.js$'),
+  ...layer('src/protocols/internal.ts', 'internal.ts opens the layers below to protocols, not protocols to each other', '^\\./|^\\.\\./(cli/|index\\.js$)'),
+  ...layer(
+    'src/protocols/*/**',
+    'a protocol imports its own folder and ../internal.js (add what it needs there), never another protocol',
+    '^\\.\\./(?!internal\\.js$)',
+  ),
+  ...layer(
+    'src/cli/**',
+    "the CLI uses the package's public entry points: ../index.js, ../protocols/<name>/index.js, ../transport/stream/index.js",
+    '^\\.\\./(?!index\\.js$|(protocols/)?[\\w-]+/index\\.js$|transport/stream/index\\.js$)',
+  ),
   {
     // packages/usocket-compat: a CommonJS shim, because dbus-next require()s usocket.
     files: ['packages/**/*.js'],
