@@ -35,6 +35,7 @@ import { native } from '../native.js';
 import { sameUid } from '../server.js';
 import { Channel } from './channel.js';
 import { ClusterListenOptions, OpenListener, checkListenOptions, openGroupSocket, openListener, unlinkIfOurs } from './listen.js';
+import { schedule } from './schedule.js';
 import { ACK, CLOSED, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
 
 /** A worker process the primary started: a node:cluster Worker or a ChildProcess. */
@@ -107,8 +108,6 @@ export interface ClusterPrimaryEvents {
 // Acknowledgements waiting in a lazily watched channel are read at least this
 // often (they free the primary's copies and make room).
 const TIDY_MS = 10;
-// Round robin hands out connections in runs of at most this many per worker.
-const RUN = 8;
 
 /** A socket of a SO_REUSEPORT group: a worker's, or else the primary accepts from it. */
 interface Slot {
@@ -571,46 +570,16 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   #dispatch(l: Listener): void {
     const candidates = this.#links.filter((k) => k.serves.has(l.index) && k.unacked < this.#maxUnacked);
     if (candidates.length === 0) return;
-    const shares = new Map<Link, number[]>();
-    // Round robin in runs: up to RUN consecutive connections of a batch go
-    // to one worker, so that a wake-up that accepted a few costs one sendmsg
-    // and wakes one worker, not all of them; big batches still spread.
-    let runTarget: Link | undefined;
-    let runLeft = 0;
-    let taken = 0;
     const pending = l.pending;
-    for (; taken < pending.length; taken++) {
-      let target: Link | undefined;
-      if (this.#leastLoaded) {
-        let best = Infinity;
-        for (const k of candidates) {
-          const load = k.load + k.unacked + (shares.get(k)?.length ?? 0);
-          if (load < best && k.unacked + (shares.get(k)?.length ?? 0) < this.#maxUnacked) {
-            best = load;
-            target = k;
-          }
-        }
-      } else {
-        if (runLeft > 0 && runTarget && runTarget.unacked + shares.get(runTarget)!.length < this.#maxUnacked) {
-          target = runTarget;
-          runLeft--;
-        }
-        for (let tries = 0; tries < candidates.length && !target; tries++) {
-          const k = candidates[l.cursor++ % candidates.length]!;
-          if (k.unacked + (shares.get(k)?.length ?? 0) < this.#maxUnacked) {
-            target = k;
-            runTarget = k;
-            runLeft = RUN - 1;
-          }
-        }
-      }
-      if (!target) break;
-      let share = shares.get(target);
-      if (!share) shares.set(target, (share = []));
-      share.push(pending[taken]!);
-    }
+    const { shares, taken, cursor } = schedule(
+      pending,
+      candidates,
+      this.#leastLoaded ? 'least-loaded' : 'round-robin',
+      this.#maxUnacked,
+      l.cursor,
+    );
     l.pending = taken === pending.length ? [] : pending.slice(taken);
-    if (l.cursor > 1e9) l.cursor = 0;
+    l.cursor = cursor;
     for (const [link, fds] of shares) {
       for (let at = 0; at < fds.length; at += MAX_FDS) {
         const chunk = fds.slice(at, at + MAX_FDS);
