@@ -34,7 +34,7 @@ export default tseslint.config(
   // The layers (ARCHITECTURE.md), lowest first: nothing imports upward;
   // protocols reach the layers below only through src/protocols/internal.ts
   // and never import each other; the CLI uses the package's public entry
-  // points. test/architecture.test.ts checks that no import circle remains.
+  // points. test/docs/architecture.test.ts checks that no import circle remains.
   ...layer('src/base/**', 'base imports only base', '^\\.\\./'),
   ...layer('src/io/**', 'the io core imports only base and io', '^\\.\\./(transport|protocols|cli)/|^\\.\\./index\\.js$'),
   ...layer('src/transport/**', 'transports import only base, io and transports', '(^|/)(protocols|cli)/|^(\\.\\./)+index\\.js$'),

@@ -25,7 +25,7 @@ function loads(file) {
 
 if (!fromSource) {
   // The package's own platform detection (dist/ is in the tarball).
-  const { prebuildName } = await import(pathToFileURL(join(root, 'dist', 'platform.js')).href);
+  const { prebuildName } = await import(pathToFileURL(join(root, 'dist', 'base', 'platform.js')).href);
   const prebuilt = join(root, 'prebuilds', prebuildName(), 'fdpass.node');
   if (existsSync(prebuilt) && loads(prebuilt)) process.exit(0); // nothing to build
   if (!existsSync(prebuilt)) console.warn(`fdpass: no prebuilt addon for ${prebuildName()}; building from source`);

@@ -7,7 +7,7 @@
 // and log why; the run ends with one summary of what was skipped and the
 // apt-get line that would run it. Under CI (CI=true or CI=1, the rule of
 // test/tools.ts) such a skip fails the run. Skips inside the conformance
-// suite are subtests of test/conformance.test.ts, so they are counted here too.
+// suite are subtests of test/conformance/conformance.test.ts, so they are counted here too.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -24,7 +24,7 @@ function find(dir) {
   return out;
 }
 
-// An argument that is a .js file runs that file (test/runner.test.ts runs its fixtures so).
+// An argument that is a .js file runs that file (test/scripts/runner.test.ts runs its fixtures so).
 const args = process.argv.slice(2);
 const given = args.filter((a) => a.endsWith('.js') && existsSync(a));
 const filters = args.filter((a) => !given.includes(a));

@@ -3,7 +3,7 @@
  * sockets (SCM_RIGHTS), wire-compatible with runc's SendFd/RecvFd.
  * @packageDocumentation
  */
-export { FdSocket } from './socket.js';
+export { FdSocket } from './transport/socket.js';
 export type {
   BindOptions,
   ConnectOptions,
@@ -13,19 +13,19 @@ export type {
   ReceivedMessage,
   RecvFdOptions,
   RecvOptions,
-} from './socket.js';
-export { FdServer } from './server.js';
-export type { AcceptOptions, FdServerEvents, ListenOptions } from './server.js';
-export { sendFdSync, recvFdSync } from './sync.js';
-export { MAX_NAME_LEN } from './recv.js';
-export { MAX_FDS, closeFds } from './fds.js';
-export type { FdLike, HasFd } from './fds.js';
-export { FdPassError, ErrorCodes } from './errors.js';
-export type { ErrorCode } from './errors.js';
-export type { AddressOptions, SocketType } from './address.js';
-export { socketFromFd, serverFromFd, readStreamFromFd, writeStreamFromFd } from './convert.js';
-export type { StreamFromFdOptions } from './convert.js';
-import type { StreamFromFdOptions } from './convert.js';
+} from './transport/socket.js';
+export { FdServer } from './transport/server.js';
+export type { AcceptOptions, FdServerEvents, ListenOptions } from './transport/server.js';
+export { sendFdSync, recvFdSync } from './transport/sync.js';
+export { MAX_NAME_LEN } from './io/recv.js';
+export { MAX_FDS, closeFds } from './base/fds.js';
+export type { FdLike, HasFd } from './base/fds.js';
+export { FdPassError, ErrorCodes } from './base/errors.js';
+export type { ErrorCode } from './base/errors.js';
+export type { AddressOptions, SocketType } from './base/address.js';
+export { socketFromFd, serverFromFd, readStreamFromFd, writeStreamFromFd } from './transport/convert.js';
+export type { StreamFromFdOptions } from './transport/convert.js';
+import type { StreamFromFdOptions } from './transport/convert.js';
 /**
  * @deprecated The options of readStreamFromFd and writeStreamFromFd are now
  * named StreamFromFdOptions; `FdStreamOptions` is FdStream's (fdpass/stream).

@@ -99,7 +99,7 @@ if (isMainThread) {
 
 // Every test checks something: a test whose body ran no assertion (and did
 // not skip itself) fails, named. node:assert/strict's functions are counted
-// (every test file imports that and this file; test/conventions.test.ts
+// (every test file imports that and this file; test/guarantees/conventions.test.ts
 // checks both), and so is noLeak. The count goes to the test running and to
 // the tests around it (a test whose subtests assert has asserted).
 const checking: { asserts: number; skipped: boolean }[] = [];
@@ -221,7 +221,7 @@ export function buildPeer(name: string): string {
 /**
  * The first ```lang block after `heading` in `doc` (README.md, or a guide
  * such as docs/runc.md): what a test that runs a documented block with a real
- * peer runs. test/readme.test.ts checks that the block it hands to such a test
+ * peer runs. test/docs/code-blocks.test.ts checks that the block it hands to such a test
  * is this one, found the same way.
  */
 export function docBlock(doc: string, heading: string, lang = 'js'): string {

@@ -121,7 +121,7 @@ const TOOLS: Record<Need, Tool> = {
     },
   },
   runc: { pkg: 'runc', missing: onPath('runc') },
-  // runc >= 1.2 beside the system's 1.1 (test/runc/bundle.ts): Debian sid's,
+  // runc >= 1.2 beside the system's 1.1 (test/protocols/runc/bundle.ts): Debian sid's,
   // fetched into the tools cache by scripts/tools.mjs with patchelf.
   'runc-sid': {
     pkg: 'patchelf',
@@ -141,7 +141,7 @@ const TOOLS: Record<Need, Tool> = {
   'dbus-daemon': { pkg: 'dbus-daemon', missing: onPath('dbus-daemon') },
   setpriv: { pkg: 'util-linux', missing: onPath('setpriv') },
   mmdebstrap: { pkg: 'mmdebstrap', missing: onPath('mmdebstrap') },
-  // test/systemd/container.ts: nsenter, unshare and flock, all util-linux.
+  // test/protocols/systemd/container.ts: nsenter, unshare and flock, all util-linux.
   nsenter: { pkg: 'util-linux', missing: () => ['nsenter', 'unshare', 'flock'].map((t) => onPath(t)()).find((m) => m !== null) ?? null },
   prlimit: { pkg: 'util-linux', missing: onPath('prlimit') },
   'clang-format': { pkg: 'clang-format', missing: onPath('clang-format') },
@@ -159,7 +159,7 @@ const TOOLS: Record<Need, Tool> = {
   'musl-tools': { pkg: 'musl-tools', missing: onPath('musl-gcc') },
   'qemu-user': { pkg: 'qemu-user', missing: onPath('qemu-aarch64') },
   wrk: { pkg: 'wrk', missing: onPath('wrk') },
-  // The Go fixture of test/supervisor builds in GOPATH mode against Debian's copy.
+  // The Go fixture of test/protocols/supervisor builds in GOPATH mode against Debian's copy.
   'go-systemd': {
     pkg: 'golang-go golang-github-coreos-go-systemd-dev',
     missing: () =>
@@ -196,7 +196,7 @@ const TOOLS: Record<Need, Tool> = {
       return /^0{31}1 /m.test(table) ? null : 'no ::1 on the loopback (IPv6 disabled: sysctl net.ipv6.conf.lo.disable_ipv6)';
     },
   },
-  // test/shm/xvfb.test.ts: an X server with MIT-SHM.
+  // test/protocols/shm/xvfb.test.ts: an X server with MIT-SHM.
   xvfb: { pkg: 'xvfb', missing: onPath('Xvfb') },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
@@ -235,7 +235,7 @@ export function allPackages(): string[] {
 /**
  * The one rule for "this is CI", the same in every runner (test/conformance/
  * harness.mjs, scripts/*.mjs; .ci/run sets CI=true): CI=true or CI=1.
- * test/conventions.test.ts checks that no file reads CI another way.
+ * test/guarantees/conventions.test.ts checks that no file reads CI another way.
  */
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
 

@@ -15,7 +15,7 @@ import { report, reportLatency } from './report.mjs';
 // The *Sync helpers serve runc-style callers, whose sockets are blocking; the C
 // baseline makes its socket blocking too (set_blocking in fdbench.c), so the
 // sync contenders get the same conditions. The addon is internal: reach it by path.
-import { native } from '../../dist/native.js';
+import { native } from '../../dist/base/native.js';
 if (process.argv[2]?.endsWith('-sync')) native.setFlags(3, -1, 0);
 
 const SOCK = 3;

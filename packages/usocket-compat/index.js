@@ -15,7 +15,7 @@ function enclosingFdpass() {
   const root = join(__dirname, '..', '..');
   try {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
-    const entry = join(root, 'dist-cjs', 'usocket', 'index.js');
+    const entry = join(root, 'dist-cjs', 'protocols', 'usocket', 'index.js');
     if (pkg.name === 'fdpass' && existsSync(entry)) return entry;
   } catch {
     // not inside fdpass

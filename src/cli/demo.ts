@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Handoff } from '../handoff/index.js';
+import { Handoff } from '../protocols/handoff/index.js';
 import type { Command } from './command.js';
 
 const help = `Usage: fdpass demo [options]

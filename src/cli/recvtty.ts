@@ -2,12 +2,12 @@
 // on a console socket and, in 'single' mode, connects the first container's
 // terminal to ours; in 'null' mode it drains every console it gets.
 import { writeFileSync } from 'node:fs';
-import { listenConsoleSocket, PtyStream, type ConsoleListener, type ReceivedConsole } from '../runc/index.js';
+import { listenConsoleSocket, PtyStream, type ConsoleListener, type ReceivedConsole } from '../protocols/runc/index.js';
 // The window size of our own terminal, which may be stdin (Node's tty gives it
 // for stdout and stderr only): the one thing the CLI takes from below the
 // public entry points.
 // eslint-disable-next-line no-restricted-imports
-import { native } from '../native.js';
+import { native } from '../base/native.js';
 import type { FdPassError, PeerCredentials } from '../index.js';
 import type { Command } from './command.js';
 

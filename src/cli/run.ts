@@ -1,8 +1,15 @@
 // fdpass run: the supervisor (fdpass/supervisor) as a command, fit to be a
 // container's PID 1 or a development server's runner.
 import { writeFileSync, rmSync } from 'node:fs';
-import { FdSocket } from '../socket.js';
-import { Supervisor, exitCode, parseListenerSpec, type ListenerSpec, type ReadyMode, type RestartPolicy } from '../supervisor/index.js';
+import { FdSocket } from '../index.js';
+import {
+  Supervisor,
+  exitCode,
+  parseListenerSpec,
+  type ListenerSpec,
+  type ReadyMode,
+  type RestartPolicy,
+} from '../protocols/supervisor/index.js';
 import type { Command } from './command.js';
 
 const help = `Usage: fdpass run [-l SPEC[=NAME]]... [options] -- COMMAND [ARGS...]

@@ -3,8 +3,8 @@
 // (with their peer's credentials) for the caller to wrap in whatever it
 // needs: FdServer makes FdSockets, UServer makes USockets (FdStreams), the
 // cluster primary passes TCP connections on to its workers.
-import { systemError } from '../errors.js';
-import { native } from '../native.js';
+import { systemError } from '../base/errors.js';
+import { native } from '../base/native.js';
 import { peerCredentials, type PeerCredentials } from './sockops.js';
 import { MORE, Pump } from './pump.js';
 

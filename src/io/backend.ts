@@ -5,8 +5,8 @@
 // ReadinessBackend (readiness.ts), and one entry here. The choice is made at
 // import, so that a bad FDPASS_BACKEND or a backend this runtime cannot run
 // is a coded error there, and the thread backend's fds exist from the start.
-import { ErrorCodes, FdPassError } from '../errors.js';
-import { envVar, runtime, unsupportedRuntime, type Runtime } from '../runtime.js';
+import { ErrorCodes, FdPassError } from '../base/errors.js';
+import { envVar, runtime, unsupportedRuntime, type Runtime } from '../base/runtime.js';
 import type { ReadinessBackend } from './readiness.js';
 import { threadBackend } from './thread.js';
 import { uvBackend } from './uv.js';

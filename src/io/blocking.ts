@@ -2,8 +2,8 @@
 // blocks the thread: a non-blocking syscall retried after poll(2) says the
 // fd is ready, for as long as it says EAGAIN. Everything else waits for
 // readiness on the event loop (pump.ts).
-import { systemError, type FdPassError } from '../errors.js';
-import { native } from '../native.js';
+import { systemError, type FdPassError } from '../base/errors.js';
+import { native } from '../base/native.js';
 
 /**
  * Run `attempt` (a non-blocking syscall on fd: >= 0, or -errno) until it

@@ -2,7 +2,7 @@
 // write(2) in batches, one crossing into the addon each, never blocking (the
 // fd is non-blocking). Sockets read with readBatch (recv.ts) and send with
 // sendSome (send.ts) instead: those carry fds.
-import { native } from '../native.js';
+import { native } from '../base/native.js';
 
 /**
  * Read what `fd` has now into `buffer`, until it is full or the fd is

@@ -1,10 +1,10 @@
 // Who owns a received fd, as a value. The addon marks every fd it receives
-// in the owned-fd map (src/native.ts): such an fd is in the library's care,
+// in the owned-fd map (src/base/native.ts): such an fd is in the library's care,
 // and the end of the environment (a worker that exits) closes it. It leaves
 // that care exactly once: handed to the caller (disowned: the caller closes
 // it from now on) or closed by the library. A Kept value carries fds still
 // in the library's care until a protocol module hands it out or drops it.
-import { native, ownedMap } from '../native.js';
+import { native, ownedMap } from '../base/native.js';
 
 /** Hand an fd to the caller: it is theirs to close from now on. */
 export function disown(fd: number): void {

@@ -20,8 +20,8 @@
 // the fd is watched for POLLRDHUP always and for POLLIN only while someone
 // wants to read; readNow() reads on the owner's schedule, and a hang-up
 // reads whatever is left, the end of file included.
-import { ErrorCodes, FdPassError } from '../errors.js';
-import { native } from '../native.js';
+import { ErrorCodes, FdPassError } from '../base/errors.js';
+import { native } from '../base/native.js';
 import type { ReadinessBackend } from './readiness.js';
 import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, WatchedFd } from './watched.js';
 

@@ -25,7 +25,7 @@
 // report more than the interest (libuv folds a hang-up into every event).
 // WatchedFd (watched.ts) keeps the interest, once, filters what comes
 // against it, and is the only user of backends.
-import { native } from '../native.js';
+import { native } from '../base/native.js';
 
 export const POLLIN: number = native.POLLIN;
 export const POLLOUT: number = native.POLLOUT;

@@ -1,8 +1,8 @@
 // The one place that sends a message with fds, and the one ordered send
 // queue. The kernel attaches a sendmsg's fds to its first byte: a stream may
 // take fewer bytes than given, and the rest goes without the fds.
-import { sendError } from '../errors.js';
-import { native } from '../native.js';
+import { sendError } from '../base/errors.js';
+import { native } from '../base/native.js';
 
 const RESOLVED: Promise<void> = Promise.resolve();
 

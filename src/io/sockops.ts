@@ -5,10 +5,10 @@
 import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { constants, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ResolvedAddress } from '../address.js';
-import { ErrorCodes, FdPassError, abortError, invalidArgType, systemError } from '../errors.js';
-import { checkFdNumber } from '../fds.js';
-import { native } from '../native.js';
+import type { ResolvedAddress } from '../base/address.js';
+import { ErrorCodes, FdPassError, abortError, invalidArgType, systemError } from '../base/errors.js';
+import { checkFdNumber } from '../base/fds.js';
+import { native } from '../base/native.js';
 
 const { EADDRINUSE, ECONNREFUSED, ENOPROTOOPT } = constants.errno;
 

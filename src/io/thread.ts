@@ -10,8 +10,8 @@
 // environment is held open while some fd has an interest, not while all are
 // idle. A stateless adapter: the interest is kept by WatchedFd (and, for
 // re-arming its one-shot epoll entries, by the addon).
-import { systemError } from '../errors.js';
-import { native, type Watcher } from '../native.js';
+import { systemError } from '../base/errors.js';
+import { native, type Watcher } from '../base/native.js';
 import type { Readiness, ReadinessBackend, ReadyCallback } from './readiness.js';
 
 class ThreadReadiness implements Readiness {

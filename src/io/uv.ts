@@ -4,8 +4,8 @@
 // that abort the process, and Deno's uv_poll hands the callback the requested
 // mask instead of the real events. A stateless adapter: it translates events
 // both ways and keeps no interest (WatchedFd does).
-import { systemError } from '../errors.js';
-import { native, type Watcher } from '../native.js';
+import { systemError } from '../base/errors.js';
+import { native, type Watcher } from '../base/native.js';
 import { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, type Readiness, type ReadinessBackend, type ReadyCallback } from './readiness.js';
 
 const { UV_READABLE, UV_WRITABLE, UV_DISCONNECT } = native;

@@ -2,7 +2,7 @@
 // value), each optionally bound to an AbortSignal: an abort takes the waiter
 // out of the queue and rejects it with an AbortError, so that what would have
 // come goes to the next waiter.
-import { abortError } from '../errors.js';
+import { abortError } from '../base/errors.js';
 
 /** A waiter: settled once, by whoever takes it out of the queue. */
 export interface Waiter {

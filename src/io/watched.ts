@@ -6,7 +6,7 @@
 // what happened (an error, end of file) the way the owner already handles it.
 import { readinessBackend } from './backend.js';
 import { POLLERR, POLLHUP, type Readiness, type ReadinessBackend } from './readiness.js';
-import { systemError } from '../errors.js';
+import { systemError } from '../base/errors.js';
 
 export { POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP } from './readiness.js';
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { FdServer } from 'fdpass';
 import { sendConsole } from 'fdpass/runc';
 import { delay, repoRoot, tempDir, until } from '../helpers.js';
-import { OCI_RUNTIMES, RUNC, makeRunc } from '../runc/bundle.js';
+import { OCI_RUNTIMES, RUNC, makeRunc } from '../protocols/runc/bundle.js';
 import { have } from '../tools.js';
 
 const cli = join(repoRoot, 'dist', 'cli', 'main.js');

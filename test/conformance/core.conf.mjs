@@ -237,7 +237,7 @@ test(
      const before = count();
      const code = "const { FdSocket } = await import('fdpass'); const { parentPort } = await import('node:worker_threads');" +
        "const [a, b] = FdSocket.pair(); await a.send('x', [0, 0]); const [c, d] = FdSocket.pair(); globalThis.keep = [a, b, c, d.recv()]; parentPort.postMessage('up');";
-     const file = new URL('./.worker-' + process.pid + '.mjs', import.meta.url);
+     const file = new URL('.worker-' + process.pid + '.mjs', import.meta.url);
      (await import('node:fs')).writeFileSync(file, code);
      for (let i = 0; i < 3; i++) {
        const w = new Worker(file);

@@ -8,9 +8,9 @@ import { FdSocket } from 'fdpass';
 import { noLeak, repoRoot } from '../helpers.js';
 
 type Bytes = typeof import('../../dist/io/bytes.js');
-type Native = typeof import('../../dist/native.js');
+type Native = typeof import('../../dist/base/native.js');
 const { readBytes, writeBytes } = (await import(new URL(`file://${repoRoot}/dist/io/bytes.js`).href)) as Bytes;
-const { native } = (await import(new URL(`file://${repoRoot}/dist/native.js`).href)) as Native;
+const { native } = (await import(new URL(`file://${repoRoot}/dist/base/native.js`).href)) as Native;
 const { EAGAIN, EBADF } = constants.errno;
 
 test('writeBytes until the fd is full (-EAGAIN, offset advanced); readBytes drains in batches, then -EAGAIN, then 0 at the end', () =>

@@ -9,14 +9,14 @@ import { ioTurns, noLeak, repoRoot } from '../helpers.js';
 
 type PumpModule = typeof import('../../dist/io/pump.js');
 type Backend = typeof import('../../dist/io/backend.js');
-type Native = typeof import('../../dist/native.js');
+type Native = typeof import('../../dist/base/native.js');
 type Readiness = import('../../dist/io/readiness.js').ReadinessBackend;
 type Reader = import('../../dist/io/pump.js').PumpReader;
 const dist = (m: string): string => new URL(`file://${repoRoot}/dist/${m}`).href;
 const { Pump, MORE, DRAINED, ENDED, BUDGET } = (await import(dist('io/pump.js'))) as PumpModule;
 type PumpT = InstanceType<typeof Pump>;
 const { readinessBackend } = (await import(dist('io/backend.js'))) as Backend;
-const { native } = (await import(dist('native.js'))) as Native;
+const { native } = (await import(dist('base/native.js'))) as Native;
 const { EBADF, EAGAIN } = constants.errno;
 
 function pair(): [number, number] {
@@ -210,7 +210,7 @@ test('FdSocket on the thread backend: a re-arm that the kernel refuses rejects t
   // the failing backend above stands in for it.)
   const script = `
     import { FdSocket } from ${JSON.stringify(dist('index.js'))};
-    import { native } from ${JSON.stringify(dist('native.js'))};
+    import { native } from ${JSON.stringify(dist('base/native.js'))};
     import { closeSync } from 'node:fs';
     const [a, b] = FdSocket.pair();
     const fd = a.fd;

@@ -10,13 +10,13 @@ import { isOpen, noLeak, repoRoot } from '../helpers.js';
 type Backend = typeof import('../../dist/io/backend.js');
 type Watched = typeof import('../../dist/io/watched.js');
 type Events = typeof import('../../dist/io/readiness.js');
-type Native = typeof import('../../dist/native.js');
+type Native = typeof import('../../dist/base/native.js');
 const dist = (m: string): string => new URL(`file://${repoRoot}/dist/${m}`).href;
 const { readinessBackend } = (await import(dist('io/backend.js'))) as Backend;
 const { WatchedFd } = (await import(dist('io/watched.js'))) as Watched;
 const watch = (fd: number, onReady: (events: number) => void): InstanceType<typeof WatchedFd> => new WatchedFd(fd, onReady);
 const { POLLIN, POLLOUT, POLLERR, POLLHUP, POLLRDHUP } = (await import(dist('io/readiness.js'))) as Events;
-const { native } = (await import(dist('native.js'))) as Native;
+const { native } = (await import(dist('base/native.js'))) as Native;
 
 function pair(): [number, number] {
   const out = new Int32Array(2);

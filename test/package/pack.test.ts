@@ -334,7 +334,7 @@ new runc.RuncListener<number>();
 // @ts-expect-error private constructor
 new systemd.StoredListeners();
 // @ts-expect-error the package exports no internals
-import internal = require('fdpass/dist/internal.js');
+import internal = require('fdpass/dist/protocols/internal.js');
 export const x = internal;
 `,
       );

@@ -1,0 +1,658 @@
+// The primary of fdpass/cluster: accepts connections in batches (the io
+// core's Acceptor), hands their fds to worker processes over SCM_RIGHTS (many
+// per message, the io core's SendQueue), keeps its own copy of each until the
+// worker acknowledges it, and re-sends what a dead worker never acknowledged.
+//
+// Acknowledgements are read lazily. A worker sends one per loop turn in
+// which it received connections, before it reads any of them; if the primary
+// watched for them, each would wake it (a context switch per turn of each
+// worker, as many as the connections themselves under load). So while a
+// worker holds unacknowledged fds and has room for more, its channel is
+// watched for POLLRDHUP only (its death still wakes us at once), and its
+// acknowledgements are read when the primary wakes anyway: before it hands
+// out what it accepted, and at the latest TIDY_MS later. A channel with
+// nothing unacknowledged (control messages come then) or no room left (its
+// acknowledgements are what we wait for) is watched for POLLIN as usual.
+//
+// schedule 'reuseport' takes the primary off the path of each connection.
+// A TCP listener becomes a SO_REUSEPORT group with one socket per serving
+// worker, each socket's fd passed to its worker, whose net.Server listens on
+// it and accepts by itself; the kernel spreads connections over the group by
+// a hash of their addresses. The primary keeps its copy of every socket of
+// the group, so a socket's queue outlives its worker: when the worker dies
+// or closes its server, the primary accepts from that socket (an Acceptor,
+// as for any listener here) and hands what it accepts to the other workers
+// as above, until a new worker takes the socket over. Closing its copy
+// instead would reset every connection waiting in that queue.
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import {
+  encodeAddress,
+  ErrorCodes,
+  FdPassError,
+  invalidArgType,
+  invalidArgValue,
+  outOfRange,
+  MAX_FDS,
+  closeRange,
+  Acceptor,
+  listenSocket,
+  type PeerCredentials,
+  native,
+  sameUid,
+} from '../internal.js';
+import { Channel } from './channel.js';
+import { ClusterListenOptions, OpenListener, checkListenOptions, openGroupSocket, openListener, unlinkIfOurs } from './listen.js';
+import { schedule } from './schedule.js';
+import { ACK, CLOSED, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
+
+/** A worker process the primary started: a node:cluster Worker or a ChildProcess. */
+export interface ForkedWorker {
+  once(event: 'exit', listener: (...args: unknown[]) => void): unknown;
+}
+
+export interface PrimaryOptions {
+  /** Where to accept: one address or several (each with its own name). */
+  listen: ClusterListenOptions | readonly ClusterListenOptions[];
+  /**
+   * 'round-robin' (default): the primary accepts and hands each connection over, in turn.
+   * 'least-loaded': the same, to the worker with the fewest open connections (as workers report them).
+   * 'reuseport': each worker accepts from its own socket of a SO_REUSEPORT group that the primary
+   * made and passed to it, and the kernel spreads connections over them by address hash: the
+   * fastest for short connections, as no connection goes through the primary. The primary keeps
+   * every socket and serves the queue of a worker that died or closed until another takes it
+   * over. TCP listeners by port only; the others are handed out round robin.
+   */
+  schedule?: 'round-robin' | 'least-loaded' | 'reuseport';
+  /**
+   * Starts one worker, e.g. () => cluster.fork(), or (env) => fork('worker.js', { env: { ...process.env, ...env } }).
+   * `env` is what the worker needs to find this primary. Without `fork`, start workers yourself.
+   */
+  fork?: (env: Readonly<Record<string, string>>) => ForkedWorker;
+  /** How many workers `fork` starts; default 2. */
+  workers?: number;
+  /** Start a new worker when one started by `fork` exits (a second later if it lived less than a second); default true. */
+  respawn?: boolean;
+  /** Connections handed to a worker and not yet acknowledged, at most; default 1024. Beyond it the kernel's backlog holds them. */
+  maxUnacked?: number;
+  /** Set process.env.FDPASS_CLUSTER so that every child started from now on finds this primary; default true. */
+  setEnv?: boolean;
+  /**
+   * The abstract socket name workers connect to (their FDPASS_CLUSTER); default a random one. Give a
+   * fixed one when the workers are not started from this process, as in PM2's cluster mode (set
+   * FDPASS_CLUSTER to it in their environment). Only processes of this uid may connect.
+   */
+  channel?: string;
+}
+
+/** A worker connected to the primary. */
+export interface ClusterWorkerInfo {
+  pid: number;
+  /** Connections this worker acknowledged since it connected. */
+  connections: number;
+  /** Its open connections as it last reported them, plus those not yet acknowledged. */
+  load: number;
+}
+
+/** A worker whose channel closed (it exited, or closed every server). */
+export interface ClusterWorkerExit {
+  pid: number;
+  /** Connections it held as of its last acknowledgement or report (lost if it died). */
+  inFlight: number;
+  /** Connections it never acknowledged, given to other workers. */
+  redispatched: number;
+}
+
+export interface ClusterPrimaryEvents {
+  /** A worker connected. */
+  worker: [worker: ClusterWorkerInfo];
+  /** A worker's server now takes the connections of listener `name`. */
+  listening: [worker: ClusterWorkerInfo, name: string];
+  workerExit: [exit: ClusterWorkerExit];
+  error: [error: Error];
+  close: [];
+}
+
+// Acknowledgements waiting in a lazily watched channel are read at least this
+// often (they free the primary's copies and make room).
+const TIDY_MS = 10;
+
+/** A socket of a SO_REUSEPORT group: a worker's, or else the primary accepts from it. */
+interface Slot {
+  /** The primary's copy, kept until close(). */
+  fd: number;
+  link: Link | null;
+  /** While no worker has it. */
+  acceptor: Acceptor | null;
+}
+
+interface Listener extends OpenListener {
+  index: number;
+  acceptor: Acceptor | null;
+  /** schedule 'reuseport', a TCP listener: its group's sockets (slots[0].fd is `fd`). */
+  slots: Slot[] | null;
+  /** Accepted or returned fds waiting for a worker (owned by the primary). */
+  pending: number[];
+  cursor: number;
+}
+
+/** One worker: its channel (channel.ts) and what it holds. */
+class Link {
+  readonly channel: Channel;
+  readonly pid: number;
+  readonly serves = new Set<number>();
+  /** Sent and not acknowledged: the primary's copies, oldest first. */
+  fds: number[] = [];
+  listeners: number[] = [];
+  head = 0;
+  load = 0;
+  connections = 0;
+  closed = false;
+
+  constructor(fd: number, peer: PeerCredentials, primary: LinkEvents) {
+    this.pid = peer.pid;
+    this.channel = new Channel(fd, {
+      eager: () => primary.eager(this),
+      message: (data) => primary.message(this, data),
+      invalid: (err) => primary.protocolError(this, err.message),
+      gone: () => primary.gone(this),
+      failed: (err) => {
+        primary.error(err);
+        primary.gone(this);
+      },
+      ran: () => primary.ran(this),
+    });
+  }
+
+  get unacked(): number {
+    return this.fds.length - this.head;
+  }
+
+  info(): ClusterWorkerInfo {
+    return { pid: this.pid, connections: this.connections, load: this.load + this.unacked };
+  }
+}
+
+/** What a Link's channel tells the primary. */
+interface LinkEvents {
+  eager(link: Link): boolean;
+  message(link: Link, data: Buffer): void;
+  protocolError(link: Link, what: string): void;
+  gone(link: Link): void;
+  error(err: Error): void;
+  ran(link: Link): void;
+}
+
+/**
+ * The accepting side of fdpass/cluster. Start it with ClusterPrimary.start()
+ * in the primary process; workers call serve(server).
+ */
+export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
+  /** The environment a worker needs to find this primary (already in process.env unless setEnv is false). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly #listeners: Listener[];
+  readonly #control: Acceptor;
+  readonly #links: Link[] = [];
+  readonly #leastLoaded: boolean;
+  readonly #maxUnacked: number;
+  readonly #fork: ((env: Readonly<Record<string, string>>) => ForkedWorker) | undefined;
+  readonly #respawn: boolean;
+  #closed = false;
+  readonly #respawning = new Set<NodeJS.Timeout>();
+  #tidy: NodeJS.Timeout | null = null;
+  /** When #readLazy last ran (Date.now()). */
+  #lastRead = 0;
+  readonly #linkEvents: LinkEvents = {
+    eager: (link) => this.#eager(link),
+    message: (link, data) => this.#onMessage(link, data),
+    protocolError: (link, what) => this.#protocolError(link, what),
+    gone: (link) => this.#dropLink(link),
+    error: (err) => this.emit('error', err),
+    ran: (link) => {
+      if (link.closed) return;
+      this.#watchLink(link);
+      for (const l of this.#listeners) this.#kick(l);
+    },
+  };
+
+  private constructor(listeners: Listener[], controlFd: number, controlName: string, options: PrimaryOptions) {
+    super();
+    this.#listeners = listeners;
+    this.env = { [ENV_NAME]: controlName };
+    this.#leastLoaded = options.schedule === 'least-loaded';
+    this.#maxUnacked = options.maxUnacked ?? 1024;
+    this.#fork = options.fork;
+    this.#respawn = options.respawn ?? true;
+    // Workers connect here; an abstract name has no file permissions, so
+    // only our own uid, as FdServer.
+    this.#control = new Acceptor(
+      controlFd,
+      { allow: sameUid },
+      {
+        demand: () => !this.#closed,
+        deliver: (conn) => this.#addLink(conn.fd, conn.peer!),
+        error: (err) => this.emit('error', err),
+      },
+    );
+    this.#control.pump();
+    for (const l of listeners) {
+      if (l.slots) this.#orphan(l, l.slots[0]!);
+      else l.acceptor = this.#acceptor(l, l.fd);
+    }
+  }
+
+  /** Accept from `fd` for listener `l` while some worker has room (it owns `fd` until released). */
+  #acceptor(l: Listener, fd: number): Acceptor {
+    // TCP peers have no credentials to ask for; a worker with room is the demand.
+    return new Acceptor(
+      fd,
+      { credentials: false },
+      {
+        demand: () => !this.#closed && this.#room(l) > l.pending.length,
+        deliver: (conn) => l.pending.push(conn.fd),
+        error: (err) => this.emit('error', err),
+        pumped: () => this.#handOut(l),
+      },
+    );
+  }
+
+  /** A group socket with no worker: the primary accepts from it and hands out what it accepts. */
+  #orphan(l: Listener, slot: Slot): void {
+    slot.link = null;
+    if (this.#closed || slot.acceptor) return;
+    try {
+      slot.acceptor = this.#acceptor(l, slot.fd);
+    } catch (err) {
+      // Watching failed and the socket is closed: it leaves the group.
+      l.slots!.splice(l.slots!.indexOf(slot), 1);
+      this.emit('error', err as Error);
+      return;
+    }
+    slot.acceptor.pump();
+  }
+
+  /** A group socket for `link`: one with no worker, or a new one. Null if none could be opened. */
+  #takeSlot(l: Listener, link: Link): Slot | null {
+    let slot = l.slots!.find((s) => s.link === null);
+    if (!slot) {
+      try {
+        slot = { fd: openGroupSocket(l.group!, l.backlog), link: null, acceptor: null };
+      } catch (err) {
+        this.emit('error', err as Error);
+        return null;
+      }
+      l.slots!.push(slot);
+    }
+    if (slot.acceptor) {
+      // What it accepted already goes to l.pending, handed out as usual.
+      slot.acceptor.release();
+      slot.acceptor = null;
+    }
+    slot.link = link;
+    return slot;
+  }
+
+  /** The group sockets `link` had in listener `l` (every listener if none given) go back to the primary. */
+  #orphanSlotsOf(link: Link, l?: Listener): void {
+    for (const each of l ? [l] : this.#listeners) {
+      for (const slot of each.slots ?? []) if (slot.link === link) this.#orphan(each, slot);
+    }
+  }
+
+  /**
+   * Listen on every address, start accepting once a worker serves it, and
+   * fork `workers` workers if `fork` is given. Bad options throw before
+   * anything is opened.
+   */
+  static async start(options: PrimaryOptions): Promise<ClusterPrimary> {
+    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+    const list = (Array.isArray(options.listen) ? options.listen : [options.listen]) as unknown[];
+    if (list.length === 0) throw invalidArgValue('options.listen', 'must name at least one address', options.listen);
+    const checked = list.map(checkListenOptions);
+    const names = checked.map((o) => o.name ?? 'default');
+    if (new Set(names).size !== names.length) throw invalidArgValue('options.listen', 'must have a distinct name per address', names);
+    if (options.schedule !== undefined && !['round-robin', 'least-loaded', 'reuseport'].includes(options.schedule)) {
+      throw invalidArgValue('options.schedule', "must be 'round-robin', 'least-loaded' or 'reuseport'", options.schedule);
+    }
+    if (options.fork !== undefined && typeof options.fork !== 'function') throw invalidArgType('options.fork', 'a function', options.fork);
+    const workers = options.workers ?? 2;
+    if (typeof workers !== 'number' || !Number.isInteger(workers) || workers < 0 || workers > 1024) {
+      throw outOfRange('options.workers', 'an integer from 0 to 1024', workers);
+    }
+    const maxUnacked = options.maxUnacked ?? 1024;
+    if (typeof maxUnacked !== 'number' || !Number.isInteger(maxUnacked) || maxUnacked < 1) {
+      throw outOfRange('options.maxUnacked', 'an integer >= 1', maxUnacked);
+    }
+    if (options.channel !== undefined && (typeof options.channel !== 'string' || options.channel === '')) {
+      throw invalidArgType('options.channel', 'a non-empty string', options.channel);
+    }
+    const controlName = options.channel ?? `fdpass-cluster/${process.pid}/${randomBytes(8).toString('hex')}`;
+    const controlAddress = encodeAddress({ abstract: controlName }); // throws on a bad name before anything opens
+    const opened: OpenListener[] = [];
+    let controlFd: number;
+    try {
+      for (const o of checked) opened.push(await openListener(o, options.schedule === 'reuseport'));
+      controlFd = listenSocket(controlAddress, native.SOCK_SEQPACKET, 511, 0o600).fd;
+    } catch (err) {
+      for (const l of opened) {
+        native.close(l.fd);
+        if (l.file) unlinkIfOurs(l.file);
+      }
+      throw err;
+    }
+    const listeners = opened.map((l, index): Listener => ({
+      ...l,
+      index,
+      acceptor: null,
+      slots: l.group ? [{ fd: l.fd, link: null, acceptor: null }] : null,
+      pending: [],
+      cursor: 0,
+    }));
+    const primary = new ClusterPrimary(listeners, controlFd, controlName, options);
+    if (options.setEnv !== false) Object.assign(process.env, primary.env);
+    if (primary.#fork) for (let i = 0; i < workers; i++) primary.#startWorker();
+    return primary;
+  }
+
+  /** The address of a listener (by name, default 'default'), as server.address() gives it. */
+  address(name = 'default'): ListenerAddress {
+    const l = this.#listeners.find((x) => x.name === name);
+    if (!l) throw invalidArgValue('name', 'is not the name of a listener', name);
+    return l.address;
+  }
+
+  /** The workers connected now, their counts as of the acknowledgements they have sent. */
+  get workers(): ClusterWorkerInfo[] {
+    if (!this.#closed) this.#readLazy();
+    return this.#links.map((l) => l.info());
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  #startWorker(): void {
+    const fork = this.#fork!;
+    let child: ForkedWorker;
+    try {
+      child = fork(this.env);
+    } catch (err) {
+      this.emit('error', err as Error);
+      return;
+    }
+    const started = Date.now();
+    child.once('exit', () => {
+      if (this.#closed || !this.#respawn) return;
+      // A worker that dies at start-up would be forked in a tight loop:
+      // one that lived less than a second is replaced a second later.
+      if (Date.now() - started >= 1000) return this.#startWorker();
+      const timer = setTimeout(() => {
+        this.#respawning.delete(timer);
+        if (!this.#closed) this.#startWorker();
+      }, 1000);
+      this.#respawning.add(timer);
+    });
+  }
+
+  #addLink(fd: number, peer: PeerCredentials): void {
+    let link: Link;
+    try {
+      link = new Link(fd, peer, this.#linkEvents);
+    } catch (err) {
+      this.emit('error', err as Error); // watching failed; the fd is closed
+      return;
+    }
+    this.#links.push(link);
+    this.#watchLink(link);
+    this.emit('worker', link.info());
+  }
+
+  /**
+   * Read a channel's messages as they come while it holds nothing
+   * unacknowledged (control messages and load reports) or has no room left
+   * (we wait for its acknowledgements). Otherwise its acknowledgements are
+   * read lazily; its death wakes us either way.
+   */
+  #eager(link: Link): boolean {
+    const unacked = link.unacked;
+    return unacked === 0 || unacked >= this.#maxUnacked;
+  }
+
+  /** Watch the channel for what #eager says, and read it lazily within TIDY_MS if not. */
+  #watchLink(link: Link): void {
+    if (link.closed) return;
+    link.channel.update();
+    if (!this.#eager(link)) this.#tidy ??= setTimeout(this.#onTidy, TIDY_MS).unref();
+  }
+
+  readonly #onTidy = (): void => {
+    this.#tidy = null;
+    this.#readLazy();
+    for (const l of this.#listeners) this.#kick(l);
+  };
+
+  /** Read the acknowledgements waiting in every lazily watched channel. */
+  #readLazy(): void {
+    this.#lastRead = Date.now();
+    // Backwards: a read that ends a channel removes it from #links.
+    for (let i = this.#links.length - 1; i >= 0; i--) {
+      const link = this.#links[i];
+      if (link && link.unacked > 0 && !link.closed) {
+        link.channel.readNow();
+        this.#watchLink(link);
+      }
+    }
+  }
+
+  #protocolError(link: Link, what: string): void {
+    this.emit('error', new FdPassError(ErrorCodes.PROTOCOL, `fdpass/cluster: ${what}`));
+    this.#dropLink(link);
+  }
+
+  #send(link: Link, data: Uint8Array, fds: Int32Array | null): void {
+    // A failed send drops the channel: the fds it carried are still in
+    // link.fds and go to another worker.
+    link.channel.send(data, fds, (err) => {
+      if (err) this.#dropLink(link);
+    });
+  }
+
+  #onMessage(link: Link, data: Buffer): void {
+    if (data.length === 0) return;
+    try {
+      switch (data[0]) {
+        case ACK:
+          return this.#onAck(link, data);
+        case SERVE: {
+          const { name } = decodeJson<{ name: string }>(data);
+          const l = this.#listeners.find((x) => x.name === name);
+          if (!l) {
+            this.#send(link, encodeJson(LISTENING, { name, error: `the primary has no listener named ${JSON.stringify(name)}` }), null);
+            return;
+          }
+          const slot = l.slots ? this.#takeSlot(l, link) : null;
+          const reply = { name, index: l.index, address: l.address, eager: this.#leastLoaded, ...(slot ? { backlog: l.backlog } : {}) };
+          this.#send(link, encodeJson(LISTENING, reply), slot ? Int32Array.of(slot.fd) : null);
+          link.serves.add(l.index);
+          this.emit('listening', link.info(), name);
+          return;
+        }
+        case CLOSED: {
+          const { index } = decodeJson<{ index: number }>(data);
+          link.serves.delete(index);
+          const l = this.#listeners[index];
+          if (l) this.#orphanSlotsOf(link, l);
+          return;
+        }
+        default:
+          return this.#protocolError(link, `unknown message kind ${data[0]}`);
+      }
+    } catch (err) {
+      this.emit('error', err as Error);
+      this.#dropLink(link);
+    }
+  }
+
+  #onAck(link: Link, data: Buffer): void {
+    const ack = decodeAck(data);
+    const start = link.head;
+    const end = Math.min(start + ack.count, link.fds.length);
+    link.head = end;
+    link.load = ack.load;
+    link.connections += end - start - ack.refused.length;
+    if (ack.refused.length === 0) closeRange(link.fds, start, end);
+    else {
+      const refused = new Set(ack.refused);
+      for (let i = start; i < end; i++) {
+        if (refused.has(i - start)) this.#listeners[link.listeners[i]!]!.pending.push(link.fds[i]!);
+        else native.close(link.fds[i]!);
+      }
+    }
+    if (link.head === link.fds.length) {
+      link.fds.length = 0;
+      link.listeners.length = 0;
+      link.head = 0;
+    } else if (link.head > 4096) {
+      link.fds = link.fds.slice(link.head);
+      link.listeners = link.listeners.slice(link.head);
+      link.head = 0;
+    }
+  }
+
+  /** A worker is gone: what it never acknowledged goes to the others. */
+  #dropLink(link: Link): void {
+    if (link.closed) return;
+    link.closed = true;
+    const i = this.#links.indexOf(link);
+    if (i >= 0) this.#links.splice(i, 1);
+    const back = new Map<number, number[]>();
+    for (let k = link.head; k < link.fds.length; k++) {
+      const idx = link.listeners[k]!;
+      let list = back.get(idx);
+      if (!list) back.set(idx, (list = []));
+      list.push(link.fds[k]!);
+    }
+    const redispatched = link.unacked;
+    link.fds = [];
+    link.listeners = [];
+    link.head = 0;
+    link.channel.close(new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the worker is gone'));
+    for (const [idx, fds] of back) {
+      const l = this.#listeners[idx]!;
+      l.pending = fds.concat(l.pending);
+    }
+    this.#orphanSlotsOf(link);
+    if (this.#closed) {
+      for (const fds of back.values()) for (const fd of fds) native.close(fd);
+      for (const l of this.#listeners) l.pending = [];
+    }
+    this.emit('workerExit', { pid: link.pid, inFlight: link.load, redispatched });
+    for (const l of this.#listeners) this.#kick(l);
+  }
+
+  /** Hand out what waits, then accept again if some worker has room. */
+  #kick(l: Listener): void {
+    if (this.#closed) return;
+    if (l.pending.length > 0) this.#dispatch(l);
+    l.acceptor?.pump();
+    if (l.slots) for (const slot of l.slots) slot.acceptor?.pump();
+  }
+
+  /** The Acceptor handed out a batch: learn the workers' room and load, then give it out. */
+  #handOut(l: Listener): void {
+    // Once per millisecond at most: under load the listener wakes several
+    // times a millisecond, and each read is a recvmmsg per worker that mostly
+    // finds nothing. Room and load a millisecond old only delay a hand-out;
+    // a worker with no room left is watched for its acknowledgements anyway.
+    if (Date.now() !== this.#lastRead) this.#readLazy();
+    this.#dispatch(l);
+  }
+
+  #room(l: Listener): number {
+    let room = 0;
+    for (const link of this.#links) if (link.serves.has(l.index)) room += Math.max(0, this.#maxUnacked - link.unacked);
+    return room;
+  }
+
+  /** Give the listener's pending fds to workers: one message per worker (per 253 fds). */
+  #dispatch(l: Listener): void {
+    const candidates = this.#links.filter((k) => k.serves.has(l.index) && k.unacked < this.#maxUnacked);
+    if (candidates.length === 0) return;
+    const pending = l.pending;
+    const { shares, taken, cursor } = schedule(
+      pending,
+      candidates,
+      this.#leastLoaded ? 'least-loaded' : 'round-robin',
+      this.#maxUnacked,
+      l.cursor,
+    );
+    l.pending = taken === pending.length ? [] : pending.slice(taken);
+    l.cursor = cursor;
+    for (const [link, fds] of shares) {
+      for (let at = 0; at < fds.length; at += MAX_FDS) {
+        const chunk = fds.slice(at, at + MAX_FDS);
+        const data = Buffer.allocUnsafe(chunk.length + 1);
+        data[0] = FDS;
+        data.fill(l.index, 1);
+        for (const fd of chunk) {
+          link.fds.push(fd);
+          link.listeners.push(l.index);
+        }
+        this.#send(link, data, Int32Array.from(chunk));
+      }
+      this.#watchLink(link);
+    }
+  }
+
+  /**
+   * Stop accepting and close the listeners. Connections already handed out
+   * stay with their workers; each worker sees its channel end and closes
+   * its servers (they drain, then the worker may exit). Workers are not
+   * killed or respawned after this.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    // Hand out what was accepted, and learn what was acknowledged, first.
+    this.#readLazy();
+    for (const l of this.#listeners) if (l.pending.length > 0) this.#dispatch(l);
+    this.#closed = true;
+    for (const timer of this.#respawning) clearTimeout(timer);
+    this.#respawning.clear();
+    if (this.#tidy) clearTimeout(this.#tidy);
+    this.#tidy = null;
+    for (const l of this.#listeners) {
+      l.acceptor?.close();
+      l.acceptor = null;
+      // The group's sockets: the workers' copies close with their servers.
+      for (const slot of l.slots ?? []) {
+        if (slot.acceptor) slot.acceptor.close();
+        else native.close(slot.fd);
+      }
+      if (l.slots) l.slots = [];
+      if (l.file) unlinkIfOurs(l.file);
+      for (const fd of l.pending) native.close(fd);
+      l.pending = [];
+    }
+    this.#control.close();
+    const links = this.#links.splice(0);
+    await Promise.all(
+      links.map(async (link) => {
+        // What the kernel could not take yet goes first; the worker reads
+        // what is queued for it even after we close, then sees the end.
+        await new Promise<void>((resolve) => link.channel.whenDrained(() => resolve()));
+        link.closed = true;
+        link.channel.close(new FdPassError(ErrorCodes.CLOSED, 'fdpass/cluster: the primary closed'));
+        // The worker has its own copies of everything sent (in its receive
+        // queue if not read yet): the primary's go.
+        closeRange(link.fds, link.head, link.fds.length);
+        link.fds = [];
+      }),
+    );
+    if (process.env[ENV_NAME] === this.env[ENV_NAME]) delete process.env[ENV_NAME];
+    process.nextTick(() => this.emit('close'));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,765 @@
+// Supervisor: runs one server program with socket activation and a notify
+// socket, as systemd would, and replaces it without a gap. It owns the
+// listeners for its whole life; each process gets copies of them (fds 3..),
+// and of the fds it stored (FDSTORE=1). A reload starts the new process
+// beside the old one, waits until it is ready (READY=1, or a delay), then
+// stops the old one: connections that arrive meanwhile are accepted by
+// whichever process calls accept(2) first, or wait in the backlog; none is
+// refused. A new process that fails is stopped and the old one keeps serving.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { accessSync, constants as fsConstants, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { delimiter, isAbsolute, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, discardFds, FdServer, type FdSocket } from '../internal.js';
+
+import { FD_NAME, checkListenerSpec, closeListeners, openListeners, type ListenerSpec, type OpenListener } from './listeners.js';
+import { NotifyServer, type Notification } from './notify.js';
+import { Reaper } from './reaper.js';
+
+/** How a process says it is ready: READY=1 on NOTIFY_SOCKET, or by staying alive for `delay` ms. */
+export type ReadyMode = 'notify' | { delay: number };
+
+/** When a process that exited is started again. */
+export type RestartPolicy = 'always' | 'on-failure' | 'never';
+
+export interface SupervisorOptions {
+  /** The program: a path, or a name looked up on PATH. */
+  command: string;
+  args?: readonly string[];
+  /** Listeners to open and pass, in order (fds 3..): specs like `8080`, `127.0.0.1:8080`, `unix:/run/app.sock=web`, or objects. */
+  listeners?: readonly (ListenerSpec | string)[];
+  /** Environment of the processes (default process.env); undefined values remove a variable. */
+  env?: Readonly<Record<string, string | undefined>>;
+  cwd?: string;
+  /** Default 'notify'. */
+  ready?: ReadyMode;
+  /** How long a new process may take to be ready, in ms (default 60000); EXTEND_TIMEOUT_USEC= extends it. */
+  readyTimeout?: number;
+  /** How long a process may take to exit after SIGTERM before SIGKILL, in ms (default 10000). */
+  drainTimeout?: number;
+  /** WatchdogSec=: once ready, a process must send WATCHDOG=1 this often (ms), else it is killed (SIGABRT) and restarted. 0 (default): off, unless it sets WATCHDOG_USEC= itself. */
+  watchdog?: number;
+  /** Default 'always'. */
+  restart?: RestartPolicy;
+  /** First delay before a restart after a crash, in ms (default 100); it doubles up to restartDelayMax. */
+  restartDelay?: number;
+  /** Default 30000. */
+  restartDelayMax?: number;
+  /** The most fds the fd store holds (FileDescriptorStoreMax=), default 64, at most 4096. */
+  fdStoreMax?: number;
+  /** Reload when a file under these paths changes. */
+  watch?: readonly string[];
+  /** Changes within this many ms make one reload (default 200). */
+  watchDebounce?: number;
+  /** A Unix socket path for control commands (`reload`, `status`), mode 0600. */
+  control?: string;
+  /** Stdin, stdout and stderr of the processes (default 'inherit'). */
+  stdio?: 'inherit' | 'ignore';
+  /** Reap orphaned processes (default: when this process is PID 1); when not PID 1, become their subreaper. */
+  reapOrphans?: boolean;
+  /** One line per event (default: none). */
+  log?: ((line: string) => void) | null;
+}
+
+/** How a process ended: its exit code, or the signal that killed it. */
+export interface ExitStatus {
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface SupervisorEvents {
+  /** A process was started. */
+  spawn: [pid: number];
+  /** A process is ready (READY=1, or its delay passed) and serves. */
+  ready: [pid: number];
+  /** A process exited. */
+  exit: [status: ExitStatus];
+  /** A reload finished: `pid` serves, the old one stops. */
+  reloaded: [pid: number];
+  /** A reload failed; the old process (if any) still serves. */
+  reloadFailed: [error: FdPassError];
+  /** STATUS= from a process. */
+  status: [pid: number, status: string];
+  /** A notification was refused: the reason. */
+  refused: [pid: number, reason: string];
+  /** The supervisor stopped: every process exited and the listeners are closed. */
+  stopped: [status: ExitStatus | null];
+}
+
+interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+}
+
+function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** A process under supervision. */
+class Child {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  mainPid: number;
+  readonly startedAt = performance.now();
+  state: 'starting' | 'ready' | 'stopping' | 'exited' = 'starting';
+  exitStatus: ExitStatus | null = null;
+  /** Resolves once: 'ready', or why it never will be. */
+  readonly outcome = deferred<string>();
+  readonly exited = deferred<ExitStatus>();
+  readyTimer: NodeJS.Timeout | null = null;
+  killTimer: NodeJS.Timeout | null = null;
+  watchdogTimer: NodeJS.Timeout | null = null;
+  watchdogMs = 0;
+
+  constructor(proc: ChildProcess, pid: number) {
+    this.proc = proc;
+    this.pid = pid;
+    this.mainPid = pid;
+  }
+
+  get alive(): boolean {
+    return this.state !== 'exited';
+  }
+
+  clearTimers(): void {
+    for (const t of [this.readyTimer, this.killTimer, this.watchdogTimer]) if (t) clearTimeout(t);
+    this.readyTimer = this.killTimer = this.watchdogTimer = null;
+  }
+}
+
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+/** 128 + the signal number for a signal, else the code: what a shell reports. */
+export function exitCode(status: ExitStatus | null): number {
+  if (!status) return 0;
+  if (status.signal) return 128 + (SIGNALS[status.signal] ?? 0);
+  return status.code ?? 0;
+}
+
+function describeExit(s: ExitStatus): string {
+  return s.signal ? `was killed by ${s.signal}` : `exited with code ${s.code}`;
+}
+
+/** Where `command` is, as execvp would find it; ERR_FDPASS_NO_COMMAND if nowhere. */
+export function resolveCommand(command: string, env: Readonly<Record<string, string | undefined>>, cwd: string): string {
+  const candidates = command.includes('/')
+    ? [resolve(cwd, command)]
+    : (env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
+        .split(delimiter)
+        .filter((d) => d !== '')
+        .map((d) => resolve(cwd, d, command));
+  for (const file of candidates) {
+    try {
+      if (!statSync(file).isFile()) continue;
+      accessSync(file, fsConstants.X_OK);
+      return file;
+    } catch {
+      // not there, or not executable: the next one
+    }
+  }
+  throw new FdPassError(
+    ErrorCodes.NO_COMMAND,
+    command.includes('/') ? `${command}: no such executable file` : `${command}: command not found on PATH (${env.PATH ?? ''})`,
+  );
+}
+
+// The exec shim: LISTEN_PID must be the program's own pid, known only after
+// fork. systemd sets it between fork and exec; child_process cannot, so a
+// POSIX shell does it: `exec` keeps the shell's pid ($$) for the program.
+const SHELL = '/bin/sh';
+
+/** The parent pid of `pid` (/proc/PID/stat), or 0. */
+function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name is in parentheses and may contain anything: skip past the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[1]);
+  } catch {
+    return 0;
+  }
+}
+
+function checkMs(value: unknown, name: string, def: number, min = 0): number {
+  if (value === undefined) return def;
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) throw outOfRange(name, `an integer from ${min} to 2147483647`, value);
+  return value;
+}
+
+/** Run a server program and replace it without a gap; see SupervisorOptions. */
+export class Supervisor extends EventEmitter<SupervisorEvents> {
+  /** The listening sockets this supervisor owns, in the order the processes get them (fds 3..). */
+  readonly sockets: readonly OpenListener[];
+  /** NOTIFY_SOCKET as the processes see it. */
+  readonly notifySocket: string;
+  readonly #command: string;
+  readonly #args: readonly string[];
+  readonly #env: Readonly<Record<string, string | undefined>>;
+  readonly #cwd: string;
+  readonly #ready: ReadyMode;
+  readonly #readyTimeout: number;
+  readonly #drainTimeout: number;
+  readonly #watchdog: number;
+  readonly #restart: RestartPolicy;
+  readonly #restartDelay: number;
+  readonly #restartDelayMax: number;
+  readonly #fdStoreMax: number;
+  readonly #stdio: 'inherit' | 'ignore';
+  readonly #log: (line: string) => void;
+  readonly #notify: NotifyServer;
+  readonly #spawned = new Set<number>();
+  readonly #reaper: Reaper | null;
+  /** The fd store: name -> fds (the supervisor's), in the order they came. */
+  readonly #store = new Map<string, number[]>();
+  #storeCount = 0;
+  readonly #children = new Set<Child>();
+  #current: Child | null = null;
+  #reload: Promise<number> | null = null;
+  #stopping: Promise<ExitStatus | null> | null = null;
+  #lastExit: ExitStatus | null = null;
+  #delay: number;
+  #restartTimer: NodeJS.Timeout | null = null;
+  #stableTimer: NodeJS.Timeout | null = null;
+  #watchers: FSWatcher[] = [];
+  #watchTimer: NodeJS.Timeout | null = null;
+  #watchDebounce: number;
+  #control: FdServer | null = null;
+  #status = '';
+
+  /** @internal Use Supervisor.start(). */
+  constructor(
+    options: SupervisorOptions,
+    command: string,
+    listeners: OpenListener[],
+    notify: NotifyServer,
+    reaper: Reaper | null,
+    spawned: Set<number>,
+  ) {
+    super();
+    this.sockets = listeners;
+    this.#notify = notify;
+    this.notifySocket = notify.address;
+    this.#command = command;
+    this.#args = options.args ?? [];
+    this.#env = options.env ?? process.env;
+    this.#cwd = options.cwd ?? process.cwd();
+    this.#ready = options.ready ?? 'notify';
+    this.#readyTimeout = checkMs(options.readyTimeout, 'options.readyTimeout', 60_000, 1);
+    this.#drainTimeout = checkMs(options.drainTimeout, 'options.drainTimeout', 10_000);
+    this.#watchdog = checkMs(options.watchdog, 'options.watchdog', 0);
+    this.#restart = options.restart ?? 'always';
+    this.#restartDelay = checkMs(options.restartDelay, 'options.restartDelay', 100);
+    this.#restartDelayMax = checkMs(options.restartDelayMax, 'options.restartDelayMax', 30_000);
+    this.#delay = this.#restartDelay;
+    this.#fdStoreMax = options.fdStoreMax ?? 64;
+    this.#watchDebounce = checkMs(options.watchDebounce, 'options.watchDebounce', 200);
+    this.#stdio = options.stdio ?? 'inherit';
+    this.#log = options.log ?? (() => undefined);
+    this.#reaper = reaper;
+    this.#spawned = spawned;
+  }
+
+  /**
+   * Open the listeners and the notify socket, and start the program. Resolves
+   * once it runs (not once it is ready: see the 'ready' event). Throws
+   * TypeError/RangeError for bad options, ERR_FDPASS_NO_COMMAND when the
+   * command is not found, and the system error of a listener that cannot be
+   * opened (EADDRINUSE...), having closed whatever it opened.
+   */
+  static async start(options: SupervisorOptions): Promise<Supervisor> {
+    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+    const { command, args } = options;
+    if (typeof command !== 'string' || command === '') throw invalidArgValue('options.command', 'must be a non-empty string', command);
+    if (args !== undefined && (!Array.isArray(args) || args.some((a) => typeof a !== 'string'))) {
+      throw invalidArgType('options.args', 'an array of strings', args);
+    }
+    const listenerList = options.listeners ?? [];
+    if (!Array.isArray(listenerList)) throw invalidArgType('options.listeners', 'an array', listenerList);
+    const specs = listenerList.map((s, i) => checkListenerSpec(s, i));
+    const ready = options.ready ?? 'notify';
+    if (ready !== 'notify' && (ready === null || typeof ready !== 'object'))
+      throw invalidArgValue('options.ready', "must be 'notify' or { delay }", ready);
+    if (typeof ready === 'object') checkMs(ready.delay, 'options.ready.delay', 0);
+    if (options.restart !== undefined && !['always', 'on-failure', 'never'].includes(options.restart)) {
+      throw invalidArgValue('options.restart', "must be 'always', 'on-failure' or 'never'", options.restart);
+    }
+    const storeMax = options.fdStoreMax ?? 64;
+    if (typeof storeMax !== 'number' || !Number.isInteger(storeMax) || storeMax < 0 || storeMax > 4096) {
+      throw outOfRange('options.fdStoreMax', 'an integer from 0 to 4096', storeMax);
+    }
+    if (options.watch !== undefined && (!Array.isArray(options.watch) || options.watch.some((p) => typeof p !== 'string'))) {
+      throw invalidArgType('options.watch', 'an array of paths', options.watch);
+    }
+    if (options.log !== undefined && options.log !== null && typeof options.log !== 'function')
+      throw invalidArgType('options.log', 'a function', options.log);
+    const env = options.env ?? process.env;
+    const cwd = options.cwd ?? process.cwd();
+    const path = resolveCommand(command, env, cwd);
+    const listeners = openListeners(specs);
+    let notify: NotifyServer | null = null;
+    let sup: Supervisor | null = null;
+    try {
+      const spawned = new Set<number>();
+      notify = new NotifyServer({
+        allow: (pid) => sup !== null && sup.#childOf(pid) !== undefined,
+        message: (n) => sup!.#onNotify(n),
+        refused: (pid, reason) => {
+          if (sup) sup.#refused(pid, reason);
+        },
+        failed: (err) => {
+          if (sup) sup.#log(`notify socket: ${err.message}`);
+        },
+      });
+      const reap = options.reapOrphans ?? process.pid === 1;
+      const reaper = reap ? new Reaper(spawned) : null;
+      sup = new Supervisor(options, path, listeners, notify, reaper, spawned);
+      if (options.control !== undefined) await sup.#listenControl(options.control);
+      for (const l of listeners) sup.#log(`listening on ${l.address} as "${l.name}" (fd ${l.fd})`);
+      sup.#startChild('started');
+      reaper?.start(process.pid !== 1);
+      if (options.watch?.length) sup.#watch(options.watch);
+      return sup;
+    } catch (err) {
+      if (sup) await sup.stop();
+      else {
+        notify?.close();
+        closeListeners(listeners);
+      }
+      throw err;
+    }
+  }
+
+  /** The pid of the process that serves (or starts, or will start), or null. */
+  get pid(): number | null {
+    return this.#current?.alive ? this.#current.pid : null;
+  }
+
+  /** The last STATUS= the serving process sent. */
+  get status(): string {
+    return this.#status;
+  }
+
+  /** Names and counts of the fds in the store. */
+  get stored(): Record<string, number> {
+    return Object.fromEntries([...this.#store].map(([k, v]) => [k, v.length]));
+  }
+
+  /**
+   * Replace the process without a gap: start a new one with the same
+   * listeners and store, wait until it is ready, then stop the old one
+   * (SIGTERM, SIGKILL after drainTimeout). Resolves with the new pid. If the
+   * new one exits or is not ready within readyTimeout, it is stopped, the old
+   * one keeps serving, and this rejects with ERR_FDPASS_RELOAD_FAILED. Calls
+   * during a reload share it.
+   */
+  reload(): Promise<number> {
+    if (this.#stopping) return Promise.reject(new FdPassError(ErrorCodes.RELOAD_FAILED, 'reload: the supervisor is stopping'));
+    this.#reload ??= this.#doReload().finally(() => {
+      this.#reload = null;
+    });
+    return this.#reload;
+  }
+
+  async #doReload(): Promise<number> {
+    const old = this.#current?.alive ? this.#current : null;
+    if (this.#restartTimer) clearTimeout(this.#restartTimer);
+    this.#restartTimer = null;
+    this.#log(old ? `reloading: starting a new process beside pid ${old.pid}` : 'reloading: starting a new process');
+    let next: Child;
+    try {
+      next = this.#spawn('reload');
+    } catch (err) {
+      throw this.#reloadFailed(`the new process did not start: ${(err as Error).message}`, old, err);
+    }
+    if (!old) this.#current = next;
+    const outcome = await next.outcome.promise;
+    if (outcome !== 'ready') {
+      if (next.alive) await this.#stopChild(next, 'SIGTERM');
+      if (this.#current === next) this.#current = null;
+      const err = this.#reloadFailed(outcome.replace('{pid}', `pid ${next.pid}`), old?.alive ? old : null);
+      if (!this.#stopping && !this.#current?.alive) this.#scheduleRestart();
+      throw err;
+    }
+    this.#current = next;
+    const ms = Math.round(performance.now() - next.startedAt);
+    if (old?.alive) {
+      this.#log(`reloaded: pid ${next.pid} ready after ${ms} ms; stopping pid ${old.pid} (SIGTERM)`);
+      void this.#stopChild(old, 'SIGTERM');
+    } else this.#log(`reloaded: pid ${next.pid} ready after ${ms} ms`);
+    this.emit('reloaded', next.pid);
+    return next.pid;
+  }
+
+  #reloadFailed(reason: string, old: Child | null, cause?: unknown): FdPassError {
+    const err = new FdPassError(
+      ErrorCodes.RELOAD_FAILED,
+      `reload failed: ${reason}; ${old ? `rolled back: pid ${old.pid} still serving` : 'no process serves'}`,
+      cause !== undefined ? { cause } : undefined,
+    );
+    this.#log(err.message);
+    this.emit('reloadFailed', err);
+    return err;
+  }
+
+  /** Start the serving process (the first, or after a crash). */
+  #startChild(why: string): void {
+    const child = this.#spawn(why);
+    this.#current = child;
+    void child.outcome.promise.then((outcome) => {
+      // Not ready in time: stop it; its exit restarts it (a crash).
+      if (outcome !== 'ready' && child.alive && !this.#stopping) {
+        this.#log(outcome.replace('{pid}', `pid ${child.pid}`));
+        this.#kill(child, 'SIGTERM');
+      }
+    });
+  }
+
+  #spawn(why = ''): Child {
+    const fds: number[] = this.sockets.map((l) => l.fd);
+    const names: string[] = this.sockets.map((l) => l.name);
+    for (const [name, stored] of this.#store) {
+      for (const fd of stored) {
+        fds.push(fd);
+        names.push(name);
+      }
+    }
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(this.#env)) if (v !== undefined) env[k] = v;
+    for (const k of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_PID', 'WATCHDOG_USEC']) delete env[k];
+    let script = 'exec "$0" "$@"';
+    if (fds.length > 0) {
+      env.LISTEN_FDS = String(fds.length);
+      env.LISTEN_FDNAMES = names.join(':');
+      script = `LISTEN_PID=$$; export LISTEN_PID; ${script}`;
+    }
+    if (this.#watchdog > 0) {
+      env.WATCHDOG_USEC = String(this.#watchdog * 1000);
+      script = `WATCHDOG_PID=$$; export WATCHDOG_PID; ${script}`;
+    }
+    env.NOTIFY_SOCKET = this.notifySocket;
+    const io = this.#stdio;
+    const proc = spawn(SHELL, ['-c', script, this.#command, ...this.#args], {
+      cwd: this.#cwd,
+      env,
+      // Each fd lands at its index: 3, 4, ... without close-on-exec.
+      stdio: [io, io, io, ...fds],
+    });
+    if (proc.pid === undefined) {
+      proc.on('error', () => undefined);
+      throw new FdPassError(ErrorCodes.NO_COMMAND, `cannot start ${SHELL}, which starts the program with LISTEN_PID set`);
+    }
+    const child = new Child(proc, proc.pid);
+    this.#spawned.add(child.pid);
+    this.#children.add(child);
+    proc.on('error', () => undefined);
+    proc.on('exit', (code, signal) => this.#onExit(child, { pid: child.pid, code, signal }));
+    this.#log(`${why ? `${why}: ` : ''}pid ${child.pid}: ${[this.#command, ...this.#args].join(' ')}`);
+    this.emit('spawn', child.pid);
+    if (this.#ready === 'notify') this.#armReadyTimer(child, this.#readyTimeout);
+    else {
+      child.readyTimer = setTimeout(() => this.#markReady(child), this.#ready.delay);
+    }
+    // Armed once the process is ready (or pings first): starting up is the
+    // ready timeout's business.
+    child.watchdogMs = this.#watchdog;
+    return child;
+  }
+
+  #armReadyTimer(child: Child, ms: number): void {
+    if (child.readyTimer) clearTimeout(child.readyTimer);
+    child.readyTimer = setTimeout(() => {
+      child.readyTimer = null;
+      if (child.state === 'starting') child.outcome.resolve(`{pid} was not ready (READY=1) within ${ms} ms`);
+    }, ms);
+  }
+
+  #markReady(child: Child): void {
+    if (child.state !== 'starting') return;
+    child.state = 'ready';
+    if (child.readyTimer) clearTimeout(child.readyTimer);
+    child.readyTimer = null;
+    if (child === this.#current && !this.#reload) {
+      this.#log(`pid ${child.pid} ready after ${Math.round(performance.now() - child.startedAt)} ms`);
+    }
+    // A process that stays up a while resets the restart delay.
+    if (this.#stableTimer) clearTimeout(this.#stableTimer);
+    this.#stableTimer = setTimeout(() => (this.#delay = this.#restartDelay), 10_000);
+    this.#stableTimer.unref();
+    if (child.watchdogMs > 0 && !child.watchdogTimer) this.#armWatchdog(child, child.watchdogMs);
+    child.outcome.resolve('ready');
+    this.emit('ready', child.pid);
+  }
+
+  #armWatchdog(child: Child, ms: number): void {
+    child.watchdogMs = ms;
+    if (child.watchdogTimer) clearTimeout(child.watchdogTimer);
+    child.watchdogTimer = null;
+    if (ms <= 0 || !child.alive || child.state === 'stopping') return;
+    child.watchdogTimer = setTimeout(() => {
+      child.watchdogTimer = null;
+      if (!child.alive || child.state === 'stopping') return;
+      this.#log(`watchdog: pid ${child.pid} sent no WATCHDOG=1 within ${ms} ms; killing it (SIGABRT)`);
+      this.#kill(child, 'SIGABRT');
+    }, ms);
+  }
+
+  /** Signal a process (and its MAINPID=), and SIGKILL it after drainTimeout. */
+  #kill(child: Child, signal: NodeJS.Signals): void {
+    this.#signal(child, signal);
+    if (child.killTimer) return;
+    child.killTimer = setTimeout(() => {
+      if (!child.alive) return;
+      this.#log(`pid ${child.pid} still running ${this.#drainTimeout} ms after ${signal}: SIGKILL`);
+      this.#signal(child, 'SIGKILL');
+    }, this.#drainTimeout);
+  }
+
+  #signal(child: Child, signal: NodeJS.Signals): void {
+    for (const pid of new Set([child.mainPid, child.pid])) {
+      try {
+        process.kill(pid, signal);
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  /** Stop a process that no longer serves: SIGTERM, then SIGKILL after drainTimeout. */
+  async #stopChild(child: Child, signal: NodeJS.Signals): Promise<ExitStatus> {
+    if (child.alive && child.state !== 'stopping') {
+      child.state = 'stopping';
+      if (child.watchdogTimer) clearTimeout(child.watchdogTimer);
+      child.outcome.resolve('{pid} was stopped');
+      this.#kill(child, signal);
+    }
+    return child.exited.promise;
+  }
+
+  #onExit(child: Child, status: ExitStatus): void {
+    const wasStopping = child.state === 'stopping';
+    const wasReady = child.state === 'ready';
+    child.state = 'exited';
+    child.exitStatus = status;
+    child.clearTimers();
+    this.#children.delete(child);
+    this.#spawned.delete(child.pid);
+    this.#reaper?.reap();
+    child.outcome.resolve(`{pid} ${describeExit(status)}${wasReady ? '' : ' before it was ready'}`);
+    if (child === this.#current) this.#lastExit = status;
+    this.#log(`pid ${child.pid} ${describeExit(status)}`);
+    this.emit('exit', status);
+    child.exited.resolve(status);
+    if (this.#stopping || wasStopping || child !== this.#current) return;
+    // The serving process died on its own. A reload in progress takes over
+    // (its failure schedules the restart); else start again after a delay.
+    if (this.#reload) return;
+    this.#current = null;
+    const failed = status.signal !== null || status.code !== 0;
+    if (this.#restart === 'always' || (this.#restart === 'on-failure' && failed)) this.#scheduleRestart();
+    else void this.stop();
+  }
+
+  #scheduleRestart(): void {
+    if (this.#restartTimer || this.#stopping) return;
+    const delay = this.#delay;
+    this.#delay = Math.min(this.#delay * 2, this.#restartDelayMax);
+    this.#log(`restarting in ${delay} ms`);
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = null;
+      if (this.#stopping || this.#current?.alive) return;
+      try {
+        this.#startChild('restarted');
+      } catch (err) {
+        this.#log(`restart failed: ${(err as Error).message}`);
+        this.#scheduleRestart();
+      }
+    }, delay);
+  }
+
+  /** The supervised process `pid` is, or descends from (NotifyAccess=all). */
+  #childOf(pid: number): Child | undefined {
+    for (let p = pid, depth = 0; p > 1 && depth < 32; p = parentOf(p), depth++) {
+      for (const c of this.#children) if (c.pid === p || c.mainPid === p) return c;
+    }
+    return undefined;
+  }
+
+  #refused(pid: number, reason: string): void {
+    this.#log(`refused a notification from pid ${pid}: ${reason}`);
+    this.emit('refused', pid, reason);
+  }
+
+  #onNotify(n: Notification): void {
+    const { fields, fds } = n;
+    const child = this.#childOf(n.pid);
+    let kept = false;
+    const refuse = (reason: string): void => this.#refused(n.pid, reason);
+    try {
+      if (!child) return refuse('the sender is not a supervised process');
+      const name = fields.get('FDNAME');
+      if (name !== undefined && !FD_NAME.test(name)) return refuse(`FDNAME=${JSON.stringify(name.slice(0, 60))} is not a valid name`);
+      if (fields.get('FDSTOREREMOVE') === '1') {
+        if (name === undefined) return refuse('FDSTOREREMOVE=1 without FDNAME=');
+        const gone = this.#store.get(name);
+        if (!gone) this.#log(`pid ${n.pid}: FDSTOREREMOVE of "${name}": nothing stored under that name`);
+        else {
+          this.#store.delete(name);
+          this.#storeCount -= gone.length;
+          discardFds(gone);
+          this.#log(`pid ${n.pid}: removed ${gone.length} fd(s) "${name}" from the store`);
+        }
+      }
+      if (fields.get('BARRIER') === '1') {
+        // Everything sent before was handled: closing the fd (below) says so.
+        if (fds.length !== 1) return refuse(`BARRIER=1 with ${fds.length} fds (needs exactly one)`);
+      } else if (fields.get('FDSTORE') === '1') {
+        if (fds.length === 0) return refuse('FDSTORE=1 without fds');
+        if (this.#storeCount + fds.length > this.#fdStoreMax) {
+          return refuse(
+            `FDSTORE=1 with ${fds.length} fd(s): the store holds ${this.#storeCount} of at most ${this.#fdStoreMax}; closed them`,
+          );
+        }
+        const key = name ?? 'stored';
+        this.#store.set(key, [...(this.#store.get(key) ?? []), ...fds]);
+        this.#storeCount += fds.length;
+        kept = true;
+        this.#log(`pid ${n.pid}: stored ${fds.length} fd(s) as "${key}" (${this.#storeCount} in the store)`);
+      } else if (fds.length > 0) return refuse(`${fds.length} fd(s) without FDSTORE=1 or BARRIER=1; closed them`);
+      const mainPid = fields.get('MAINPID');
+      if (mainPid !== undefined) {
+        const pid = /^[1-9][0-9]{0,9}$/.test(mainPid) ? Number(mainPid) : 0;
+        if (pid === 0 || this.#childOf(pid) !== child) refuse(`MAINPID=${mainPid} is not a process of pid ${child.pid}`);
+        else if (pid !== child.mainPid) {
+          child.mainPid = pid;
+          this.#log(`pid ${child.pid}: main process is now pid ${pid}`);
+        }
+      }
+      const status = fields.get('STATUS');
+      if (status !== undefined) {
+        if (child === this.#current) this.#status = status;
+        this.#log(`pid ${child.pid}: status: ${status}`);
+        this.emit('status', child.pid, status);
+      }
+      const errno = fields.get('ERRNO');
+      if (errno !== undefined)
+        this.#log(`pid ${child.pid}: ERRNO=${errno}${/^[0-9]+$/.test(errno) ? ` (${errnoName(Number(errno))})` : ''}`);
+      if (fields.get('RELOADING') === '1') this.#log(`pid ${child.pid}: reloading its configuration`);
+      if (fields.get('STOPPING') === '1') this.#log(`pid ${child.pid}: stopping`);
+      const extend = fields.get('EXTEND_TIMEOUT_USEC');
+      if (extend !== undefined) {
+        const usec = /^[0-9]{1,15}$/.test(extend) ? Number(extend) : -1;
+        if (usec < 0) refuse(`EXTEND_TIMEOUT_USEC=${extend} is not a number`);
+        else if (child.state === 'starting' && this.#ready === 'notify') this.#armReadyTimer(child, Math.max(1, Math.ceil(usec / 1000)));
+      }
+      const wdUsec = fields.get('WATCHDOG_USEC');
+      if (wdUsec !== undefined) {
+        const usec = /^[0-9]{1,15}$/.test(wdUsec) ? Number(wdUsec) : -1;
+        if (usec < 0) refuse(`WATCHDOG_USEC=${wdUsec} is not a number`);
+        else this.#armWatchdog(child, Math.ceil(usec / 1000));
+      }
+      const wd = fields.get('WATCHDOG');
+      if (wd === '1') this.#armWatchdog(child, child.watchdogMs);
+      else if (wd === 'trigger') {
+        this.#log(`watchdog: pid ${child.pid} triggered it; killing it (SIGABRT)`);
+        this.#kill(child, 'SIGABRT');
+      }
+      if (fields.get('READY') === '1' && this.#ready === 'notify') this.#markReady(child);
+    } finally {
+      if (!kept) discardFds(fds);
+    }
+  }
+
+  #watch(paths: readonly string[]): void {
+    const onChange = (file: string | null): void => {
+      if (file && /(^|\/)(node_modules|\.git)(\/|$)/.test(file)) return;
+      if (this.#watchTimer) clearTimeout(this.#watchTimer);
+      this.#watchTimer = setTimeout(() => {
+        this.#watchTimer = null;
+        this.#log(`change in ${file ?? 'a watched path'}`);
+        this.reload().catch(() => undefined);
+      }, this.#watchDebounce);
+    };
+    for (const p of paths) {
+      const path = isAbsolute(p) ? p : resolve(this.#cwd, p);
+      const dir = statSync(path).isDirectory();
+      const w = watch(path, { recursive: dir }, (_event, file) => onChange(file === null ? path : String(file)));
+      w.on('error', (err) => this.#log(`watch ${path}: ${err.message}`));
+      this.#watchers.push(w);
+    }
+  }
+
+  async #listenControl(path: string): Promise<void> {
+    const server = await FdServer.listen({ path, mode: 0o600 });
+    this.#control = server;
+    server.on('connection', (sock) => void this.#onControl(sock));
+    server.on('error', (err) => this.#log(`control socket: ${err.message}`));
+  }
+
+  async #onControl(sock: FdSocket): Promise<void> {
+    try {
+      const m = await sock.recv({ maxBytes: 256, maxFds: 0 });
+      const cmd = m?.data.toString('utf8').trim();
+      let answer: string;
+      if (cmd === 'reload') {
+        try {
+          answer = `ok: pid ${await this.reload()} serves\n`;
+        } catch (err) {
+          answer = `failed: ${(err as Error).message}\n`;
+        }
+      } else if (cmd === 'status') answer = `ok: pid ${this.pid ?? 'none'}${this.#status ? `: ${this.#status}` : ''}\n`;
+      else answer = `failed: unknown command ${JSON.stringify(cmd ?? '')} (reload, status)\n`;
+      await sock.send(answer);
+    } catch {
+      // the client went away
+    } finally {
+      await sock.close();
+    }
+  }
+
+  /** Forward a signal to the serving process. */
+  signal(signal: NodeJS.Signals): void {
+    if (this.#current?.alive) this.#signal(this.#current, signal);
+  }
+
+  /**
+   * Stop: SIGTERM (or `signal`) to every process, SIGKILL after
+   * drainTimeout; then close the listeners, the store and the sockets.
+   * Resolves with how the serving process ended (null if none ran).
+   */
+  stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<ExitStatus | null> {
+    this.#stopping ??= this.#doStop(signal);
+    return this.#stopping;
+  }
+
+  async #doStop(signal: NodeJS.Signals): Promise<ExitStatus | null> {
+    for (const t of [this.#restartTimer, this.#watchTimer, this.#stableTimer]) if (t) clearTimeout(t);
+    for (const w of this.#watchers) w.close();
+    this.#watchers = [];
+    const current = this.#current;
+    if (current?.alive) this.#log(`stopping: ${signal} to pid ${current.pid}`);
+    await Promise.all([...this.#children].map((c) => this.#stopChild(c, signal)));
+    const status = current?.exitStatus ?? this.#lastExit;
+    this.#notify.close();
+    closeListeners(this.sockets);
+    for (const fds of this.#store.values()) discardFds(fds);
+    this.#store.clear();
+    this.#storeCount = 0;
+    await this.#control?.close();
+    this.#reaper?.reap();
+    this.#reaper?.stop();
+    this.emit('stopped', status);
+    return status;
+  }
+}
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+
+function errnoName(n: number): string {
+  return ERRNO_NAMES.get(n) ?? 'unknown';
+}

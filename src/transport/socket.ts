@@ -1,0 +1,674 @@
+// FdSocket: a connected AF_UNIX socket on the event loop that sends and
+// receives messages with fds. Reads happen only on demand (a pending recv, an
+// iterator, a 'message' listener) and at most one batch is buffered; fds in
+// buffered messages belong to the socket and are closed with it. It stands
+// on the io core: a Pump (which watches the fd and reads on demand), a
+// SendQueue, a WaitQueue and readBatch.
+import { EventEmitter } from 'node:events';
+import { constants } from 'node:os';
+import {
+  AddressOptions,
+  ResolvedAddress,
+  SocketType,
+  addressOptions,
+  encodeAddress,
+  socketTypeName,
+  socketTypeNumber,
+} from '../base/address.js';
+import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from '../base/errors.js';
+import { FdLike, toFd, toFdArray } from '../base/fds.js';
+import { Kept, discardFds, disownAll } from '../io/owned.js';
+import { SendQueue } from '../io/send.js';
+import {
+  adoptSocket,
+  bindSocket,
+  checkAcceptFds,
+  connectSocket,
+  peerCredentials,
+  socketPair,
+  type PeerCredentials,
+} from '../io/sockops.js';
+import { ENDED, MORE, Pump } from '../io/pump.js';
+import { WaitQueue } from '../io/waiters.js';
+import { native } from '../base/native.js';
+import { type Pidfd, peerPidfd } from './pidfd.js';
+import {
+  BATCH,
+  DEFAULT_MAX_BYTES,
+  FLAG_EOF,
+  MAX_FDS,
+  MAX_NAME_LEN,
+  RawEntry,
+  RawMessage,
+  eofError,
+  isPlainMessage,
+  isRuncFd,
+  readBatch,
+  readOneSync,
+  toReceivedFd,
+  toReceivedMessage,
+} from '../io/recv.js';
+
+export type { PeerCredentials } from '../io/sockops.js';
+
+/** A received message: its bytes and the fds that came with them (yours to close). */
+export interface ReceivedMessage {
+  data: Buffer;
+  fds: number[];
+}
+
+/** A runc-style message: a name and one fd (yours to close). */
+export interface ReceivedFd {
+  name: string;
+  fd: number;
+}
+
+export interface RecvOptions {
+  signal?: AbortSignal;
+  /** Largest message accepted, in bytes (default 65536, at most 16 MiB). */
+  maxBytes?: number;
+  /** Most fds accepted in one message (default and at most 253). */
+  maxFds?: number;
+}
+
+export interface RecvFdOptions {
+  signal?: AbortSignal;
+}
+
+/** Options of FdSocket.bindDatagram. */
+export interface BindOptions extends AddressOptions {
+  /** false: the kernel refuses fds sent to this socket (SO_PASSRIGHTS off; Linux >= 6.16). Default true. */
+  acceptFds?: boolean;
+}
+
+export interface ConnectOptions extends AddressOptions {
+  signal?: AbortSignal;
+  /** false: the kernel refuses fds the peer sends to this socket (SO_PASSRIGHTS off; Linux >= 6.16). Default true. */
+  acceptFds?: boolean;
+}
+
+export interface FdSocketEvents {
+  message: [message: ReceivedMessage];
+  error: [error: Error];
+  end: [];
+  close: [];
+}
+
+const MAX_MAX_BYTES = 16 << 20;
+const RESOLVED: Promise<void> = Promise.resolve();
+const SHUT_WR = 1;
+const { EPIPE } = constants.errno;
+
+// A caller waiting for a message. `keep`: its fds stay in the library's care
+// (a protocol module's Kept value), else they are handed over.
+type Waiter = { maxBytes: number; maxFds: number; keep: boolean; reject: (e: Error) => void } & (
+  | { kind: 'recv'; resolve: (m: ReceivedMessage | null) => void }
+  | { kind: 'fd'; resolve: (m: ReceivedFd) => void }
+  | { kind: 'iter'; resolve: (r: IteratorResult<ReceivedMessage>) => void }
+);
+
+function checkData(data: unknown): Uint8Array {
+  if (typeof data === 'string') return Buffer.from(data, 'utf8');
+  // Any realm's Buffer, TypedArray or DataView (a vm context's, a test sandbox's).
+  if (ArrayBuffer.isView(data)) return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw invalidArgType('data', 'of type string or an instance of Buffer or Uint8Array', data);
+}
+
+function checkLimit(value: unknown, name: string, def: number, max: number, min: number): number {
+  if (value === undefined) return def;
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < min || value > max) throw outOfRange(name, `an integer >= ${min} and <= ${max}`, value);
+  return value;
+}
+
+function checkOptions(options: unknown): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  return options as Record<string, unknown>;
+}
+
+// The last name encoded: senders of many fds mostly repeat one name. The
+// bytes are never handed out nor written to, so sharing them is safe.
+let lastName = '';
+let lastNameBytes: Buffer = Buffer.alloc(0);
+// The fd of a sendFd on its way into sendmsg (copied if the send is queued).
+const oneFd = new Int32Array(1);
+
+/** Encode a runc name, refusing MAX_NAME_LEN bytes or more before anything is sent. */
+export function encodeName(name: unknown): Buffer {
+  if (typeof name !== 'string') throw invalidArgType('name', 'of type string', name);
+  if (name === lastName) return lastNameBytes;
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length >= MAX_NAME_LEN) {
+    throw outOfRange('name', `shorter than ${MAX_NAME_LEN} bytes (runc's MaxNameLen)`, `${bytes.length} bytes`, ErrorCodes.NAME_TOO_LONG);
+  }
+  lastName = name;
+  lastNameBytes = bytes;
+  return bytes;
+}
+
+export function emptyDataError(): RangeError {
+  const err = new RangeError('a stream socket needs at least one byte of data to carry fds') as RangeError & { code: string };
+  err.code = ErrorCodes.EMPTY_DATA;
+  return err;
+}
+
+function sendAfterEnd(): FdPassError {
+  return new FdPassError('EPIPE', 'send after end()', { errno: -EPIPE, syscall: 'sendmsg' });
+}
+
+// What the library's own modules may do with an FdSocket beyond its public
+// API: create one on an fd, receive into Kept values, the blocking receive of
+// recvFdSync. Only FdSocket's static block sees its #private members, so it
+// fills this in; the functions below are the way in (src/protocols/internal.ts passes
+// the first two on to protocol modules). None of them is in the package.
+let privileged: {
+  create(fd: number, type: number, peer?: PeerCredentials): FdSocket;
+  recvKept(sock: FdSocket, options?: RecvOptions): Promise<Kept<ReceivedMessage> | null>;
+  recvFdKept(sock: FdSocket, options?: RecvFdOptions): Promise<Kept<ReceivedFd>>;
+  recvFdSync(sock: FdSocket): ReceivedFd;
+  hasQueuedSends(sock: FdSocket): boolean;
+};
+
+/** @internal An FdSocket on `fd`, a non-blocking connected socket of `type` (FdServer's connections). */
+export function createSocket(fd: number, type: number, peer?: PeerCredentials): FdSocket {
+  return privileged.create(fd, type, peer);
+}
+
+/** @internal sock.recv(), the message's fds still in the library's care until handed out. */
+export function recvKept(sock: FdSocket, options?: RecvOptions): Promise<Kept<ReceivedMessage> | null> {
+  return privileged.recvKept(sock, options);
+}
+
+/** @internal sock.recvFd(), the fd still in the library's care until handed out. */
+export function recvFdKept(sock: FdSocket, options?: RecvFdOptions): Promise<Kept<ReceivedFd>> {
+  return privileged.recvFdKept(sock, options);
+}
+
+/** @internal recvFdSync on an FdSocket: its read-ahead first, then the kernel's queue. */
+export function socketRecvFdSync(sock: FdSocket): ReceivedFd {
+  return privileged.recvFdSync(sock);
+}
+
+/** @internal Whether asynchronous sends wait in the socket's queue (a *Sync call would overtake them). */
+export function hasQueuedSends(sock: FdSocket): boolean {
+  return privileged.hasQueuedSends(sock);
+}
+
+/**
+ * A connected AF_UNIX socket (stream, seqpacket or dgram) that carries fds.
+ *
+ * Events: 'message' (a ReceivedMessage: its fds are the listener's to close),
+ * 'end' (the peer closed), 'error', 'close'.
+ */
+export class FdSocket extends EventEmitter<FdSocketEvents> {
+  /** Socket type: 'stream', 'seqpacket' or 'dgram'. */
+  readonly type: SocketType;
+  readonly #reader: Pump;
+  readonly #sends: SendQueue;
+  #peer: PeerCredentials | undefined;
+  #closed = false;
+  #eof = false;
+  #ended = false;
+  #endRequested = false;
+  #closePromise: Promise<void> | null = null;
+  // Handing messages out (listeners run): a receive called from one is served by this pass.
+  #delivering = false;
+  // Messages read from the kernel and not yet delivered (one batch at most).
+  #queue: RawEntry[] = [];
+  #qhead = 0;
+  readonly #waiters = new WaitQueue<Waiter>();
+  readonly #stream: boolean;
+  readonly #connected: boolean;
+
+  static {
+    privileged = {
+      create: (fd, type, peer) => new FdSocket(fd, type, peer),
+      recvKept: (sock, options) => sock.#recv(options, true).then((m) => (m ? new Kept(m, m.fds) : null)),
+      recvFdKept: (sock, options) => sock.#recvFd(options, true).then((m) => new Kept(m, [m.fd])),
+      recvFdSync: (sock) => sock.#recvFdSync(),
+      hasQueuedSends: (sock) => sock.#sends.length > 0,
+    };
+  }
+
+  /**
+   * Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. The
+   * FdSocket takes `fd` (a non-blocking socket of `type`) as it is.
+   */
+  private constructor(fd: number, type: number, peer?: PeerCredentials) {
+    super();
+    this.type = socketTypeName(type);
+    this.#stream = type === native.SOCK_STREAM;
+    this.#connected = type !== native.SOCK_DGRAM;
+    this.#peer = peer;
+    this.#sends = new SendQueue(() => this.#reader.update());
+    this.#reader = new Pump(fd, {
+      demand: () => !this.#closed && this.#demand(),
+      step: () => this.#step(),
+      readFailed: (errno) => {
+        this.#queue.push(systemError(errno, 'recvmsg'));
+        this.#deliver();
+      },
+      failed: (err) => this.#failed(err),
+      writePending: () => this.#sends.length > 0,
+      writable: () => this.#sends.flush(this.#reader.fd),
+    });
+    (this as EventEmitter).on('newListener', (event: string | symbol) => {
+      if (event === 'message') queueMicrotask(() => this.#pump());
+    });
+  }
+
+  /**
+   * Connect to a listening socket by path or abstract name. Bad arguments
+   * throw at once; connection errors (ENOENT, ECONNREFUSED...) reject.
+   */
+  static connect(arg: string | ConnectOptions): Promise<FdSocket> {
+    const options = addressOptions<ConnectOptions>(arg, 'path');
+    const address = encodeAddress(options);
+    const type = socketTypeNumber(options.type);
+    const signal = checkSignal(options.signal);
+    const acceptFds = checkAcceptFds(options.acceptFds);
+    return FdSocket.#connect(address, type, signal, acceptFds);
+  }
+
+  static async #connect(address: ResolvedAddress, type: number, signal: AbortSignal | undefined, acceptFds: boolean): Promise<FdSocket> {
+    return new FdSocket(await connectSocket(address, type, signal, acceptFds), type);
+  }
+
+  /** A connected pair of sockets (socketpair(2)). */
+  static pair(type?: SocketType): [FdSocket, FdSocket] {
+    const t = socketTypeNumber(type);
+    const [a, b] = socketPair(t);
+    return [new FdSocket(a, t), new FdSocket(b, t)];
+  }
+
+  /**
+   * Adopt a socket fd (inherited, or received from a peer). The FdSocket owns
+   * it from now on; it is made non-blocking and close-on-exec.
+   */
+  static fromFd(fd: number): FdSocket {
+    const type = adoptSocket(fd, { listening: false, hint: 'use FdServer.fromFd' });
+    return new FdSocket(fd, type);
+  }
+
+  /**
+   * A datagram socket bound to a path or abstract name, receiving from any
+   * sender (the receiving side of `notify`-like protocols).
+   */
+  static bindDatagram(arg: string | BindOptions): FdSocket {
+    const options = addressOptions<BindOptions>(arg, 'path');
+    const address = encodeAddress(options);
+    const type = socketTypeNumber(options.type ?? 'dgram');
+    const acceptFds = checkAcceptFds(options.acceptFds);
+    return new FdSocket(bindSocket(address, type, acceptFds), type);
+  }
+
+  /** The socket's fd, or -1 once closed. */
+  get fd(): number {
+    return this.#reader.fd;
+  }
+
+  /** True once close() was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Credentials of the peer (SO_PEERCRED) as of connect() or socketpair(). */
+  get peer(): PeerCredentials {
+    if (!this.#peer) {
+      if (this.#closed) throw closedError();
+      this.#peer = peerCredentials(this.#reader.fd);
+    }
+    return this.#peer;
+  }
+
+  /**
+   * A Pidfd of the peer process (SO_PEERPIDFD, Linux >= 6.5; ENOPROTOOPT on
+   * older kernels): the process that connected, or called socketpair(),
+   * named in a way that survives pid reuse. Yours to close.
+   */
+  peerPidfd(): Pidfd {
+    if (this.#closed) throw closedError();
+    return peerPidfd(this.#reader.fd);
+  }
+
+  /** Sends queued in user space, waiting for room in the kernel (backpressure). */
+  get pendingSends(): number {
+    return this.#sends.length;
+  }
+
+  // ---- sending ---------------------------------------------------------------
+
+  /**
+   * Send data with 0 to 253 fds in one SCM_RIGHTS. Resolves once the kernel has
+   * all of it (the caller still owns the fds and may close them then). Sends
+   * keep their order; when the socket buffer is full they wait.
+   */
+  send(data: string | Uint8Array, fds?: readonly FdLike[]): Promise<void> {
+    const bytes = checkData(data);
+    const fdArray = toFdArray(fds);
+    if (fdArray && bytes.length === 0 && this.#stream) throw emptyDataError();
+    return this.#send(bytes, fdArray);
+  }
+
+  /** runc's SendFd: the payload is the name, with one fd. */
+  sendFd(name: string, fd: FdLike): Promise<void> {
+    const bytes = encodeName(name);
+    const f = toFd(fd);
+    if (bytes.length === 0 && this.#stream) throw emptyDataError();
+    oneFd[0] = f;
+    return this.#send(bytes, oneFd);
+  }
+
+  #send(data: Uint8Array, fds: Int32Array | null): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError());
+    if (this.#endRequested) return Promise.reject(sendAfterEnd());
+    // The queue copies the scratch oneFd if the send has to wait.
+    return this.#sends.send(this.#reader.fd, data, fds, fds === oneFd);
+  }
+
+  /**
+   * Half-close: once queued sends are out, shutdown(SHUT_WR). The peer sees
+   * end of file; this side can still receive.
+   */
+  end(): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError());
+    this.#endRequested = true;
+    return new Promise<void>((resolve, reject) => {
+      this.#sends.whenDrained((err) => {
+        if (err) return reject(err);
+        if (this.#ended) return resolve();
+        this.#ended = true;
+        const r = native.shutdown(this.#reader.fd, SHUT_WR);
+        if (r < 0) reject(systemError(r, 'shutdown'));
+        else resolve();
+      });
+    });
+  }
+
+  // ---- receiving -------------------------------------------------------------
+
+  /**
+   * Receive one message: its bytes and fds, or null at end of file (or once
+   * the socket is closed). On a stream socket a message is what one recvmsg
+   * returns: bytes of several sends may come together, never past fds.
+   */
+  recv(options?: RecvOptions): Promise<ReceivedMessage | null> {
+    if (options === undefined) {
+      const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
+      if (ready) return Promise.resolve({ data: ready.data, fds: ready.fds });
+    }
+    return this.#recv(options, false);
+  }
+
+  #recv(options: RecvOptions | undefined, keep: boolean): Promise<ReceivedMessage | null> {
+    const o = checkOptions(options);
+    const signal = checkSignal(o.signal);
+    const maxBytes = checkLimit(o.maxBytes, 'options.maxBytes', DEFAULT_MAX_BYTES, MAX_MAX_BYTES, 1);
+    const maxFds = checkLimit(o.maxFds, 'options.maxFds', MAX_FDS, MAX_FDS, 0);
+    return new Promise<ReceivedMessage | null>((resolve, reject) => {
+      this.#addWaiter({ kind: 'recv', maxBytes, maxFds, keep, resolve, reject }, signal);
+    });
+  }
+
+  /**
+   * runc's RecvFd: one message whose bytes are a name (< 4096 bytes) and which
+   * carries exactly one fd. Anything else is an ERR_FDPASS_* error, and every
+   * fd that arrived is closed first.
+   */
+  recvFd(options?: RecvFdOptions): Promise<ReceivedFd> {
+    if (options === undefined) {
+      const ready = this.#takeReady(MAX_NAME_LEN - 1, true);
+      if (ready) return Promise.resolve({ name: ready.data.toString('utf8'), fd: ready.fds[0]! });
+    }
+    return this.#recvFd(options, false);
+  }
+
+  #recvFd(options: RecvFdOptions | undefined, keep: boolean): Promise<ReceivedFd> {
+    const o = checkOptions(options);
+    const signal = checkSignal(o.signal);
+    return new Promise<ReceivedFd>((resolve, reject) => {
+      this.#addWaiter({ kind: 'fd', maxBytes: MAX_NAME_LEN, maxFds: MAX_FDS, keep, resolve, reject }, signal);
+    });
+  }
+
+  /** Iterate over messages until end of file; each message's fds are yours. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<ReceivedMessage> {
+    const iterator: AsyncIterableIterator<ReceivedMessage> = {
+      next: () => {
+        const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
+        if (ready) return Promise.resolve({ value: { data: ready.data, fds: ready.fds }, done: false });
+        return new Promise<IteratorResult<ReceivedMessage>>((resolve, reject) => {
+          this.#addWaiter({ kind: 'iter', maxBytes: DEFAULT_MAX_BYTES, maxFds: MAX_FDS, keep: false, resolve, reject }, undefined);
+        });
+      },
+      return: async (): Promise<IteratorResult<ReceivedMessage>> => ({ value: undefined, done: true }),
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  /**
+   * The fast path of recv, recvFd and the iterator: with nobody waiting ahead,
+   * take the buffered head message when no rule can refuse it (no flags, at
+   * most maxBytes) and hand its fds over. Anything else is left to #deliver.
+   */
+  #takeReady(maxBytes: number, runc: boolean): RawMessage | undefined {
+    if (this.#qhead >= this.#queue.length || this.#waiters.length > 0 || this.#closed) return undefined;
+    const entry = this.#queue[this.#qhead]!;
+    if (entry instanceof Error) return undefined;
+    if (
+      runc
+        ? !isRuncFd(entry.data.length, entry.fds.length, entry.flags, entry.control)
+        : !isPlainMessage(entry.data.length, entry.fds.length, entry.flags, maxBytes)
+    )
+      return undefined;
+    this.#shiftQueue();
+    disownAll(entry.fds);
+    return entry;
+  }
+
+  #addWaiter(w: Waiter, signal: AbortSignal | undefined): void {
+    if (!this.#waiters.add(w, signal)) return;
+    if (this.#closed) this.#settleWaitersAtEnd(closedError);
+    else this.#pump();
+  }
+
+  /** True when someone wants messages. */
+  #demand(): boolean {
+    return this.#waiters.length > 0 || this.listenerCount('message') > 0;
+  }
+
+  /**
+   * Deliver buffered messages to whoever asked; the pump reads a new batch
+   * from the kernel while there is demand and nothing buffered.
+   */
+  #pump(): void {
+    if (this.#closed || this.#delivering) return;
+    this.#deliver();
+    if (this.#eof) this.#settleWaitersAtEnd(eofError);
+    else this.#reader.pump();
+  }
+
+  /** The pump's step: read a batch and hand it out. */
+  #step(): number {
+    this.#deliver();
+    if (this.#eof) return ENDED;
+    if (this.#qhead < this.#queue.length) return MORE;
+    const head = this.#waiters.peek();
+    // A batch reads ahead for later callers too, so the kernel must not cut
+    // what they may accept: readBatch always has full fd room and, on
+    // datagram sockets, reads at least the default size; the caller's own
+    // limits are applied when a message is handed out (same codes, fds
+    // closed). A stream loses nothing to a small read: the rest stays in
+    // the kernel.
+    const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
+    const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
+    const r = readBatch(this.#reader.fd, BATCH, maxBytes, this.#connected, this.#queue);
+    if (r < 0) return r;
+    this.#deliver();
+    return this.#eof ? ENDED : r;
+  }
+
+  /** Watching failed: nothing would wake the waiters, so they get the error (a later receive tries again). */
+  #failed(err: Error): void {
+    this.#waiters.drain((w) => w.reject(err));
+    if (this.listenerCount('message') > 0) this.emit('error', err);
+  }
+
+  /** Hand buffered entries to waiters, then to 'message' listeners. */
+  #deliver(): void {
+    if (this.#delivering) return;
+    this.#delivering = true;
+    try {
+      this.#deliverAll();
+    } finally {
+      this.#delivering = false;
+    }
+  }
+
+  #deliverAll(): void {
+    while (this.#qhead < this.#queue.length) {
+      const entry = this.#queue[this.#qhead]!;
+      const waiter = this.#waiters.peek() ?? null;
+      if (!waiter && this.listenerCount('message') === 0) break;
+      if (!(entry instanceof Error) && entry.flags & FLAG_EOF) {
+        this.#shiftQueue();
+        this.#setEof();
+        return;
+      }
+      if (waiter) this.#waiters.shift();
+      if (entry instanceof Error) {
+        this.#shiftQueue();
+        if (waiter) waiter.reject(entry);
+        else this.emit('error', entry);
+        continue;
+      }
+      if (!waiter) {
+        this.#shiftQueue();
+        const m = toReceivedMessage(entry, MAX_MAX_BYTES, MAX_FDS, this.#stream);
+        if (m instanceof Error) this.emit('error', m);
+        else {
+          disownAll(m.fds);
+          this.emit('message', { data: m.data, fds: m.fds });
+        }
+        continue;
+      }
+      if (waiter.kind === 'fd') {
+        this.#shiftQueue();
+        const m = toReceivedFd(entry);
+        if (m instanceof Error) waiter.reject(m);
+        else {
+          if (!waiter.keep) disownAll(entry.fds);
+          waiter.resolve(m);
+        }
+        continue;
+      }
+      const m = toReceivedMessage(entry, waiter.maxBytes, waiter.maxFds, this.#stream);
+      if (m instanceof Error) {
+        this.#shiftQueue();
+        waiter.reject(m);
+        continue;
+      }
+      if ('rest' in m) this.#queue[this.#qhead] = m.rest;
+      else this.#shiftQueue();
+      if (!waiter.keep) disownAll(m.fds);
+      const message: ReceivedMessage = { data: m.data, fds: m.fds };
+      if (waiter.kind === 'recv') waiter.resolve(message);
+      else waiter.resolve({ value: message, done: false });
+    }
+  }
+
+  #shiftQueue(): void {
+    this.#queue[this.#qhead++] = undefined as unknown as RawEntry;
+    if (this.#qhead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#qhead = 0;
+    }
+  }
+
+  #setEof(): void {
+    if (this.#eof) return;
+    this.#eof = true;
+    this.#settleWaitersAtEnd(eofError);
+    this.#reader.end();
+    process.nextTick(() => this.emit('end'));
+  }
+
+  /** recv() gets null and iterators end; recvFd() rejects with the error. */
+  #settleWaitersAtEnd(error: () => FdPassError): void {
+    this.#waiters.drain((w) => {
+      if (w.kind === 'recv') w.resolve(null);
+      else if (w.kind === 'iter') w.resolve({ value: undefined, done: true });
+      else w.reject(error());
+    });
+  }
+
+  // ---- lifetime --------------------------------------------------------------
+
+  /**
+   * Close the socket now. Pending recv() resolve null, pending recvFd() and
+   * sends reject with ERR_FDPASS_CLOSED, and fds of messages nobody received
+   * are closed. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.#closePromise) return this.#closePromise;
+    this.#teardown(true);
+    this.#closePromise = RESOLVED;
+    process.nextTick(() => this.emit('close'));
+    return this.#closePromise;
+  }
+
+  /**
+   * Stop using the socket and return its fd to the caller, who owns it from
+   * now on (to hand it to another library). Messages already buffered are
+   * dropped and their fds closed.
+   */
+  release(): number {
+    if (this.#closed) throw closedError();
+    const fd = this.#reader.fd;
+    this.#teardown(false);
+    this.#closePromise = RESOLVED;
+    process.nextTick(() => this.emit('close'));
+    return fd;
+  }
+
+  #teardown(closeFd: boolean): void {
+    this.#closed = true;
+    if (closeFd) this.#reader.close();
+    else this.#reader.release();
+    for (let i = this.#qhead; i < this.#queue.length; i++) {
+      const e = this.#queue[i]!;
+      if (!(e instanceof Error)) discardFds(e.fds);
+    }
+    this.#queue = [];
+    this.#qhead = 0;
+    this.#settleWaitersAtEnd(closedError);
+    this.#sends.close(closedError());
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  /** Take one runc message, blocking in poll(2) if need be (recvFdSync). */
+  #recvFdSync(): ReceivedFd {
+    if (this.#closed) throw closedError();
+    for (;;) {
+      if (this.#qhead < this.#queue.length) {
+        const entry = this.#queue[this.#qhead]!;
+        this.#shiftQueue();
+        if (!(entry instanceof Error) && entry.flags & FLAG_EOF) this.#setEof();
+        else {
+          if (entry instanceof Error) throw entry;
+          const m = toReceivedFd(entry);
+          if (m instanceof Error) throw m;
+          disownAll(entry.fds);
+          return m;
+        }
+      }
+      if (this.#eof) throw eofError();
+      this.#queue.push(readOneSync(this.#reader.fd, this.#connected));
+    }
+  }
+}
