@@ -6,10 +6,17 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, normalize } from 'node:path';
 import { ErrorCodes } from 'fdpass';
 import { repoRoot, tempDir } from '../helpers.js';
+
+/** Every file under `path` (or `path` itself), but docs/api/, the generated reference. */
+function listFiles(path: string): string[] {
+  if (!statSync(path).isDirectory()) return [path];
+  if (path.endsWith(join('docs', 'api'))) return [];
+  return readdirSync(path).flatMap((name) => listFiles(join(path, name)));
+}
 
 /** The anchors GitHub gives a document's headings: lower case, punctuation dropped, spaces as hyphens. */
 function headingSlugs(markdown: string): Set<string> {
@@ -67,6 +74,15 @@ describe('docs', () => {
       const guide = /\]\((docs\/[\w-]+\.md)\) \|$/.exec(row);
       assert.ok(guide && existsSync(join(repoRoot, guide[1]!)), `${name}'s row links no guide that exists: ${row}`);
     }
+  });
+
+  it('code and docs cite nothing outside the repository', () => {
+    const outside = /FACTS\.md|\.\.\/shared\//;
+    const files = ['README.md', 'ARCHITECTURE.md', 'docs', 'src', 'native', 'test', 'bench', 'scripts', 'examples'].flatMap((p) =>
+      listFiles(join(repoRoot, p)),
+    );
+    const citing = files.filter((f) => !f.endsWith('docs.test.ts') && outside.test(readFileSync(f, 'utf8')));
+    assert.deepEqual(citing, []);
   });
 
   it('every relative link in the README, ARCHITECTURE.md and docs/ leads to a file and heading that exist', () => {
