@@ -1,7 +1,7 @@
 // Process syscalls of the supervisor (fdpass/supervisor): reaping exited
 // processes that are not child_process's, becoming their reaper, and the
 // credentials of notify datagrams. Thin: which pid to reap, and when, is
-// decided in src/supervisor/reaper.ts.
+// decided in src/protocols/supervisor/reaper.ts.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sys/prctl.h>
