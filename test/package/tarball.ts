@@ -20,7 +20,13 @@ export function run(cmd: string, args: string[], cwd: string, env: NodeJS.Proces
 }
 
 export function ok(r: SpawnSyncReturns<string>, what: string): string {
-  assert.equal(r.status, 0, `${what} failed (${r.status} ${r.signal ?? ''}):\n${r.stdout}\n${r.stderr}`);
+  // The failing cases of a conformance run first, with their stacks: a CI log
+  // keeps the head and the tail of a long message, and cuts its middle.
+  const failing = (r.stdout ?? '')
+    .split('\n')
+    .filter((l, i, all) => l.startsWith('not ok') || (l.startsWith('#   ') && all.slice(0, i).some((p) => p.startsWith('not ok'))));
+  const head = failing.length > 0 ? `failing:\n${failing.join('\n')}\n--- the whole output:\n` : '';
+  assert.equal(r.status, 0, `${what} failed (${r.status} ${r.signal ?? ''}):\n${head}${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }
 
