@@ -44,6 +44,8 @@ export type Need =
   | 'uwsgi'
   | 'ipv6'
   | 'xvfb'
+  | 'bun'
+  | 'deno'
   | 'root';
 
 interface Tool {
@@ -198,6 +200,19 @@ const TOOLS: Record<Need, Tool> = {
   },
   // test/protocols/shm/xvfb.test.ts: an X server with MIT-SHM.
   xvfb: { pkg: 'xvfb', missing: onPath('Xvfb') },
+  // Bun and Deno from npm (the binaries inside the packages), as .ci/run installs them.
+  bun: {
+    missing: () =>
+      runtimePath('bun') === null
+        ? 'FDPASS_BUN not set, no bun on PATH: npm install --prefix /tmp/rt @oven/bun-linux-x64 && export FDPASS_BUN=/tmp/rt/node_modules/@oven/bun-linux-x64/bin/bun'
+        : null,
+  },
+  deno: {
+    missing: () =>
+      runtimePath('deno') === null
+        ? 'FDPASS_DENO not set, no deno on PATH: npm install --prefix /tmp/rt deno && export FDPASS_DENO=/tmp/rt/node_modules/@deno/linux-x64-glibc/deno'
+        : null,
+  },
   root: { missing: () => (process.getuid?.() === 0 ? null : `running as uid ${process.getuid?.()}, not root`) },
 };
 
@@ -237,6 +252,12 @@ export function allPackages(): string[] {
  * harness.mjs, scripts/*.mjs; .ci/run sets CI=true): CI=true or CI=1.
  * test/guarantees/conventions.test.ts checks that no file reads CI another way.
  */
+/** Bun's or Deno's binary: $FDPASS_BUN or $FDPASS_DENO, else the first on PATH; null when neither. */
+export function runtimePath(name: 'bun' | 'deno'): string | null {
+  const set = process.env[name === 'bun' ? 'FDPASS_BUN' : 'FDPASS_DENO'];
+  return set !== undefined && set !== '' ? set : which(name);
+}
+
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
 
 /**

@@ -9,7 +9,7 @@ import { listenConsoleSocket, PtyStream, type ConsoleListener, type ReceivedCons
 // eslint-disable-next-line no-restricted-imports
 import { native } from '../base/native.js';
 import type { FdPassError, PeerCredentials } from '../index.js';
-import type { Command } from './command.js';
+import { ArgReader, UsageError, type Command } from './command.js';
 
 const help = `Usage: fdpass recvtty [--mode single|null] [--pid-file FILE] [--no-stdin] SOCKET
 
@@ -40,23 +40,15 @@ interface Options {
   socket: string;
 }
 
-class UsageError extends Error {}
-
 function parseArgs(args: string[]): Options | 'help' {
   let mode: 'single' | 'null' = 'single';
   let pidFile: string | undefined;
   let stdin = true;
   const positional: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    const value = (): string => {
-      if (eq > 0) return arg.slice(eq + 1);
-      const v = args[++i];
-      if (v === undefined) throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
+  const a = new ArgReader(args);
+  while (a.next()) {
+    const { arg, flag } = a;
+    const value = (): string => a.value();
     if (flag === '-h' || flag === '--help') return 'help';
     else if (flag === '--mode') {
       const m = value();
@@ -65,9 +57,9 @@ function parseArgs(args: string[]): Options | 'help' {
     } else if (flag === '--pid-file') {
       pidFile = value();
       if (pidFile === '') throw new UsageError('--pid-file needs a file name');
-    } else if (flag === '--no-stdin' && eq < 0) stdin = false;
+    } else if (flag === '--no-stdin' && !a.hasInlineValue) stdin = false;
     else if (flag === '--') {
-      positional.push(...args.slice(i + 1));
+      positional.push(...a.rest());
       break;
     } else if (arg.startsWith('-') && arg !== '-') throw new UsageError(`unknown option ${arg}`);
     else positional.push(arg);

@@ -10,7 +10,7 @@ import {
   type ReadyMode,
   type RestartPolicy,
 } from '../protocols/supervisor/index.js';
-import type { Command } from './command.js';
+import { ArgReader, UsageError, type Command } from './command.js';
 
 const help = `Usage: fdpass run [-l SPEC[=NAME]]... [options] -- COMMAND [ARGS...]
        fdpass run --reload --control SOCKET
@@ -53,8 +53,6 @@ SIGTERM and SIGINT stop the process (SIGTERM, then SIGKILL after the drain
 timeout), then fdpass run exits with its status (128 + N for signal N);
 SIGQUIT, SIGUSR1, SIGUSR2 and SIGWINCH are forwarded. As PID 1 it reaps
 orphans. One log line per event on stderr. Errors exit 1 (2 for bad usage).`;
-
-class UsageError extends Error {}
 
 interface Options {
   listeners: ListenerSpec[];
@@ -99,20 +97,14 @@ function parseArgs(args: string[]): Options | 'help' {
     quiet: false,
     command: [],
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
+  const a = new ArgReader(args);
+  while (a.next()) {
+    const { arg, flag } = a;
     if (arg === '--') {
-      o.command = args.slice(i + 1);
+      o.command = a.rest();
       break;
     }
-    const eq = arg.startsWith('--') ? arg.indexOf('=') : -1;
-    const flag = eq > 0 ? arg.slice(0, eq) : arg;
-    const value = (): string => {
-      if (eq > 0) return arg.slice(eq + 1);
-      const v = args[++i];
-      if (v === undefined) throw new UsageError(`${flag} needs a value`);
-      return v;
-    };
+    const value = (): string => a.value();
     switch (flag) {
       case '-h':
       case '--help':
@@ -167,7 +159,7 @@ function parseArgs(args: string[]): Options | 'help' {
         o.pidFile = value();
         break;
       case '--reload':
-        if (eq > 0) throw new UsageError('--reload takes no value');
+        if (a.hasInlineValue) throw new UsageError('--reload takes no value');
         o.reload = true;
         break;
       case '-q':
@@ -177,8 +169,7 @@ function parseArgs(args: string[]): Options | 'help' {
       default:
         if (arg.startsWith('-')) throw new UsageError(`unknown option ${arg}`);
         // The command may follow without "--" when it does not start with "-".
-        o.command = args.slice(i);
-        i = args.length;
+        o.command = a.rest(true);
     }
   }
   if (o.reload) {

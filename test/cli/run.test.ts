@@ -9,7 +9,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers.js';
 import { exited } from '../lines.js';
-import { which } from '../tools.js';
+import { needs, runtimePath, which } from '../tools.js';
 import http from 'node:http';
 
 const doc = readFileSync(join(repoRoot, 'docs', 'run.md'), 'utf8');
@@ -178,20 +178,16 @@ describe('fdpass run: docs/run.md, block by block', () => {
 });
 
 describe('fdpass run under other runtimes', () => {
-  for (const [name, env, args] of [
-    ['Bun', 'FDPASS_BUN', []],
-    ['Deno', 'FDPASS_DENO', ['run', '-A', '--node-modules-dir=manual']],
+  for (const [name, need, args] of [
+    ['Bun', 'bun', []],
+    ['Deno', 'deno', ['run', '-A', '--node-modules-dir=manual']],
   ] as const) {
-    const bin = process.env[env] ?? which(name.toLowerCase());
-    test(
-      `under ${name}: serves, SIGHUP reloads, SIGTERM exits 0`,
-      { skip: bin ? false : `${env} not set`, timeout: 120_000 },
-      async (t) => {
-        const port = await freePort();
-        const ws = workspace(t, port, [bin!, ...args]);
-        const p = start(sh(shBlock('-l 8080=http -- node server.mjs'), port), ws, t);
-        await serveReloadStop(p, port, p.child);
-      },
-    );
+    const bin = runtimePath(need);
+    test(`under ${name}: serves, SIGHUP reloads, SIGTERM exits 0`, { ...needs(need), timeout: 120_000 }, async (t) => {
+      const port = await freePort();
+      const ws = workspace(t, port, [bin!, ...args]);
+      const p = start(sh(shBlock('-l 8080=http -- node server.mjs'), port), ws, t);
+      await serveReloadStop(p, port, p.child);
+    });
   }
 });
