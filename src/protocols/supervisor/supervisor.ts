@@ -6,191 +6,22 @@
 // stops the old one: connections that arrive meanwhile are accepted by
 // whichever process calls accept(2) first, or wait in the backlog; none is
 // refused. A new process that fails is stopped and the old one keeps serving.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { accessSync, constants as fsConstants, readFileSync, statSync, watch, type FSWatcher } from 'node:fs';
-import { constants as osConstants } from 'node:os';
-import { delimiter, isAbsolute, resolve } from 'node:path';
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, discardFds, FdServer, type FdSocket } from '../internal.js';
 
-import { FD_NAME, checkListenerSpec, closeListeners, openListeners, type ListenerSpec, type OpenListener } from './listeners.js';
+import { FD_NAME, checkListenerSpec, closeListeners, openListeners, type OpenListener } from './listeners.js';
 import { NotifyServer, type Notification } from './notify.js';
 import { Reaper } from './reaper.js';
+import { checkMs, type ReadyMode, type RestartPolicy, type SupervisorEvents, type SupervisorOptions } from './options.js';
+import { Child, SHELL, describeExit, errnoName, parentOf, resolveCommand, type ExitStatus } from './child.js';
 
-/** How a process says it is ready: READY=1 on NOTIFY_SOCKET, or by staying alive for `delay` ms. */
-export type ReadyMode = 'notify' | { delay: number };
-
-/** When a process that exited is started again. */
-export type RestartPolicy = 'always' | 'on-failure' | 'never';
-
-export interface SupervisorOptions {
-  /** The program: a path, or a name looked up on PATH. */
-  command: string;
-  args?: readonly string[];
-  /** Listeners to open and pass, in order (fds 3..): specs like `8080`, `127.0.0.1:8080`, `unix:/run/app.sock=web`, or objects. */
-  listeners?: readonly (ListenerSpec | string)[];
-  /** Environment of the processes (default process.env); undefined values remove a variable. */
-  env?: Readonly<Record<string, string | undefined>>;
-  cwd?: string;
-  /** Default 'notify'. */
-  ready?: ReadyMode;
-  /** How long a new process may take to be ready, in ms (default 60000); EXTEND_TIMEOUT_USEC= extends it. */
-  readyTimeout?: number;
-  /** How long a process may take to exit after SIGTERM before SIGKILL, in ms (default 10000). */
-  drainTimeout?: number;
-  /** WatchdogSec=: once ready, a process must send WATCHDOG=1 this often (ms), else it is killed (SIGABRT) and restarted. 0 (default): off, unless it sets WATCHDOG_USEC= itself. */
-  watchdog?: number;
-  /** Default 'always'. */
-  restart?: RestartPolicy;
-  /** First delay before a restart after a crash, in ms (default 100); it doubles up to restartDelayMax. */
-  restartDelay?: number;
-  /** Default 30000. */
-  restartDelayMax?: number;
-  /** The most fds the fd store holds (FileDescriptorStoreMax=), default 64, at most 4096. */
-  fdStoreMax?: number;
-  /** Reload when a file under these paths changes. */
-  watch?: readonly string[];
-  /** Changes within this many ms make one reload (default 200). */
-  watchDebounce?: number;
-  /** A Unix socket path for control commands (`reload`, `status`), mode 0600. */
-  control?: string;
-  /** Stdin, stdout and stderr of the processes (default 'inherit'). */
-  stdio?: 'inherit' | 'ignore';
-  /** Reap orphaned processes (default: when this process is PID 1); when not PID 1, become their subreaper. */
-  reapOrphans?: boolean;
-  /** One line per event (default: none). */
-  log?: ((line: string) => void) | null;
-}
-
-/** How a process ended: its exit code, or the signal that killed it. */
-export interface ExitStatus {
-  pid: number;
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-export interface SupervisorEvents {
-  /** A process was started. */
-  spawn: [pid: number];
-  /** A process is ready (READY=1, or its delay passed) and serves. */
-  ready: [pid: number];
-  /** A process exited. */
-  exit: [status: ExitStatus];
-  /** A reload finished: `pid` serves, the old one stops. */
-  reloaded: [pid: number];
-  /** A reload failed; the old process (if any) still serves. */
-  reloadFailed: [error: FdPassError];
-  /** STATUS= from a process. */
-  status: [pid: number, status: string];
-  /** A notification was refused: the reason. */
-  refused: [pid: number, reason: string];
-  /** The supervisor stopped: every process exited and the listeners are closed. */
-  stopped: [status: ExitStatus | null];
-}
-
-interface Deferred<T> {
-  promise: Promise<T>;
-  resolve: (v: T) => void;
-}
-
-function deferred<T>(): Deferred<T> {
-  let resolve!: (v: T) => void;
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
-/** A process under supervision. */
-class Child {
-  readonly proc: ChildProcess;
-  readonly pid: number;
-  mainPid: number;
-  readonly startedAt = performance.now();
-  state: 'starting' | 'ready' | 'stopping' | 'exited' = 'starting';
-  exitStatus: ExitStatus | null = null;
-  /** Resolves once: 'ready', or why it never will be. */
-  readonly outcome = deferred<string>();
-  readonly exited = deferred<ExitStatus>();
-  readyTimer: NodeJS.Timeout | null = null;
-  killTimer: NodeJS.Timeout | null = null;
-  watchdogTimer: NodeJS.Timeout | null = null;
-  watchdogMs = 0;
-
-  constructor(proc: ChildProcess, pid: number) {
-    this.proc = proc;
-    this.pid = pid;
-    this.mainPid = pid;
-  }
-
-  get alive(): boolean {
-    return this.state !== 'exited';
-  }
-
-  clearTimers(): void {
-    for (const t of [this.readyTimer, this.killTimer, this.watchdogTimer]) if (t) clearTimeout(t);
-    this.readyTimer = this.killTimer = this.watchdogTimer = null;
-  }
-}
-
-const SIGNALS = osConstants.signals as Record<string, number>;
-
-/** 128 + the signal number for a signal, else the code: what a shell reports. */
-export function exitCode(status: ExitStatus | null): number {
-  if (!status) return 0;
-  if (status.signal) return 128 + (SIGNALS[status.signal] ?? 0);
-  return status.code ?? 0;
-}
-
-function describeExit(s: ExitStatus): string {
-  return s.signal ? `was killed by ${s.signal}` : `exited with code ${s.code}`;
-}
-
-/** Where `command` is, as execvp would find it; ERR_FDPASS_NO_COMMAND if nowhere. */
-export function resolveCommand(command: string, env: Readonly<Record<string, string | undefined>>, cwd: string): string {
-  const candidates = command.includes('/')
-    ? [resolve(cwd, command)]
-    : (env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
-        .split(delimiter)
-        .filter((d) => d !== '')
-        .map((d) => resolve(cwd, d, command));
-  for (const file of candidates) {
-    try {
-      if (!statSync(file).isFile()) continue;
-      accessSync(file, fsConstants.X_OK);
-      return file;
-    } catch {
-      // not there, or not executable: the next one
-    }
-  }
-  throw new FdPassError(
-    ErrorCodes.NO_COMMAND,
-    command.includes('/') ? `${command}: no such executable file` : `${command}: command not found on PATH (${env.PATH ?? ''})`,
-  );
-}
-
-// The exec shim: LISTEN_PID must be the program's own pid, known only after
-// fork. systemd sets it between fork and exec; child_process cannot, so a
-// POSIX shell does it: `exec` keeps the shell's pid ($$) for the program.
-const SHELL = '/bin/sh';
-
-/** The parent pid of `pid` (/proc/PID/stat), or 0. */
-function parentOf(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // The command name is in parentheses and may contain anything: skip past the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[1]);
-  } catch {
-    return 0;
-  }
-}
-
-function checkMs(value: unknown, name: string, def: number, min = 0): number {
-  if (value === undefined) return def;
-  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
-  if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) throw outOfRange(name, `an integer from ${min} to 2147483647`, value);
-  return value;
-}
+export { exitCode, resolveCommand } from './child.js';
+export type { ExitStatus } from './child.js';
+export type { ReadyMode, RestartPolicy, SupervisorEvents, SupervisorOptions } from './options.js';
 
 /** Run a server program and replace it without a gap; see SupervisorOptions. */
 export class Supervisor extends EventEmitter<SupervisorEvents> {
@@ -756,10 +587,4 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.emit('stopped', status);
     return status;
   }
-}
-
-const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
-
-function errnoName(n: number): string {
-  return ERRNO_NAMES.get(n) ?? 'unknown';
 }

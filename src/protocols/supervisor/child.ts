@@ -1,0 +1,118 @@
+// A process under supervision (Child: its state, timers and how it ended),
+// and what starting one needs: where its command is, the exec shim, its exit
+// status as a shell reports it.
+import type { ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { delimiter, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { ErrorCodes, FdPassError } from '../internal.js';
+
+/** How a process ended: its exit code, or the signal that killed it. */
+export interface ExitStatus {
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export interface Deferred<T> {
+  promise: Promise<T>;
+  resolve: (v: T) => void;
+}
+
+export function deferred<T>(): Deferred<T> {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** A process under supervision. */
+export class Child {
+  readonly proc: ChildProcess;
+  readonly pid: number;
+  mainPid: number;
+  readonly startedAt = performance.now();
+  state: 'starting' | 'ready' | 'stopping' | 'exited' = 'starting';
+  exitStatus: ExitStatus | null = null;
+  /** Resolves once: 'ready', or why it never will be. */
+  readonly outcome = deferred<string>();
+  readonly exited = deferred<ExitStatus>();
+  readyTimer: NodeJS.Timeout | null = null;
+  killTimer: NodeJS.Timeout | null = null;
+  watchdogTimer: NodeJS.Timeout | null = null;
+  watchdogMs = 0;
+
+  constructor(proc: ChildProcess, pid: number) {
+    this.proc = proc;
+    this.pid = pid;
+    this.mainPid = pid;
+  }
+
+  get alive(): boolean {
+    return this.state !== 'exited';
+  }
+
+  clearTimers(): void {
+    for (const t of [this.readyTimer, this.killTimer, this.watchdogTimer]) if (t) clearTimeout(t);
+    this.readyTimer = this.killTimer = this.watchdogTimer = null;
+  }
+}
+
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+/** 128 + the signal number for a signal, else the code: what a shell reports. */
+export function exitCode(status: ExitStatus | null): number {
+  if (!status) return 0;
+  if (status.signal) return 128 + (SIGNALS[status.signal] ?? 0);
+  return status.code ?? 0;
+}
+
+export function describeExit(s: ExitStatus): string {
+  return s.signal ? `was killed by ${s.signal}` : `exited with code ${s.code}`;
+}
+
+/** Where `command` is, as execvp would find it; ERR_FDPASS_NO_COMMAND if nowhere. */
+export function resolveCommand(command: string, env: Readonly<Record<string, string | undefined>>, cwd: string): string {
+  const candidates = command.includes('/')
+    ? [resolve(cwd, command)]
+    : (env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
+        .split(delimiter)
+        .filter((d) => d !== '')
+        .map((d) => resolve(cwd, d, command));
+  for (const file of candidates) {
+    try {
+      if (!statSync(file).isFile()) continue;
+      accessSync(file, fsConstants.X_OK);
+      return file;
+    } catch {
+      // not there, or not executable: the next one
+    }
+  }
+  throw new FdPassError(
+    ErrorCodes.NO_COMMAND,
+    command.includes('/') ? `${command}: no such executable file` : `${command}: command not found on PATH (${env.PATH ?? ''})`,
+  );
+}
+
+// The exec shim: LISTEN_PID must be the program's own pid, known only after
+// fork. systemd sets it between fork and exec; child_process cannot, so a
+// POSIX shell does it: `exec` keeps the shell's pid ($$) for the program.
+export const SHELL = '/bin/sh';
+
+/** The parent pid of `pid` (/proc/PID/stat), or 0. */
+export function parentOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name is in parentheses and may contain anything: skip past the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[1]);
+  } catch {
+    return 0;
+  }
+}
+
+const ERRNO_NAMES = new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+
+export function errnoName(n: number): string {
+  return ERRNO_NAMES.get(n) ?? 'unknown';
+}
