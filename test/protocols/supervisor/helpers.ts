@@ -2,9 +2,8 @@
 // fixture, and waiting on the supervisor's events.
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { Supervisor, type SupervisorOptions } from 'fdpass/supervisor';
@@ -78,14 +77,20 @@ export function next<A extends unknown[]>(sup: Supervisor, event: string, match:
 
 let goBinary: string | null = null;
 
-/** The Go fixture, built once per test run (GOPATH mode on Debian's go-systemd), cached in the run's tmp. */
+/**
+ * The Go fixture (GOPATH mode on Debian's go-systemd), built into
+ * build-test/go-server with its build cache beside it: kept between runs
+ * like the compiled tests, rebuilt when main.go is newer, and nothing left
+ * in a test's TMPDIR.
+ */
 export function buildGoServer(): string {
   if (goBinary) return goBinary;
-  const dir = join(tmpdir(), 'fdpass-go-server');
+  const dir = join(repoRoot, 'build-test', 'go-server');
   mkdirSync(dir, { recursive: true });
   const out = join(dir, 'go-server');
-  if (!existsSync(out)) {
-    const r = spawnSync('go', ['build', '-o', out, join(fixtures, 'go-server', 'main.go')], {
+  const source = join(fixtures, 'go-server', 'main.go');
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(source).mtimeMs) {
+    const r = spawnSync('go', ['build', '-o', out, source], {
       env: { ...process.env, GO111MODULE: 'off', GOPATH: '/usr/share/gocode', GOCACHE: join(dir, 'cache'), GOFLAGS: '' },
       encoding: 'utf8',
       timeout: 300_000,
