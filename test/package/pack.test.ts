@@ -282,8 +282,10 @@ export const s: typeof runc.sendConsole = runc.sendConsole;
         join(project, 'forbidden.mts'),
         `import { FdSocket, FdServer, FdPassError } from 'fdpass';
 import { RuncListener, PtyStream } from 'fdpass/runc';
-import { StoredListeners } from 'fdpass/systemd';
+import { StoredListeners, Watchdog } from 'fdpass/systemd';
 import { Handoff } from 'fdpass/handoff';
+import { Supervisor } from 'fdpass/supervisor';
+import { SharedMemory } from 'fdpass/shm';
 import { Pidfd } from 'fdpass/pidfd';
 import { ClusterPrimary } from 'fdpass/cluster';
 import { SeccompNotifier } from 'fdpass/seccomp';
@@ -305,6 +307,12 @@ new Handoff();
 new Pidfd(7, 1);
 // @ts-expect-error ClusterPrimary.start
 new ClusterPrimary();
+// @ts-expect-error watchdog()
+new Watchdog();
+// @ts-expect-error Supervisor.start
+new Supervisor();
+// @ts-expect-error SharedMemory.create or SharedMemory.fromFd
+new SharedMemory();
 
 export function misuse(service: StoredListeners, sock: FdSocket): void {
   // @ts-expect-error listenStored's own step

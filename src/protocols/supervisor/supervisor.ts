@@ -63,8 +63,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #control: FdServer | null = null;
   #status = '';
 
-  /** @internal Use Supervisor.start(). */
-  constructor(
+  /** Use Supervisor.start(). */
+  private constructor(
     options: SupervisorOptions,
     command: string,
     listeners: OpenListener[],
