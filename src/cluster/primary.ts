@@ -35,11 +35,16 @@ import { native } from '../native.js';
 import { sameUid } from '../server.js';
 import { Channel } from './channel.js';
 import { ClusterListenOptions, OpenListener, checkListenOptions, openGroupSocket, openListener, unlinkIfOurs } from './listen.js';
-import { ACK, CLOSED, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
+import { Reloader, type ReloadHost, type ReloadOptions } from './reload.js';
+import { ACK, CLOSED, DRAIN, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
 
 /** A worker process the primary started: a node:cluster Worker or a ChildProcess. */
 export interface ForkedWorker {
   once(event: 'exit', listener: (...args: unknown[]) => void): unknown;
+  /** A ChildProcess's pid: reload() knows its replacement by it. */
+  readonly pid?: number | undefined;
+  /** A node:cluster Worker's process, for its pid. */
+  readonly process?: { readonly pid?: number | undefined };
 }
 
 export interface PrimaryOptions {
@@ -192,6 +197,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   readonly #respawn: boolean;
   #closed = false;
   readonly #respawning = new Set<NodeJS.Timeout>();
+  /** Workers `fork` started and that have not exited, by pid; `respawn` false while a reload's replacement or once retired. */
+  readonly #forked = new Map<number, { exited: Promise<void>; respawn: boolean }>();
+  /** A reload's replacement (pid) -> the worker it replaces: it takes over that worker's group sockets. */
+  readonly #heirs = new Map<number, number>();
+  readonly #reloader: Reloader;
   #tidy: NodeJS.Timeout | null = null;
   /** When #readLazy last ran (Date.now()). */
   #lastRead = 0;
@@ -228,6 +238,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       },
     );
     this.#control.pump();
+    this.#reloader = new Reloader(this, this.#reloadHost());
     for (const l of listeners) {
       if (l.slots) this.#orphan(l, l.slots[0]!);
       else l.acceptor = this.#acceptor(l, l.fd);
@@ -266,7 +277,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
 
   /** A group socket for `link`: one with no worker, or a new one. Null if none could be opened. */
   #takeSlot(l: Listener, link: Link): Slot | null {
-    let slot = l.slots!.find((s) => s.link === null);
+    // A reload's replacement takes over its predecessor's socket (both
+    // accept from its one queue until the predecessor has closed it).
+    const from = this.#heirs.get(link.pid);
+    let slot =
+      (from !== undefined && l.slots!.find((s) => s.link?.pid === from && !s.link.closed)) || l.slots!.find((s) => s.link === null);
     if (!slot) {
       try {
         slot = { fd: openGroupSocket(l.group!, l.backlog), link: null, acceptor: null };
@@ -287,8 +302,15 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
 
   /** The group sockets `link` had in listener `l` (every listener if none given) go back to the primary. */
   #orphanSlotsOf(link: Link, l?: Listener): void {
+    // A reload's replacement that goes before it is ready: its predecessor still listens on the socket it took.
+    const from = this.#heirs.get(link.pid);
+    const back = from === undefined ? undefined : this.#links.find((k) => k.pid === from && !k.closed && k.serves.size > 0);
     for (const each of l ? [l] : this.#listeners) {
-      for (const slot of each.slots ?? []) if (slot.link === link) this.#orphan(each, slot);
+      for (const slot of each.slots ?? []) {
+        if (slot.link !== link) continue;
+        if (back?.serves.has(each.index)) slot.link = back;
+        else this.#orphan(each, slot);
+      }
     }
   }
 
@@ -343,7 +365,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     }));
     const primary = new ClusterPrimary(listeners, controlFd, controlName, options);
     if (options.setEnv !== false) Object.assign(process.env, primary.env);
-    if (primary.#fork) for (let i = 0; i < workers; i++) primary.#startWorker();
+    if (primary.#fork) for (let i = 0; i < workers; i++) primary.#startWorker(true);
     return primary;
   }
 
@@ -364,27 +386,95 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     return this.#closed;
   }
 
-  #startWorker(): void {
+  /** Start a worker with `fork`: its pid (undefined if `fork` gave none), or null if `fork` threw (emitted as 'error'). */
+  #startWorker(respawn: boolean): number | undefined | null {
     const fork = this.#fork!;
     let child: ForkedWorker;
     try {
       child = fork(this.env);
     } catch (err) {
       this.emit('error', err as Error);
-      return;
+      return null;
     }
     const started = Date.now();
+    const pid = child.pid ?? child.process?.pid;
+    let exited!: () => void;
+    const entry = { exited: new Promise<void>((resolve) => (exited = resolve)), respawn };
+    if (pid !== undefined) this.#forked.set(pid, entry);
     child.once('exit', () => {
-      if (this.#closed || !this.#respawn) return;
+      if (pid !== undefined) this.#forked.delete(pid);
+      exited();
+      if (this.#closed || !this.#respawn || !entry.respawn) return;
       // A worker that dies at start-up would be forked in a tight loop:
       // one that lived less than a second is replaced a second later.
-      if (Date.now() - started >= 1000) return this.#startWorker();
+      if (Date.now() - started >= 1000) return void this.#startWorker(true);
       const timer = setTimeout(() => {
         this.#respawning.delete(timer);
-        if (!this.#closed) this.#startWorker();
+        if (!this.#closed) this.#startWorker(true);
       }, 1000);
       this.#respawning.add(timer);
     });
+    return pid;
+  }
+
+  /**
+   * Replace every worker without a gap: for each (`concurrency` at a time,
+   * default 1), `fork` starts a new one; once it serves every listener the
+   * old one served, the old one gets no more connections and drains (its
+   * servers close, its open connections finish, HTTP responses say
+   * "Connection: close"), and once its channel ended, or after
+   * `drainTimeout` (default 10000 ms), it gets SIGTERM (SIGKILL another
+   * `drainTimeout` later). Under 'reuseport' the new worker listens on the
+   * old one's socket of the group, so nothing queued there is lost.
+   * Resolves with the new workers' pids once every old one has exited.
+   *
+   * A replacement that exits, or does not serve within `readyTimeout`
+   * (default 30000 ms, then it is drained and stopped the same way): this
+   * rejects with ERR_FDPASS_RELOAD_FAILED and replaces no more workers; the
+   * old one keeps serving (those replaced before stay replaced). A call
+   * while a reload runs waits for it, then reloads again (all calls made
+   * meanwhile share that second reload), so every call resolves with
+   * workers started after it was made. Needs `fork`.
+   */
+  reload(options: ReloadOptions = {}): Promise<number[]> {
+    return this.#reloader.reload(options);
+  }
+
+  /** What reload.ts may do to the primary. */
+  #reloadHost(): ReloadHost {
+    return {
+      canFork: () => this.#fork !== undefined,
+      closed: () => this.#closed,
+      workers: () =>
+        this.#links
+          .filter((k) => !k.closed && k.serves.size > 0)
+          .map((k) => ({ pid: k.pid, serves: [...k.serves].map((i) => this.#listeners[i]!.name) })),
+      fork: (heirOf) => {
+        const pid = this.#startWorker(false);
+        if (pid) this.#heirs.set(pid, heirOf);
+        return pid;
+      },
+      exited: (pid) => this.#forked.get(pid)?.exited ?? null,
+      adopt: (pid) => {
+        this.#heirs.delete(pid);
+        const entry = this.#forked.get(pid);
+        if (entry) entry.respawn = true;
+      },
+      drain: (pid) => {
+        const entry = this.#forked.get(pid);
+        if (entry) entry.respawn = false;
+        const link = this.#links.find((k) => k.pid === pid && !k.closed);
+        if (link) {
+          // No more connections for it; its group sockets go back to its
+          // predecessor (a replacement that failed) or to the primary.
+          link.serves.clear();
+          this.#orphanSlotsOf(link);
+          this.#send(link, Uint8Array.of(DRAIN), null);
+        }
+        this.#heirs.delete(pid);
+        return link !== undefined;
+      },
+    };
   }
 
   #addLink(fd: number, peer: PeerCredentials): void {

@@ -1,0 +1,188 @@
+// ClusterPrimary.reload() against real workers (test/fixtures/cluster-worker.ts
+// as plain child processes) under wrk: every worker replaced, in every
+// schedule, keep-alive and Connection: close, 0 failed requests; a
+// replacement that crashes or never serves leaves the old workers serving;
+// concurrent calls; fd counts before and after.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ChildProcess, fork } from 'node:child_process';
+import { join } from 'node:path';
+import { ClusterPrimary } from 'fdpass/cluster';
+import type { PrimaryOptions } from 'fdpass/cluster';
+import { noLeak, repoRoot, until } from '../helpers.js';
+import { needs } from '../tools.js';
+import { get, startWrk } from '../supervisor/helpers.js';
+
+const fixture = join(repoRoot, 'build-test', 'test', 'fixtures', 'cluster-worker.js');
+const children = new Set<ChildProcess>();
+after(() => {
+  for (const c of children) c.kill('SIGKILL');
+});
+
+/** A primary whose `fork` starts the fixture with `mode.args` (changed by a test to make replacements fail). */
+async function startPrimary(
+  schedule: PrimaryOptions['schedule'],
+  mode: { args: string[] } = { args: ['http'] },
+): Promise<{ primary: ClusterPrimary; port: number; started: ChildProcess[] }> {
+  const started: ChildProcess[] = [];
+  const primary = await ClusterPrimary.start({
+    listen: { port: 0, host: '127.0.0.1' },
+    schedule: schedule ?? 'round-robin',
+    setEnv: false,
+    workers: 2,
+    fork: (env) => {
+      const child = fork(fixture, mode.args, { env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      children.add(child);
+      child.on('exit', () => children.delete(child));
+      started.push(child);
+      return child;
+    },
+  });
+  const serving = new Set<number>();
+  primary.on('listening', (w) => serving.add(w.pid));
+  await until(() => serving.size === 2, 'two workers serving');
+  return { primary, port: (primary.address() as { port: number }).port, started };
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+async function stop(primary: ClusterPrimary, started: ChildProcess[]): Promise<void> {
+  await primary.close();
+  for (const c of started) c.kill('SIGKILL');
+  await Promise.all(started.map(exited));
+}
+
+const alive = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null;
+
+describe('ClusterPrimary.reload()', needs('wrk'), () => {
+  for (const schedule of ['round-robin', 'least-loaded', 'reuseport'] as const) {
+    for (const close of [false, true]) {
+      const n = 5;
+      test(
+        `${schedule}, ${close ? 'Connection: close' : 'keep-alive'}: ${n} rolling reloads under wrk, 0 failed requests`,
+        { timeout: 240_000 },
+        async () => {
+          await noLeak(async () => {
+            const { primary, port, started } = await startPrimary(schedule);
+            try {
+              const wrk = startWrk(port, { close });
+              await get(port);
+              let pids = primary.workers.map((w) => w.pid).sort();
+              for (let i = 0; i < n; i++) {
+                const before = new Set(pids);
+                const replaced = await primary.reload();
+                assert.equal(replaced.length, 2);
+                assert.ok(
+                  replaced.every((p) => !before.has(p)),
+                  'new workers',
+                );
+                // Resolved once every old worker exited: only the new ones are left.
+                for (const c of started) if (before.has(c.pid!)) assert.equal(alive(c), false, `old worker ${c.pid} exited`);
+                pids = primary.workers.map((w) => w.pid).sort();
+                assert.deepEqual(pids, [...replaced].sort());
+              }
+              const last = (await get(port)).pid as number;
+              const r = await wrk.stop();
+              assert.ok(r.requests > 0, r.text);
+              assert.equal(r.socketErrors, 0, `socket errors:\n${r.text}`);
+              assert.equal(r.non2xx, 0, r.text);
+              assert.ok(pids.includes(last), 'a new worker answers');
+              // No respawn behind the reloads: 2 + 2 per reload started, 2 alive.
+              assert.equal(started.length, 2 + 2 * n);
+              assert.equal(started.filter(alive).length, 2);
+              console.log(`# ${schedule}, ${close ? 'Connection: close' : 'keep-alive'}: ${n} reloads, ${r.requests} requests, 0 failed`);
+            } finally {
+              await stop(primary, started);
+            }
+          });
+        },
+      );
+    }
+  }
+
+  test(
+    'a replacement that crashes, then one that never serves: ERR_FDPASS_RELOAD_FAILED, the old workers serve on, 0 failed, nothing leaked',
+    { timeout: 240_000 },
+    async () => {
+      await noLeak(async () => {
+        const mode = { args: ['http'] };
+        const { primary, port, started } = await startPrimary('reuseport', mode);
+        try {
+          const wrk = startWrk(port);
+          await get(port);
+          const pids = primary.workers.map((w) => w.pid).sort();
+          mode.args = ['crash'];
+          await assert.rejects(primary.reload(), (err: Error & { code?: string }) => {
+            assert.equal(err.code, 'ERR_FDPASS_RELOAD_FAILED');
+            assert.match(err.message, /exited before it served; pid \d+ still serves/);
+            return true;
+          });
+          assert.deepEqual(primary.workers.map((w) => w.pid).sort(), pids);
+          mode.args = ['silent'];
+          await assert.rejects(primary.reload({ readyTimeout: 500 }), (err: Error & { code?: string }) => {
+            assert.equal(err.code, 'ERR_FDPASS_RELOAD_FAILED');
+            assert.match(err.message, /did not serve default within 500 ms; pid \d+ still serves/);
+            return true;
+          });
+          // The failed replacements are gone (the silent one stopped), not respawned.
+          assert.equal(started.length, 4);
+          assert.equal(started.filter(alive).length, 2);
+          assert.deepEqual(primary.workers.map((w) => w.pid).sort(), pids);
+          assert.ok(pids.includes((await get(port)).pid as number));
+          const r = await wrk.stop();
+          assert.ok(r.requests > 0, r.text);
+          assert.equal(r.socketErrors + r.non2xx, 0, r.text);
+          // Bad options reject before anything starts.
+          await assert.rejects(primary.reload({ concurrency: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+          await assert.rejects(primary.reload({ readyTimeout: '1' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+          assert.equal(started.length, 4);
+          // And a good reload after all that.
+          mode.args = ['http'];
+          const replaced = await primary.reload({ concurrency: 2 });
+          assert.deepEqual(primary.workers.map((w) => w.pid).sort(), [...replaced].sort());
+        } finally {
+          await stop(primary, started);
+        }
+      });
+    },
+  );
+
+  test(
+    'concurrent calls: a call during a reload waits for it, then reloads again; calls meanwhile share that one',
+    { timeout: 240_000 },
+    async () => {
+      await noLeak(async () => {
+        const { primary, started } = await startPrimary('round-robin');
+        try {
+          const first = primary.reload();
+          const second = primary.reload();
+          const third = primary.reload();
+          assert.equal(third, second, 'the calls made during a reload share the next one');
+          let firstDone = false;
+          const a = await first.finally(() => (firstDone = true));
+          const b = await second;
+          assert.ok(firstDone);
+          const at = (pid: number): number => started.findIndex((c) => c.pid === pid);
+          assert.deepEqual(a.map(at).sort(), [2, 3], 'the first reload forked the 3rd and 4th workers');
+          assert.deepEqual(b.map(at).sort(), [4, 5], 'the second one the 5th and 6th, after the first one ended');
+          assert.deepEqual(primary.workers.map((w) => w.pid).sort(), [...b].sort());
+          assert.equal(started.filter(alive).length, 2);
+        } finally {
+          await stop(primary, started);
+        }
+      });
+    },
+  );
+
+  test('without fork, and after close(): ERR_FDPASS_RELOAD_FAILED', async () => {
+    const primary = await ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, setEnv: false });
+    await assert.rejects(primary.reload(), { code: 'ERR_FDPASS_RELOAD_FAILED', message: /no fork option/ });
+    await primary.close();
+    const { primary: p2, started } = await startPrimary('round-robin');
+    await stop(p2, started);
+    await assert.rejects(p2.reload(), { code: 'ERR_FDPASS_RELOAD_FAILED', message: /closed/ });
+  });
+});
