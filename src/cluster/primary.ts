@@ -35,7 +35,7 @@ import { native } from '../native.js';
 import { sameUid } from '../server.js';
 import { Channel } from './channel.js';
 import { ClusterListenOptions, OpenListener, checkListenOptions, openGroupSocket, openListener, unlinkIfOurs } from './listen.js';
-import { Reloader, type ReloadHost, type ReloadOptions } from './reload.js';
+import { Reloader, checkDrainOptions, type DrainOptions, type ReloadHost, type ReloadOptions } from './reload.js';
 import { ACK, CLOSED, DRAIN, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
 
 /** A worker process the primary started: a node:cluster Worker or a ChildProcess. */
@@ -196,6 +196,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   readonly #fork: ((env: Readonly<Record<string, string>>) => ForkedWorker) | undefined;
   readonly #respawn: boolean;
   #closed = false;
+  /** drain() began: no respawn, no reload. */
+  #stopping = false;
   readonly #respawning = new Set<NodeJS.Timeout>();
   /** Workers `fork` started and that have not exited, by pid; `respawn` false while a reload's replacement or once retired. */
   readonly #forked = new Map<number, { exited: Promise<void>; respawn: boolean }>();
@@ -404,13 +406,13 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     child.once('exit', () => {
       if (pid !== undefined) this.#forked.delete(pid);
       exited();
-      if (this.#closed || !this.#respawn || !entry.respawn) return;
+      if (this.#closed || this.#stopping || !this.#respawn || !entry.respawn) return;
       // A worker that dies at start-up would be forked in a tight loop:
       // one that lived less than a second is replaced a second later.
       if (Date.now() - started >= 1000) return void this.#startWorker(true);
       const timer = setTimeout(() => {
         this.#respawning.delete(timer);
-        if (!this.#closed) this.#startWorker(true);
+        if (!this.#closed && !this.#stopping) this.#startWorker(true);
       }, 1000);
       this.#respawning.add(timer);
     });
@@ -440,11 +442,47 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     return this.#reloader.reload(options);
   }
 
+  /**
+   * Hand over and go, or shut down gracefully: stop accepting and close this
+   * primary's copies of the listeners (what it accepted goes to the workers
+   * first; a socket file stays, for the process that serves it now), drain
+   * every worker as reload() drains an old one (SIGTERM once its
+   * connections ended, or at `drainTimeout`), then close(). Resolves once
+   * every worker `fork` started has exited. This is how the primary of a
+   * cluster under `fdpass run` answers SIGTERM: the new primary, started
+   * beside it on the same listeners, serves already, so no connection is
+   * refused and none in flight is cut. Waits for a running reload() first.
+   */
+  async drain(options: DrainOptions = {}): Promise<void> {
+    const drainTimeout = checkDrainOptions(options);
+    if (this.#closed || this.#stopping) return;
+    await this.#reloader.idle();
+    if (this.#closed || this.#stopping) return;
+    this.#stopping = true;
+    for (const timer of this.#respawning) clearTimeout(timer);
+    this.#respawning.clear();
+    this.#readLazy();
+    for (const l of this.#listeners) {
+      if (l.pending.length > 0) this.#dispatch(l);
+      l.acceptor?.close();
+      l.acceptor = null;
+      l.file = null;
+      // Group sockets the primary accepts from go now; a worker's, once it drained (at close()).
+      if (l.slots) {
+        for (const slot of l.slots.filter((x) => x.acceptor)) slot.acceptor!.close();
+        l.slots = l.slots.filter((x) => !x.acceptor);
+      }
+    }
+    await this.#reloader.drainAll(drainTimeout);
+    await this.close();
+  }
+
   /** What reload.ts may do to the primary. */
   #reloadHost(): ReloadHost {
     return {
       canFork: () => this.#fork !== undefined,
-      closed: () => this.#closed,
+      closed: () => this.#closed || this.#stopping,
+      forked: () => [...this.#forked.keys()],
       workers: () =>
         this.#links
           .filter((k) => !k.closed && k.serves.size > 0)

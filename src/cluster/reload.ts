@@ -21,10 +21,23 @@ export interface ReloadOptions {
   drainTimeout?: number;
 }
 
+export interface DrainOptions {
+  /** How long each worker may take to finish its connections before SIGTERM (and then SIGKILL), in ms; default 10000. */
+  drainTimeout?: number;
+}
+
+/** ClusterPrimary.drain()'s options, checked: the drainTimeout. */
+export function checkDrainOptions(options: DrainOptions): number {
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+  return checkInt(options.drainTimeout, 'options.drainTimeout', 10_000, 0);
+}
+
 /** What the reload may see and do of the primary (primary.ts makes it). */
 export interface ReloadHost {
   canFork(): boolean;
   closed(): boolean;
+  /** The pids of the workers `fork` started that have not exited. */
+  forked(): number[];
   /** The connected workers that serve something (not draining), with the names of the listeners each serves. */
   workers(): { pid: number; serves: string[] }[];
   /**
@@ -110,6 +123,17 @@ export class Reloader {
       return queued;
     }
     return this.#start(resolved);
+  }
+
+  /** Once no reload runs or waits. */
+  async idle(): Promise<void> {
+    while (this.#running || this.#queued) await (this.#queued ?? this.#running)!.catch(() => undefined);
+  }
+
+  /** Drain and stop every worker (ClusterPrimary.drain()); resolves once they have exited. */
+  async drainAll(drainTimeout: number): Promise<void> {
+    const pids = new Set([...this.#host.workers().map((w) => w.pid), ...this.#host.forked()]);
+    await Promise.all([...pids].map((pid) => this.#retire(pid, drainTimeout)));
   }
 
   #start(o: Resolved): Promise<number[]> {

@@ -6,12 +6,14 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, fork } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { join } from 'node:path';
 import { ClusterPrimary } from 'fdpass/cluster';
 import type { PrimaryOptions } from 'fdpass/cluster';
-import { noLeak, repoRoot, until } from '../helpers.js';
+import { noLeak, readmeBlock, repoRoot, until } from '../helpers.js';
 import { needs } from '../tools.js';
-import { get, startWrk } from '../supervisor/helpers.js';
+import { get, lines, next, options, started, startWrk } from '../supervisor/helpers.js';
 
 const fixture = join(repoRoot, 'build-test', 'test', 'fixtures', 'cluster-worker.js');
 const children = new Set<ChildProcess>();
@@ -42,6 +44,20 @@ async function startPrimary(
   primary.on('listening', (w) => serving.add(w.pid));
   await until(() => serving.size === 2, 'two workers serving');
   return { primary, port: (primary.address() as { port: number }).port, started };
+}
+
+/** GET / as text (the README's app answers text). */
+function text(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -176,6 +192,55 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
       });
     },
   );
+
+  // The whole clustered app, as README's block: `fdpass run` (the
+  // Supervisor) holds the listener and starts a new primary beside the old
+  // one; the new one forks its workers and says READY=1 once they serve;
+  // then the old one gets SIGTERM, and drain() drains its workers and exits.
+  for (const close of [false, true]) {
+    test(
+      `the primary itself, under fdpass run, ${close ? 'Connection: close' : 'keep-alive'}: 5 reloads under wrk, 0 failed requests`,
+      { timeout: 240_000 },
+      async (t) => {
+        const app = readmeBlock('### The whole app, primary included: under `fdpass run`');
+        // Inside the package, so that 'fdpass' resolves to this checkout.
+        const scratch = join(repoRoot, 'build-test', 'readme');
+        mkdirSync(scratch, { recursive: true });
+        const file = join(scratch, `cluster-app-${process.pid}-${close ? 'close' : 'keepalive'}.mjs`);
+        writeFileSync(file, app);
+        t.after(() => rmSync(file, { force: true }));
+        await noLeak(async () => {
+          const { sup, port } = await started(options({ command: process.execPath, args: [file] }));
+          try {
+            const hello = async (): Promise<number> => Number(/^hello from pid (\d+)\n$/.exec(await text(port))?.[1]);
+            const first = await hello();
+            const wrk = startWrk(port, { close });
+            await text(port);
+            const primaries = new Set<number>([sup.pid!]);
+            let oldExited: Promise<unknown> = Promise.resolve();
+            for (let i = 0; i < 5; i++) {
+              const old = sup.pid;
+              oldExited = next<[{ pid: number }]>(sup, 'exit', (e) => e.pid === old);
+              primaries.add(await sup.reload());
+            }
+            await oldExited;
+            const last = await hello();
+            const r = await wrk.stop();
+            assert.ok(r.requests > 0, r.text);
+            assert.equal(r.socketErrors, 0, `socket errors:\n${r.text}\n${lines.join('\n')}`);
+            assert.equal(r.non2xx, 0, r.text);
+            assert.equal(primaries.size, 6);
+            assert.notEqual(last, first, 'a worker of the last primary answers');
+            console.log(
+              `# the whole app under fdpass run, ${close ? 'Connection: close' : 'keep-alive'}: 5 reloads, ${r.requests} requests, 0 failed`,
+            );
+          } finally {
+            await sup.stop();
+          }
+        });
+      },
+    );
+  }
 
   test('without fork, and after close(): ERR_FDPASS_RELOAD_FAILED', async () => {
     const primary = await ClusterPrimary.start({ listen: { port: 0, host: '127.0.0.1' }, setEnv: false });
