@@ -6,7 +6,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, fork } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { ClusterPrimary } from 'fdpass/cluster';
@@ -25,10 +25,11 @@ after(() => {
 async function startPrimary(
   schedule: PrimaryOptions['schedule'],
   mode: { args: string[] } = { args: ['http'] },
+  names = ['default'],
 ): Promise<{ primary: ClusterPrimary; port: number; started: ChildProcess[] }> {
   const started: ChildProcess[] = [];
   const primary = await ClusterPrimary.start({
-    listen: { port: 0, host: '127.0.0.1' },
+    listen: names.map((name) => ({ name, port: 0, host: '127.0.0.1' })),
     schedule: schedule ?? 'round-robin',
     setEnv: false,
     workers: 2,
@@ -40,10 +41,22 @@ async function startPrimary(
       return child;
     },
   });
-  const serving = new Set<number>();
-  primary.on('listening', (w) => serving.add(w.pid));
-  await until(() => serving.size === 2, 'two workers serving');
-  return { primary, port: (primary.address() as { port: number }).port, started };
+  let serving = 0;
+  primary.on('listening', () => serving++);
+  await until(() => serving === 2 * names.length, 'two workers serving');
+  return { primary, port: (primary.address(names[0]) as { port: number }).port, started };
+}
+
+/** The sockets listening on TCP `port` (a SO_REUSEPORT group has one per member), from /proc. */
+function listeningSockets(port: number): number {
+  let n = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const row of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = row.trim().split(/\s+/);
+      if (f.length > 3 && f[3] === '0A' && parseInt(f[1]!.split(':').at(-1)!, 16) === port) n++;
+    }
+  }
+  return n;
 }
 
 /** GET / as text (the README's app answers text). */
@@ -99,6 +112,8 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
                 for (const c of started) if (before.has(c.pid!)) assert.equal(alive(c), false, `old worker ${c.pid} exited`);
                 pids = primary.workers.map((w) => w.pid).sort();
                 assert.deepEqual(pids, [...replaced].sort());
+                // Each new worker took its predecessor's socket of the group: no socket more.
+                if (schedule === 'reuseport') assert.equal(listeningSockets(port), 2);
               }
               const last = (await get(port)).pid as number;
               const r = await wrk.stop();
@@ -165,6 +180,43 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
       });
     },
   );
+
+  test("reuseport: a replacement that took its predecessor's socket and then fails gives it back", { timeout: 240_000 }, async () => {
+    await noLeak(async () => {
+      const mode = { args: ['http', 'a', 'b'] };
+      const { primary, port, started } = await startPrimary('reuseport', mode, ['a', 'b']);
+      try {
+        const pids = primary.workers.map((w) => w.pid).sort();
+        // It serves 'a' (on the old worker's socket of a's group), never 'b'.
+        mode.args = ['http', 'a'];
+        const tookA = new Promise<number>((resolve) => primary.on('listening', (w, name) => name === 'a' && resolve(w.pid)));
+        await assert.rejects(primary.reload({ readyTimeout: 1000 }), (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'ERR_FDPASS_RELOAD_FAILED');
+          assert.match(err.message, /did not serve b within 1000 ms/);
+          return true;
+        });
+        assert.ok(!pids.includes(await tookA));
+        assert.equal(started.filter(alive).length, 2);
+        assert.deepEqual(primary.workers.map((w) => w.pid).sort(), pids);
+        // The socket is the old worker's again: it accepts from it by itself,
+        // none of these goes through the primary, and the group has no socket more.
+        const answered = await Promise.all(Array.from({ length: 20 }, () => get(port)));
+        assert.ok(answered.every((r) => pids.includes(r.pid as number)));
+        assert.equal(
+          primary.workers.reduce((n, w) => n + w.connections, 0),
+          0,
+          'no connection handed out by the primary',
+        );
+        assert.equal(listeningSockets(port), 2);
+        mode.args = ['http', 'a', 'b'];
+        const replaced = await primary.reload();
+        assert.deepEqual(primary.workers.map((w) => w.pid).sort(), [...replaced].sort());
+        assert.equal(listeningSockets(port), 2);
+      } finally {
+        await stop(primary, started);
+      }
+    });
+  });
 
   test(
     'concurrent calls: a call during a reload waits for it, then reloads again; calls meanwhile share that one',
