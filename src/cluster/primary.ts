@@ -146,6 +146,8 @@ class Link {
   load = 0;
   connections = 0;
   closed = false;
+  /** Told to drain (reload(), drain()): it serves nothing more. */
+  draining = false;
 
   constructor(fd: number, peer: PeerCredentials, primary: LinkEvents) {
     this.pid = peer.pid;
@@ -505,6 +507,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
         if (link) {
           // No more connections for it; its group sockets go back to its
           // predecessor (a replacement that failed) or to the primary.
+          link.draining = true;
           link.serves.clear();
           this.#orphanSlotsOf(link);
           this.#send(link, Uint8Array.of(DRAIN), null);
@@ -587,6 +590,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
         case SERVE: {
           const { name } = decodeJson<{ name: string }>(data);
           const l = this.#listeners.find((x) => x.name === name);
+          if (link.draining) {
+            // A replacement that asked too late (reload() gave up on it): it goes.
+            this.#send(link, encodeJson(LISTENING, { name, error: 'this worker is draining (replaced or stopped)' }), null);
+            return;
+          }
           if (!l) {
             this.#send(link, encodeJson(LISTENING, { name, error: `the primary has no listener named ${JSON.stringify(name)}` }), null);
             return;
