@@ -72,6 +72,11 @@ const contexts: Context[] = [
   },
   { match: "await FdServer.listen('/tmp/fdpass-demo.sock')", stdout: () => `hostname ${hostnameFile()}\n` },
   { match: 'serverFromFd(fd, http.createServer', stdout: () => 'hi\n' },
+  { match: 'const pids = await primary.reload();', stdout: /^reloaded: 2 new workers\n$/ },
+  {
+    match: 'primary.drain().then(() => process.exit(0))',
+    runBy: { file: 'test/protocols/cluster/reload.test.ts', heading: '## The whole app, primary included: under `fdpass run`' },
+  },
   { match: "SharedMemory.create(1 << 20, { name: 'frame'", stdout: () => 'hello through shared memory\n' },
   { match: 'FdStream.pair()', stdout: () => `HDR: file ${hostnameFile()}\n` },
   {

@@ -14,3 +14,4 @@ export { serve, isClusterWorker } from './worker.js';
 export type { ServeOptions } from './worker.js';
 export type { ClusterListenOptions } from './listen.js';
 export type { ListenerAddress } from './protocol.js';
+export type { DrainOptions, ReloadOptions } from './reload.js';

@@ -44,11 +44,16 @@ import {
 import { Channel } from './channel.js';
 import { ClusterListenOptions, OpenListener, checkListenOptions, openGroupSocket, openListener, unlinkIfOurs } from './listen.js';
 import { schedule } from './schedule.js';
-import { ACK, CLOSED, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
+import { Reloader, checkDrainOptions, type DrainOptions, type ReloadHost, type ReloadOptions } from './reload.js';
+import { ACK, CLOSED, DRAIN, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
 
 /** A worker process the primary started: a node:cluster Worker or a ChildProcess. */
 export interface ForkedWorker {
   once(event: 'exit', listener: (...args: unknown[]) => void): unknown;
+  /** A ChildProcess's pid: reload() knows its replacement by it. */
+  readonly pid?: number | undefined;
+  /** A node:cluster Worker's process, for its pid. */
+  readonly process?: { readonly pid?: number | undefined };
 }
 
 export interface PrimaryOptions {
@@ -148,6 +153,8 @@ class Link {
   load = 0;
   connections = 0;
   closed = false;
+  /** Told to drain (reload(), drain()): it serves nothing more. */
+  draining = false;
 
   constructor(fd: number, peer: PeerCredentials, primary: LinkEvents) {
     this.pid = peer.pid;
@@ -198,7 +205,14 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   readonly #fork: ((env: Readonly<Record<string, string>>) => ForkedWorker) | undefined;
   readonly #respawn: boolean;
   #closed = false;
+  /** drain() began: no respawn, no reload. */
+  #stopping = false;
   readonly #respawning = new Set<NodeJS.Timeout>();
+  /** Workers `fork` started and that have not exited, by pid; `respawn` false while a reload's replacement or once retired. */
+  readonly #forked = new Map<number, { exited: Promise<void>; respawn: boolean }>();
+  /** A reload's replacement (pid) -> the worker it replaces: it takes over that worker's group sockets. */
+  readonly #heirs = new Map<number, number>();
+  readonly #reloader: Reloader;
   #tidy: NodeJS.Timeout | null = null;
   /** When #readLazy last ran (Date.now()). */
   #lastRead = 0;
@@ -235,6 +249,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       },
     );
     this.#control.pump();
+    this.#reloader = new Reloader(this, this.#reloadHost());
     for (const l of listeners) {
       if (l.slots) this.#orphan(l, l.slots[0]!);
       else l.acceptor = this.#acceptor(l, l.fd);
@@ -273,7 +288,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
 
   /** A group socket for `link`: one with no worker, or a new one. Null if none could be opened. */
   #takeSlot(l: Listener, link: Link): Slot | null {
-    let slot = l.slots!.find((s) => s.link === null);
+    // A reload's replacement takes over its predecessor's socket (both
+    // accept from its one queue until the predecessor has closed it).
+    const from = this.#heirs.get(link.pid);
+    let slot =
+      (from !== undefined && l.slots!.find((s) => s.link?.pid === from && !s.link.closed)) || l.slots!.find((s) => s.link === null);
     if (!slot) {
       try {
         slot = { fd: openGroupSocket(l.group!, l.backlog), link: null, acceptor: null };
@@ -294,8 +313,15 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
 
   /** The group sockets `link` had in listener `l` (every listener if none given) go back to the primary. */
   #orphanSlotsOf(link: Link, l?: Listener): void {
+    // A reload's replacement that goes before it is ready: its predecessor still listens on the socket it took.
+    const from = this.#heirs.get(link.pid);
+    const back = from === undefined ? undefined : this.#links.find((k) => k.pid === from && !k.closed && k.serves.size > 0);
     for (const each of l ? [l] : this.#listeners) {
-      for (const slot of each.slots ?? []) if (slot.link === link) this.#orphan(each, slot);
+      for (const slot of each.slots ?? []) {
+        if (slot.link !== link) continue;
+        if (back?.serves.has(each.index)) slot.link = back;
+        else this.#orphan(each, slot);
+      }
     }
   }
 
@@ -350,7 +376,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     }));
     const primary = new ClusterPrimary(listeners, controlFd, controlName, options);
     if (options.setEnv !== false) Object.assign(process.env, primary.env);
-    if (primary.#fork) for (let i = 0; i < workers; i++) primary.#startWorker();
+    if (primary.#fork) for (let i = 0; i < workers; i++) primary.#startWorker(true);
     return primary;
   }
 
@@ -371,27 +397,132 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     return this.#closed;
   }
 
-  #startWorker(): void {
+  /** Start a worker with `fork`: its pid (undefined if `fork` gave none), or null if `fork` threw (emitted as 'error'). */
+  #startWorker(respawn: boolean): number | undefined | null {
     const fork = this.#fork!;
     let child: ForkedWorker;
     try {
       child = fork(this.env);
     } catch (err) {
       this.emit('error', err as Error);
-      return;
+      return null;
     }
     const started = Date.now();
+    const pid = child.pid ?? child.process?.pid;
+    let exited!: () => void;
+    const entry = { exited: new Promise<void>((resolve) => (exited = resolve)), respawn };
+    if (pid !== undefined) this.#forked.set(pid, entry);
     child.once('exit', () => {
-      if (this.#closed || !this.#respawn) return;
+      if (pid !== undefined) this.#forked.delete(pid);
+      exited();
+      if (this.#closed || this.#stopping || !this.#respawn || !entry.respawn) return;
       // A worker that dies at start-up would be forked in a tight loop:
       // one that lived less than a second is replaced a second later.
-      if (Date.now() - started >= 1000) return this.#startWorker();
+      if (Date.now() - started >= 1000) return void this.#startWorker(true);
       const timer = setTimeout(() => {
         this.#respawning.delete(timer);
-        if (!this.#closed) this.#startWorker();
+        if (!this.#closed && !this.#stopping) this.#startWorker(true);
       }, 1000);
       this.#respawning.add(timer);
     });
+    return pid;
+  }
+
+  /**
+   * Replace every worker without a gap: for each (`concurrency` at a time,
+   * default 1), `fork` starts a new one; once it serves every listener the
+   * old one served, the old one gets no more connections and drains (its
+   * servers close, its open connections finish, HTTP responses say
+   * "Connection: close"), and once its channel ended, or after
+   * `drainTimeout` (default 10000 ms), it gets SIGTERM (SIGKILL another
+   * `drainTimeout` later). Under 'reuseport' the new worker listens on the
+   * old one's socket of the group, so nothing queued there is lost.
+   * Resolves with the new workers' pids once every old one has exited.
+   *
+   * A replacement that exits, or does not serve within `readyTimeout`
+   * (default 30000 ms, then it is drained and stopped the same way): this
+   * rejects with ERR_FDPASS_RELOAD_FAILED and replaces no more workers; the
+   * old one keeps serving (those replaced before stay replaced). A call
+   * while a reload runs waits for it, then reloads again (all calls made
+   * meanwhile share that second reload), so every call resolves with
+   * workers started after it was made. Needs `fork`.
+   */
+  reload(options: ReloadOptions = {}): Promise<number[]> {
+    return this.#reloader.reload(options);
+  }
+
+  /**
+   * Hand over and go, or shut down gracefully: stop accepting and close this
+   * primary's copies of the listeners (what it accepted goes to the workers
+   * first; a socket file stays, for the process that serves it now), drain
+   * every worker as reload() drains an old one (SIGTERM once its
+   * connections ended, or at `drainTimeout`), then close(). Resolves once
+   * every worker `fork` started has exited. This is how the primary of a
+   * cluster under `fdpass run` answers SIGTERM: the new primary, started
+   * beside it on the same listeners, serves already, so no connection is
+   * refused and none in flight is cut. Waits for a running reload() first.
+   */
+  async drain(options: DrainOptions = {}): Promise<void> {
+    const drainTimeout = checkDrainOptions(options);
+    if (this.#closed || this.#stopping) return;
+    await this.#reloader.idle();
+    if (this.#closed || this.#stopping) return;
+    this.#stopping = true;
+    for (const timer of this.#respawning) clearTimeout(timer);
+    this.#respawning.clear();
+    this.#readLazy();
+    for (const l of this.#listeners) {
+      if (l.pending.length > 0) this.#dispatch(l);
+      l.acceptor?.close();
+      l.acceptor = null;
+      l.file = null;
+      // Group sockets the primary accepts from go now; a worker's, once it drained (at close()).
+      if (l.slots) {
+        for (const slot of l.slots.filter((x) => x.acceptor)) slot.acceptor!.close();
+        l.slots = l.slots.filter((x) => !x.acceptor);
+      }
+    }
+    await this.#reloader.drainAll(drainTimeout);
+    await this.close();
+  }
+
+  /** What reload.ts may do to the primary. */
+  #reloadHost(): ReloadHost {
+    return {
+      canFork: () => this.#fork !== undefined,
+      closed: () => this.#closed || this.#stopping,
+      forked: () => [...this.#forked.keys()],
+      workers: () =>
+        this.#links
+          .filter((k) => !k.closed && k.serves.size > 0)
+          .map((k) => ({ pid: k.pid, serves: [...k.serves].map((i) => this.#listeners[i]!.name) })),
+      fork: (heirOf) => {
+        const pid = this.#startWorker(false);
+        if (pid) this.#heirs.set(pid, heirOf);
+        return pid;
+      },
+      exited: (pid) => this.#forked.get(pid)?.exited ?? null,
+      adopt: (pid) => {
+        this.#heirs.delete(pid);
+        const entry = this.#forked.get(pid);
+        if (entry) entry.respawn = true;
+      },
+      drain: (pid) => {
+        const entry = this.#forked.get(pid);
+        if (entry) entry.respawn = false;
+        const link = this.#links.find((k) => k.pid === pid && !k.closed);
+        if (link) {
+          // No more connections for it; its group sockets go back to its
+          // predecessor (a replacement that failed) or to the primary.
+          link.draining = true;
+          link.serves.clear();
+          this.#orphanSlotsOf(link);
+          this.#send(link, Uint8Array.of(DRAIN), null);
+        }
+        this.#heirs.delete(pid);
+        return link !== undefined;
+      },
+    };
   }
 
   #addLink(fd: number, peer: PeerCredentials): void {
@@ -466,6 +597,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
         case SERVE: {
           const { name } = decodeJson<{ name: string }>(data);
           const l = this.#listeners.find((x) => x.name === name);
+          if (link.draining) {
+            // A replacement that asked too late (reload() gave up on it): it goes.
+            this.#send(link, encodeJson(LISTENING, { name, error: 'this worker is draining (replaced or stopped)' }), null);
+            return;
+          }
           if (!l) {
             this.#send(link, encodeJson(LISTENING, { name, error: `the primary has no listener named ${JSON.stringify(name)}` }), null);
             return;

@@ -22,6 +22,12 @@
 //                                SCM_RIGHTS for the worker to listen on
 //   'F' u8 index[n]              n connection fds in SCM_RIGHTS, the listener
 //                                index of each
+//   'D'                          drain (a rolling reload replaced this
+//                                worker): close every server, answer each
+//                                HTTP request from now on with "Connection:
+//                                close", and close the channel once every
+//                                connection ended (the primary then stops
+//                                the process)
 import { FdPassError, ErrorCodes } from '../internal.js';
 
 export const SERVE = 0x53; // 'S'
@@ -29,6 +35,7 @@ export const CLOSED = 0x43; // 'C'
 export const ACK = 0x41; // 'A'
 export const LISTENING = 0x4c; // 'L'
 export const FDS = 0x46; // 'F'
+export const DRAIN = 0x44; // 'D'
 
 /** The environment variable that tells a worker where its primary is. */
 export const ENV_NAME = 'FDPASS_CLUSTER';

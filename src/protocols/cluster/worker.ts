@@ -3,9 +3,10 @@
 // as if it had accepted them itself. Under schedule 'reuseport' the primary's
 // answer carries a listening socket of its own, and the server listens on it
 // (and still takes what the primary hands over).
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server, Socket } from 'node:net';
 import { FdPassError, ErrorCodes, invalidArgType, closeFds, FdSocket, type ReceivedMessage } from '../internal.js';
-import { CLOSED, ENV_NAME, FDS, LISTENING, ListeningReply, SERVE, decodeJson, encodeAck, encodeJson } from './protocol.js';
+import { CLOSED, DRAIN, ENV_NAME, FDS, LISTENING, ListeningReply, SERVE, decodeJson, encodeAck, encodeJson } from './protocol.js';
 
 export interface ServeOptions {
   /** The primary's listener to take connections from; default 'default'. */
@@ -62,6 +63,9 @@ class Channel {
   readonly waiting: Waiting[] = [];
   // Every server that took connections here, closed ones too while they drain.
   readonly #all = new Set<ServerInternals>();
+  // Servers the primary told to drain ('D') whose connections have not all ended:
+  // the channel stays open until they have (its end tells the primary they did).
+  readonly #draining = new Set<Server>();
   /** The primary schedules by load: report each close (once per loop turn); else the load goes with acknowledgements only. */
   eager = false;
   #report: NodeJS.Immediate | null = null;
@@ -125,6 +129,10 @@ class Channel {
   #onMessage(m: ReceivedMessage): void {
     if (m.data.length === 0) return closeFds(m.fds);
     if (m.data[0] === FDS) return this.#onFds(m.data, m.fds);
+    if (m.data[0] === DRAIN) {
+      closeFds(m.fds);
+      return this.#drain();
+    }
     if (m.data[0] !== LISTENING) return closeFds(m.fds);
     let reply: ListeningReply;
     try {
@@ -270,9 +278,34 @@ class Channel {
     if (!this.#maybeClose() && !this.socket.closed) void this.socket.send(encodeJson(CLOSED, { index: s.index })).catch(() => {});
   }
 
+  /**
+   * The primary replaced this worker (ClusterPrimary.reload()): every server
+   * stops taking connections (what the primary sent from now on is refused
+   * and goes to the other workers), HTTP responses say "Connection: close"
+   * so that keep-alive clients reconnect, to another worker, at the end of
+   * a response, and once every connection ended the channel closes. net's
+   * close, not http's: http's also destroys idle keep-alive connections at
+   * once, and a client may have just sent a request on one (they end at
+   * the server's keepAliveTimeout instead).
+   */
+  #drain(): void {
+    for (const s of [...this.servers.values()]) {
+      const server = s.server;
+      if (this.#draining.has(server)) continue;
+      this.#draining.add(server);
+      server.prependListener('request', closeAfterResponse);
+      server.once('close', () => {
+        this.#draining.delete(server);
+        this.#maybeClose();
+      });
+      Server.prototype.close.call(server);
+    }
+    this.#maybeClose();
+  }
+
   /** With no server left, the channel goes: the primary re-sends what is in flight. */
   #maybeClose(): boolean {
-    if (this.servers.size > 0 || this.waiting.length > 0) return false;
+    if (this.servers.size > 0 || this.waiting.length > 0 || this.#draining.size > 0) return false;
     if (channel === this) channel = null;
     this.#cancelReport();
     this.#stopTicker();
@@ -296,6 +329,11 @@ class Channel {
 }
 
 const LOAD_REPORT_MS = 100;
+
+/** A draining server's 'request' listener: this response ends its connection. */
+function closeAfterResponse(_req: IncomingMessage, res: ServerResponse): void {
+  if (!res.headersSent) res.setHeader('connection', 'close');
+}
 let channel: Channel | null = null;
 // Servers whose serve() waits for the primary's answer.
 const pendingServe = new WeakSet<Server>();
