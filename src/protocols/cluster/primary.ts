@@ -30,9 +30,7 @@ import {
   encodeAddress,
   ErrorCodes,
   FdPassError,
-  invalidArgType,
   invalidArgValue,
-  outOfRange,
   MAX_FDS,
   closeRange,
   Acceptor,
@@ -41,154 +39,25 @@ import {
   native,
   sameUid,
 } from '../internal.js';
-import { Channel } from './channel.js';
-import { ClusterListenOptions, OpenListener, checkListenOptions, openGroupSocket, openListener, unlinkIfOurs } from './listen.js';
+import { Link, type LinkEvents, type Listener } from './link.js';
+import {
+  checkPrimaryOptions,
+  type ClusterPrimaryEvents,
+  type ClusterWorkerInfo,
+  type ForkedWorker,
+  type PrimaryOptions,
+} from './options.js';
+import { type OpenListener, openListener, unlinkIfOurs } from './listen.js';
 import { schedule } from './schedule.js';
+import { orphanSlot, orphanSlotsOf, takeSlot, type SlotHost } from './slots.js';
+
+export type { ClusterPrimaryEvents, ClusterWorkerExit, ClusterWorkerInfo, ForkedWorker, PrimaryOptions } from './options.js';
 import { Reloader, checkDrainOptions, type DrainOptions, type ReloadHost, type ReloadOptions } from './reload.js';
 import { ACK, CLOSED, DRAIN, ENV_NAME, FDS, LISTENING, ListenerAddress, SERVE, decodeAck, decodeJson, encodeJson } from './protocol.js';
-
-/** A worker process the primary started: a node:cluster Worker or a ChildProcess. */
-export interface ForkedWorker {
-  once(event: 'exit', listener: (...args: unknown[]) => void): unknown;
-  /** A ChildProcess's pid: reload() knows its replacement by it. */
-  readonly pid?: number | undefined;
-  /** A node:cluster Worker's process, for its pid. */
-  readonly process?: { readonly pid?: number | undefined };
-}
-
-export interface PrimaryOptions {
-  /** Where to accept: one address or several (each with its own name). */
-  listen: ClusterListenOptions | readonly ClusterListenOptions[];
-  /**
-   * 'round-robin' (default): the primary accepts and hands each connection over, in turn.
-   * 'least-loaded': the same, to the worker with the fewest open connections (as workers report them).
-   * 'reuseport': each worker accepts from its own socket of a SO_REUSEPORT group that the primary
-   * made and passed to it, and the kernel spreads connections over them by address hash: the
-   * fastest for short connections, as no connection goes through the primary. The primary keeps
-   * every socket and serves the queue of a worker that died or closed until another takes it
-   * over. TCP listeners by port only; the others are handed out round robin.
-   */
-  schedule?: 'round-robin' | 'least-loaded' | 'reuseport';
-  /**
-   * Starts one worker, e.g. () => cluster.fork(), or (env) => fork('worker.js', { env: { ...process.env, ...env } }).
-   * `env` is what the worker needs to find this primary. Without `fork`, start workers yourself.
-   */
-  fork?: (env: Readonly<Record<string, string>>) => ForkedWorker;
-  /** How many workers `fork` starts; default 2. */
-  workers?: number;
-  /** Start a new worker when one started by `fork` exits (a second later if it lived less than a second); default true. */
-  respawn?: boolean;
-  /** Connections handed to a worker and not yet acknowledged, at most; default 1024. Beyond it the kernel's backlog holds them. */
-  maxUnacked?: number;
-  /** Set process.env.FDPASS_CLUSTER so that every child started from now on finds this primary; default true. */
-  setEnv?: boolean;
-  /**
-   * The abstract socket name workers connect to (their FDPASS_CLUSTER); default a random one. Give a
-   * fixed one when the workers are not started from this process, as in PM2's cluster mode (set
-   * FDPASS_CLUSTER to it in their environment). Only processes of this uid may connect.
-   */
-  channel?: string;
-}
-
-/** A worker connected to the primary. */
-export interface ClusterWorkerInfo {
-  pid: number;
-  /** Connections this worker acknowledged since it connected. */
-  connections: number;
-  /** Its open connections as it last reported them, plus those not yet acknowledged. */
-  load: number;
-}
-
-/** A worker whose channel closed (it exited, or closed every server). */
-export interface ClusterWorkerExit {
-  pid: number;
-  /** Connections it held as of its last acknowledgement or report (lost if it died). */
-  inFlight: number;
-  /** Connections it never acknowledged, given to other workers. */
-  redispatched: number;
-}
-
-export interface ClusterPrimaryEvents {
-  /** A worker connected. */
-  worker: [worker: ClusterWorkerInfo];
-  /** A worker's server now takes the connections of listener `name`. */
-  listening: [worker: ClusterWorkerInfo, name: string];
-  workerExit: [exit: ClusterWorkerExit];
-  error: [error: Error];
-  close: [];
-}
 
 // Acknowledgements waiting in a lazily watched channel are read at least this
 // often (they free the primary's copies and make room).
 const TIDY_MS = 10;
-
-/** A socket of a SO_REUSEPORT group: a worker's, or else the primary accepts from it. */
-interface Slot {
-  /** The primary's copy, kept until close(). */
-  fd: number;
-  link: Link | null;
-  /** While no worker has it. */
-  acceptor: Acceptor | null;
-}
-
-interface Listener extends OpenListener {
-  index: number;
-  acceptor: Acceptor | null;
-  /** schedule 'reuseport', a TCP listener: its group's sockets (slots[0].fd is `fd`). */
-  slots: Slot[] | null;
-  /** Accepted or returned fds waiting for a worker (owned by the primary). */
-  pending: number[];
-  cursor: number;
-}
-
-/** One worker: its channel (channel.ts) and what it holds. */
-class Link {
-  readonly channel: Channel;
-  readonly pid: number;
-  readonly serves = new Set<number>();
-  /** Sent and not acknowledged: the primary's copies, oldest first. */
-  fds: number[] = [];
-  listeners: number[] = [];
-  head = 0;
-  load = 0;
-  connections = 0;
-  closed = false;
-  /** Told to drain (reload(), drain()): it serves nothing more. */
-  draining = false;
-
-  constructor(fd: number, peer: PeerCredentials, primary: LinkEvents) {
-    this.pid = peer.pid;
-    this.channel = new Channel(fd, {
-      eager: () => primary.eager(this),
-      message: (data) => primary.message(this, data),
-      invalid: (err) => primary.protocolError(this, err.message),
-      gone: () => primary.gone(this),
-      failed: (err) => {
-        primary.error(err);
-        primary.gone(this);
-      },
-      ran: () => primary.ran(this),
-    });
-  }
-
-  get unacked(): number {
-    return this.fds.length - this.head;
-  }
-
-  info(): ClusterWorkerInfo {
-    return { pid: this.pid, connections: this.connections, load: this.load + this.unacked };
-  }
-}
-
-/** What a Link's channel tells the primary. */
-interface LinkEvents {
-  eager(link: Link): boolean;
-  message(link: Link, data: Buffer): void;
-  protocolError(link: Link, what: string): void;
-  gone(link: Link): void;
-  error(err: Error): void;
-  ran(link: Link): void;
-}
 
 /**
  * The accepting side of fdpass/cluster. Start it with ClusterPrimary.start()
@@ -229,6 +98,15 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     },
   };
 
+  readonly #slotHost: SlotHost = {
+    closed: () => this.#closed,
+    acceptor: (l, fd) => this.#acceptor(l, fd),
+    error: (err) => this.emit('error', err),
+    heirOf: (pid) => this.#heirs.get(pid),
+    serving: (pid) => this.#links.find((k) => k.pid === pid && !k.closed && k.serves.size > 0),
+    listeners: () => this.#listeners,
+  };
+
   private constructor(listeners: Listener[], controlFd: number, controlName: string, options: PrimaryOptions) {
     super();
     this.#listeners = listeners;
@@ -251,7 +129,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     this.#control.pump();
     this.#reloader = new Reloader(this, this.#reloadHost());
     for (const l of listeners) {
-      if (l.slots) this.#orphan(l, l.slots[0]!);
+      if (l.slots) orphanSlot(this.#slotHost, l, l.slots[0]!);
       else l.acceptor = this.#acceptor(l, l.fd);
     }
   }
@@ -271,87 +149,13 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     );
   }
 
-  /** A group socket with no worker: the primary accepts from it and hands out what it accepts. */
-  #orphan(l: Listener, slot: Slot): void {
-    slot.link = null;
-    if (this.#closed || slot.acceptor) return;
-    try {
-      slot.acceptor = this.#acceptor(l, slot.fd);
-    } catch (err) {
-      // Watching failed and the socket is closed: it leaves the group.
-      l.slots!.splice(l.slots!.indexOf(slot), 1);
-      this.emit('error', err as Error);
-      return;
-    }
-    slot.acceptor.pump();
-  }
-
-  /** A group socket for `link`: one with no worker, or a new one. Null if none could be opened. */
-  #takeSlot(l: Listener, link: Link): Slot | null {
-    // A reload's replacement takes over its predecessor's socket (both
-    // accept from its one queue until the predecessor has closed it).
-    const from = this.#heirs.get(link.pid);
-    let slot =
-      (from !== undefined && l.slots!.find((s) => s.link?.pid === from && !s.link.closed)) || l.slots!.find((s) => s.link === null);
-    if (!slot) {
-      try {
-        slot = { fd: openGroupSocket(l.group!, l.backlog), link: null, acceptor: null };
-      } catch (err) {
-        this.emit('error', err as Error);
-        return null;
-      }
-      l.slots!.push(slot);
-    }
-    if (slot.acceptor) {
-      // What it accepted already goes to l.pending, handed out as usual.
-      slot.acceptor.release();
-      slot.acceptor = null;
-    }
-    slot.link = link;
-    return slot;
-  }
-
-  /** The group sockets `link` had in listener `l` (every listener if none given) go back to the primary. */
-  #orphanSlotsOf(link: Link, l?: Listener): void {
-    // A reload's replacement that goes before it is ready: its predecessor still listens on the socket it took.
-    const from = this.#heirs.get(link.pid);
-    const back = from === undefined ? undefined : this.#links.find((k) => k.pid === from && !k.closed && k.serves.size > 0);
-    for (const each of l ? [l] : this.#listeners) {
-      for (const slot of each.slots ?? []) {
-        if (slot.link !== link) continue;
-        if (back?.serves.has(each.index)) slot.link = back;
-        else this.#orphan(each, slot);
-      }
-    }
-  }
-
   /**
    * Listen on every address, start accepting once a worker serves it, and
    * fork `workers` workers if `fork` is given. Bad options throw before
    * anything is opened.
    */
   static async start(options: PrimaryOptions): Promise<ClusterPrimary> {
-    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-    const list = (Array.isArray(options.listen) ? options.listen : [options.listen]) as unknown[];
-    if (list.length === 0) throw invalidArgValue('options.listen', 'must name at least one address', options.listen);
-    const checked = list.map(checkListenOptions);
-    const names = checked.map((o) => o.name ?? 'default');
-    if (new Set(names).size !== names.length) throw invalidArgValue('options.listen', 'must have a distinct name per address', names);
-    if (options.schedule !== undefined && !['round-robin', 'least-loaded', 'reuseport'].includes(options.schedule)) {
-      throw invalidArgValue('options.schedule', "must be 'round-robin', 'least-loaded' or 'reuseport'", options.schedule);
-    }
-    if (options.fork !== undefined && typeof options.fork !== 'function') throw invalidArgType('options.fork', 'a function', options.fork);
-    const workers = options.workers ?? 2;
-    if (typeof workers !== 'number' || !Number.isInteger(workers) || workers < 0 || workers > 1024) {
-      throw outOfRange('options.workers', 'an integer from 0 to 1024', workers);
-    }
-    const maxUnacked = options.maxUnacked ?? 1024;
-    if (typeof maxUnacked !== 'number' || !Number.isInteger(maxUnacked) || maxUnacked < 1) {
-      throw outOfRange('options.maxUnacked', 'an integer >= 1', maxUnacked);
-    }
-    if (options.channel !== undefined && (typeof options.channel !== 'string' || options.channel === '')) {
-      throw invalidArgType('options.channel', 'a non-empty string', options.channel);
-    }
+    const { checked, workers } = checkPrimaryOptions(options);
     const controlName = options.channel ?? `fdpass-cluster/${process.pid}/${randomBytes(8).toString('hex')}`;
     const controlAddress = encodeAddress({ abstract: controlName }); // throws on a bad name before anything opens
     const opened: OpenListener[] = [];
@@ -516,7 +320,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
           // predecessor (a replacement that failed) or to the primary.
           link.draining = true;
           link.serves.clear();
-          this.#orphanSlotsOf(link);
+          orphanSlotsOf(this.#slotHost, link);
           this.#send(link, Uint8Array.of(DRAIN), null);
         }
         this.#heirs.delete(pid);
@@ -606,7 +410,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
             this.#send(link, encodeJson(LISTENING, { name, error: `the primary has no listener named ${JSON.stringify(name)}` }), null);
             return;
           }
-          const slot = l.slots ? this.#takeSlot(l, link) : null;
+          const slot = l.slots ? takeSlot(this.#slotHost, l, link) : null;
           const reply = { name, index: l.index, address: l.address, eager: this.#leastLoaded, ...(slot ? { backlog: l.backlog } : {}) };
           this.#send(link, encodeJson(LISTENING, reply), slot ? Int32Array.of(slot.fd) : null);
           link.serves.add(l.index);
@@ -617,7 +421,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
           const { index } = decodeJson<{ index: number }>(data);
           link.serves.delete(index);
           const l = this.#listeners[index];
-          if (l) this.#orphanSlotsOf(link, l);
+          if (l) orphanSlotsOf(this.#slotHost, link, l);
           return;
         }
         default:
@@ -677,7 +481,7 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
       const l = this.#listeners[idx]!;
       l.pending = fds.concat(l.pending);
     }
-    this.#orphanSlotsOf(link);
+    orphanSlotsOf(this.#slotHost, link);
     if (this.#closed) {
       for (const fds of back.values()) for (const fd of fds) native.close(fd);
       for (const l of this.#listeners) l.pending = [];
