@@ -66,3 +66,20 @@ test('error paths leak nothing: truncation, runc violations, close with buffered
     }
     closeSync(fd);
   }));
+
+test('noLeak itself: an fd left open fails it, an fd open for a moment does not', async () => {
+  let kept = -1;
+  await assert.rejects(
+    noLeak(async () => {
+      kept = openSync('/dev/null', 'r');
+    }),
+    /fds not as before: leaked \d+ -> \/dev\/null/,
+  );
+  closeSync(kept);
+  // Opened during fn and closed a turn after it returned (as a runtime's own
+  // thread may hold a file for a moment): not a leak.
+  await noLeak(async () => {
+    const brief = openSync('/dev/null', 'r');
+    setImmediate(() => closeSync(brief));
+  });
+});
