@@ -15,7 +15,7 @@ export type {
   RecvOptions,
 } from './socket.js';
 export { FdServer } from './server.js';
-export type { AcceptOptions, FdServerEvents, ListenOptions } from './server.js';
+export type { AcceptOptions, FdServerEvents, FromFdServerOptions, ListenOptions } from './server.js';
 export { sendFdSync, recvFdSync } from './sync.js';
 export { MAX_NAME_LEN } from './recv.js';
 export { MAX_FDS, closeFds } from './fds.js';
