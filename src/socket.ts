@@ -57,8 +57,9 @@ export interface ReceivedMessage {
    * time the message was read (Linux >= 6.17 still names a sender that was
    * reaped; `exited()` gives its status). null when the kernel wrote an
    * error in place of the fd (the receiver at RLIMIT_NOFILE; a reaped sender
-   * before 6.17). A message nobody receives has its pidfd closed with it, as
-   * its fds.
+   * before 6.17), or when adopting it failed (no fd free to read its
+   * /proc/self/fdinfo; it was closed). A message nobody receives has its
+   * pidfd closed with it, as its fds.
    */
   pidfd?: Pidfd | null;
 }

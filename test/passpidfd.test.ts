@@ -6,13 +6,13 @@
 // fdinfo and by its inode (pidfs: every pidfd of one process is one inode).
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { FdServer, FdSocket, type ReceivedMessage } from 'fdpass';
+import { FdServer, FdSocket, closeFds, type ReceivedMessage } from 'fdpass';
 import { Pidfd } from 'fdpass/pidfd';
-import { fdTable, noLeak, python, tempDir } from './helpers.js';
+import { fdTable, isOpen, noLeak, openFds, python, runPython, tempDir } from './helpers.js';
 import { JsonLines } from './lines.js';
 import { needs } from './tools.js';
 
@@ -225,6 +225,88 @@ sys.exit(7)`,
         rx.close();
         t.cleanup();
       }),
+  );
+
+  // With `spare` fd numbers left after the fds: 0, the kernel cannot make the
+  // pidfd; 2, it can and the Pidfd adopts it (reading /proc/self/fdinfo
+  // takes the second).
+  for (const spare of [0, 2]) {
+    test(
+      `the receiver at RLIMIT_NOFILE with ${spare} numbers free after the fds: message.pidfd is ${spare ? 'the sender' : 'null (the kernel wrote EMFILE)'}`,
+      needs('python3', 'prlimit'),
+      () =>
+        noLeak(async () => {
+          const t = tempDir();
+          const rx = FdSocket.bindDatagram({ path: t.path('d'), passPidfd: true });
+          const nfds = 8;
+          // A CPython sender with normal limits: one message of `nfds` fds.
+          const child = spawn(python, [
+            '-c',
+            `import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(sys.argv[1])
+socket.send_fds(s, [b'full'], [0] * ${nfds})
+print(json.dumps({'pid': os.getpid()}), flush=True)
+sys.stdin.read()`,
+            t.path('d'),
+          ]);
+          const lines = new JsonLines(child);
+          const said = await lines.next();
+          // RLIMIT_NOFILE bounds fd numbers: leave exactly nfds + spare of
+          // them, above room held for the prlimit that raises it again.
+          const room = Array.from({ length: 32 }, () => openSync('/dev/null', 'r'));
+          const open = new Set(openFds().filter(isOpen));
+          let limit = 0;
+          for (let n = 0; n < nfds + spare; limit++) if (!open.has(limit)) n++;
+          const old = execFileSync('prlimit', ['--pid', String(process.pid), '--nofile', '--output=SOFT,HARD', '--noheadings'])
+            .toString()
+            .trim()
+            .split(/\s+/);
+          execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${limit}:${old[1]}`]);
+          let m: ReceivedMessage | null;
+          try {
+            m = await rx.recv();
+            closeFds(m!.fds);
+          } finally {
+            closeFds(room);
+            execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${old[0]}:${old[1]}`]);
+          }
+          assert.equal(m!.data.toString(), 'full');
+          assert.equal(m!.fds.length, nfds, 'every fd fit');
+          if (spare) {
+            assert.equal(pidfdOf(m).pid, said.pid);
+            m!.pidfd!.close();
+          } else assert.equal(m!.pidfd, null);
+          child.stdin.end();
+          if (child.exitCode === null) await once(child, 'exit');
+          rx.close();
+          t.cleanup();
+        }),
+    );
+  }
+
+  test(
+    'the kernel fact relied on above, seen by a CPython receiver: at RLIMIT_NOFILE, SCM_PIDFD carries -EMFILE, no MSG_CTRUNC',
+    needs('python3'),
+    () => {
+      const out = runPython(
+        `import os, resource, socket
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+b.setsockopt(socket.SOL_SOCKET, 76, 1)  # SO_PASSPIDFD
+a.send(b'x')
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+fds = []
+while True:
+    try:
+        fds.append(os.open('/dev/null', os.O_RDONLY))
+    except OSError:
+        break
+data, anc, flags, _ = b.recvmsg(16, socket.CMSG_SPACE(4))
+print([(lvl, typ, int.from_bytes(d, 'little', signed=True)) for lvl, typ, d in anc], flags & socket.MSG_CTRUNC)`,
+      );
+      assert.equal(out.trim(), `[(1, 4, -24)] 0`);
+    },
   );
 
   test('passPidfd is checked before anything is created: a boolean, and not on stream sockets', () =>
