@@ -136,6 +136,33 @@ describe('passPidfd: true', { skip: newKernel }, () => {
       t.cleanup();
     }));
 
+  test("FdSocket.connect({ type: 'seqpacket', passPidfd: true }): what the server sends names the server", () =>
+    noLeak(async () => {
+      const t = tempDir();
+      const server = await FdServer.listen({ path: t.path('s'), type: 'seqpacket' });
+      const client = await FdSocket.connect({ path: t.path('s'), type: 'seqpacket', passPidfd: true });
+      const conn = await server.accept();
+      await conn.send('hello');
+      // An empty message is a message here, not the end: it carries a pidfd.
+      await conn.send('');
+      const m = await client.recv();
+      assert.equal(m!.data.toString(), 'hello');
+      pidfdOf(m).close();
+      const empty = await client.recv();
+      assert.equal(empty!.data.length, 0);
+      pidfdOf(empty).close();
+      // The server's side has no pidfds.
+      await client.send('back');
+      const back = await conn.recv();
+      assert.equal('pidfd' in back!, false);
+      conn.close();
+      const end = await client.recv();
+      assert.equal(end, null);
+      client.close();
+      await server.close();
+      t.cleanup();
+    }));
+
   test('acceptFds: false with passPidfd: true: fds refused, the sender still named', () =>
     noLeak(async () => {
       const t = tempDir();
