@@ -10,6 +10,10 @@
 //   asked, so the caller can close the extras.
 // - On MSG_CTRUNC the fds that fit are installed: the caller sees the flag
 //   and the fds, and closes them.
+// - On a socket with SO_PASSPIDFD every message also brings an SCM_PIDFD
+//   (the sender's pidfd, installed like a received fd, written after the
+//   fds): the control buffer has room for it, and it is handed up in
+//   META_PIDFD, owned, for the caller to hand out or close (cmsg.h).
 #include "fdpass.h"
 
 #include <errno.h>
@@ -23,25 +27,38 @@
 
 // The layout of a batch's meta array: META_INTS ints per message, then one
 // status int (BATCH_DRAINED when the socket was found empty).
-enum { META_BYTES, META_FDS, META_FLAGS, META_CONTROL, META_PID, META_INTS };
+enum {
+  META_BYTES,
+  META_FDS,
+  META_FLAGS,
+  META_CONTROL,
+  META_PID,
+  META_PIDFD,
+  META_INTS
+};
 #define BATCH_DRAINED 1
 #define MMSG_BATCH 64 // messages per recvmmsg, at most
 
 // Flags beside the kernel's MSG_TRUNC (0x20) and MSG_CTRUNC (0x08).
 #define FDP_EOF 0x10000
 
-// A control buffer large enough for a full SCM_RIGHTS plus credentials and a
-// little more, so a peer that adds unexpected messages is seen, not cut.
+// A control buffer large enough for a full SCM_RIGHTS plus credentials, a
+// pidfd and a little more, so a peer that adds unexpected messages is seen,
+// not cut.
 #define CONTROL_SIZE                                                           \
   (CMSG_SPACE(FDP_MAX_FDS * sizeof(int)) + CMSG_SPACE(sizeof(struct ucred)) +  \
-   256)
+   CMSG_SPACE(sizeof(int)) + 256)
 
 // The control length asked for per message: room for per_fds fds as the
 // kernel counts it (a request for 0 fds still gets one slot, so that a
-// sender's fds are seen and closed, not dropped), and credentials.
+// sender's fds are seen and closed, not dropped), credentials, and the
+// SCM_PIDFD the kernel writes last (it needs a whole CMSG_LEN(sizeof(int))
+// left after the fds, else MSG_CTRUNC and no pidfd). The kernel hands out
+// no more than SCM_MAX_FD (253) fds, so with per_fds 253 the fds never eat
+// the pidfd's room; with fewer, a sender's extra fds may (MSG_CTRUNC).
 #define CONTROL_LEN(per_fds)                                                   \
   (CMSG_SPACE(((per_fds) ? (per_fds) : 1) * sizeof(int)) +                     \
-   CMSG_SPACE(sizeof(struct ucred)))
+   CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)))
 #define FD_ROOM(per_fds) ((CONTROL_LEN(per_fds) - CMSG_LEN(0)) / sizeof(int))
 
 typedef union {
@@ -133,19 +150,25 @@ static int cred_pid(struct msghdr *msg) {
   return 0;
 }
 
-// Fill one message's meta from what recvmsg returned and collect its fds
-// (marked owned). Zero bytes and no control data on a connected socket is
-// end of file (FDP_EOF). Returns the number of fds collected.
+static void note_owned(instance_t *inst, int fd) {
+  fdp_mark_owned(inst, fd, 1);
+  if (fd > inst->high_fd)
+    inst->high_fd = fd;
+}
+
+// Fill one message's meta from what recvmsg returned and collect its fds and
+// its pidfd (marked owned). Zero bytes and no control data on a connected
+// socket is end of file (FDP_EOF). Returns the number of fds collected.
 static int take_message(instance_t *inst, struct msghdr *msg, ssize_t r,
                         int connected, int *fds, size_t room, int *m) {
-  int rights = 0, others = 0, n = 0;
+  int rights = 0, others = 0, n = 0, pidfd = FDP_NO_PIDFD;
   if (msg->msg_controllen > 0)
-    n = collect_fds(msg, fds, (int)room, &rights, &others);
-  for (int i = 0; i < n; i++) {
-    fdp_mark_owned(inst, fds[i], 1);
-    if (fds[i] > inst->high_fd)
-      inst->high_fd = fds[i];
-  }
+    n = collect_fds(msg, fds, (int)room, &rights, &others, &pidfd);
+  for (int i = 0; i < n; i++)
+    note_owned(inst, fds[i]);
+  if (pidfd >= 0)
+    note_owned(inst, pidfd);
+  m[META_PIDFD] = pidfd;
   m[META_BYTES] = (int)r;
   m[META_FDS] = n;
   m[META_FLAGS] = msg->msg_flags & (MSG_TRUNC | MSG_CTRUNC);
@@ -160,17 +183,18 @@ static int take_message(instance_t *inst, struct msghdr *msg, ssize_t r,
 // the kernel cut a read-ahead message's fds at RLIMIT_NOFILE (a reader taking
 // one message at a time, closing as it goes, would get them all). Fds take
 // the lowest free numbers and the limit bounds the numbers, so k messages
-// surely fit while the highest fd seen + k * 253 stays under the limit. The
-// limit is read each time: another process may lower it (prlimit --pid).
+// surely fit while the highest fd seen + k * (253 + a pidfd) stays under the
+// limit. The limit is read each time: another process may lower it
+// (prlimit --pid).
 static int fds_safe_batch(instance_t *inst, int sock, int want) {
   long high = inst->high_fd > sock ? inst->high_fd : sock;
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
     return 1;
   if (nofile.rlim_cur == RLIM_INFINITY ||
-      nofile.rlim_cur - 1 >= (rlim_t)high + (rlim_t)want * FDP_MAX_FDS)
+      nofile.rlim_cur - 1 >= (rlim_t)high + (rlim_t)want * (FDP_MAX_FDS + 1))
     return want;
-  long k = ((long)nofile.rlim_cur - 1 - high) / FDP_MAX_FDS;
+  long k = ((long)nofile.rlim_cur - 1 - high) / (FDP_MAX_FDS + 1);
   return k < 1 ? 1 : (int)k;
 }
 
@@ -209,8 +233,10 @@ static int receive(instance_t *inst, int fd, mmsg_t *mm, int want, char *data,
 //   -> count | -errno
 // Reads up to maxMessages messages so that JS is entered once per batch.
 // Message i has meta[META_INTS * i ..] = bytes, fds, flags, control summary
-// (SCM_RIGHTS count | others << 8), sender's pid (SCM_CREDENTIALS, else 0); its bytes and fds follow the previous
-// message's in data and fds. meta[META_INTS * maxMessages] is BATCH_DRAINED
+// (SCM_RIGHTS count | others << 8), sender's pid (SCM_CREDENTIALS, else 0),
+// sender's pidfd (SCM_PIDFD: an owned fd, a negative errno the kernel gave
+// instead, or NO_PIDFD); its bytes and fds follow the previous message's in
+// data and fds. meta[META_INTS * maxMessages] is BATCH_DRAINED
 // when the batch came out short (the kernel stopped at EAGAIN, or at an
 // error it keeps for the next call): readiness tells when to read again.
 static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
@@ -275,7 +301,7 @@ static napi_value fdp_recv_batch(napi_env env, napi_callback_info info) {
         struct msghdr *rest = &mm->hdr[i].msg_hdr;
         int rights, others;
         if (rest->msg_controllen > 0)
-          collect_fds(rest, NULL, 0, &rights, &others);
+          collect_fds(rest, NULL, 0, &rights, &others, NULL);
       }
       break;
     }
@@ -294,7 +320,8 @@ static const fdp_const_t consts[] = {
     {"BATCH", MMSG_BATCH},      {"META_INTS", META_INTS},
     {"META_BYTES", META_BYTES}, {"META_FDS", META_FDS},
     {"META_FLAGS", META_FLAGS}, {"META_CONTROL", META_CONTROL},
-    {"META_PID", META_PID},     {"BATCH_DRAINED", BATCH_DRAINED},
+    {"META_PID", META_PID},     {"META_PIDFD", META_PIDFD},
+    {"NO_PIDFD", FDP_NO_PIDFD}, {"BATCH_DRAINED", BATCH_DRAINED},
     {"MSG_TRUNC", MSG_TRUNC},   {"MSG_CTRUNC", MSG_CTRUNC},
     {"FDP_EOF", FDP_EOF},
 };

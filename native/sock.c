@@ -152,6 +152,24 @@ static napi_value fdp_set_pass_rights(napi_env env, napi_callback_info info) {
   return fdp_number(env, 0);
 }
 
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76 // Linux >= 6.5; older kernels: ENOPROTOOPT
+#endif
+
+// setPassPidfd(fd, on) -> 0 | -errno. SO_PASSPIDFD on: every message this
+// socket receives brings an SCM_PIDFD, a pidfd of the sender's thread-group
+// leader, installed in the receiver (msg.c hands it up). A listener's
+// setting is inherited by the sockets it accepts. ENOPROTOOPT before 6.5.
+static napi_value fdp_set_pass_pidfd(napi_env env, napi_callback_info info) {
+  int32_t a[2];
+  if (fdp_int_args(env, info, 2, a))
+    return NULL;
+  int on = a[1] != 0;
+  if (setsockopt(a[0], SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on)) < 0)
+    return fdp_number(env, -errno);
+  return fdp_number(env, 0);
+}
+
 // setFlags(fd, cloexec, nonblock) -> 0; -1 leaves a flag as it is.
 static napi_value fdp_set_flags(napi_env env, napi_callback_info info) {
   FDP_ARGS(3);
@@ -261,6 +279,7 @@ static const fdp_function_t fns[] = {
     {"closeMany", fdp_close_many},
     {"poll", fdp_poll},
     {"setPassRights", fdp_set_pass_rights},
+    {"setPassPidfd", fdp_set_pass_pidfd},
 };
 
 static const fdp_const_t consts[] = {

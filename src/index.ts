@@ -15,7 +15,7 @@ export type {
   RecvOptions,
 } from './transport/socket.js';
 export { FdServer } from './transport/server.js';
-export type { AcceptOptions, FdServerEvents, ListenOptions } from './transport/server.js';
+export type { AcceptOptions, FdServerEvents, FromFdServerOptions, ListenOptions } from './transport/server.js';
 export { sendFdSync, recvFdSync } from './transport/sync.js';
 export { MAX_NAME_LEN } from './io/recv.js';
 export { MAX_FDS, closeFds } from './base/fds.js';

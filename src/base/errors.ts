@@ -66,7 +66,7 @@ export const ErrorCodes = {
   UNSUPPORTED_RUNTIME: 'ERR_FDPASS_UNSUPPORTED_RUNTIME',
   /** A sendmsg with fds to a socket that refuses them (its receiver turned SO_PASSRIGHTS off: `acceptFds: false`); nothing was sent. errno EPERM. */
   FDS_REFUSED: 'ERR_FDPASS_FDS_REFUSED',
-  /** The kernel lacks a feature asked for: `acceptFds: false` needs SO_PASSRIGHTS (Linux >= 6.16). errno and syscall say what failed. */
+  /** The kernel lacks a feature asked for: `acceptFds: false` needs SO_PASSRIGHTS (Linux >= 6.16), `passPidfd: true` SO_PASSPIDFD (Linux >= 6.5). errno and syscall say what failed. */
   UNSUPPORTED_KERNEL: 'ERR_FDPASS_UNSUPPORTED_KERNEL',
   /** No native addon loads here: no prebuild fits this platform and none was built from source (`npm rebuild fdpass`). */
   NO_ADDON: 'ERR_FDPASS_NO_ADDON',

@@ -30,6 +30,7 @@ export interface NativeBinding {
   setFlags(fd: number, cloexec: number, nonblock: number): number;
   getFlags(fd: number): number;
   setPassRights(fd: number, on: number): number;
+  setPassPidfd(fd: number, on: number): number;
   shutdown(fd: number, how: number): number;
   close(fd: number): number;
   closeMany(fds: Int32Array, count: number): number;
@@ -123,6 +124,9 @@ export interface NativeBinding {
   readonly META_FLAGS: number;
   readonly META_CONTROL: number;
   readonly META_PID: number;
+  /** The sender's pidfd (SCM_PIDFD): an fd, a negative errno the kernel gave instead, or NO_PIDFD. */
+  readonly META_PIDFD: number;
+  readonly NO_PIDFD: number;
   /** The batch's status int: the socket was found empty. */
   readonly BATCH_DRAINED: number;
   readonly MSG_TRUNC: number;

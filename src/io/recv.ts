@@ -18,7 +18,9 @@ export { MAX_FDS };
 export const BATCH: number = native.BATCH;
 
 // The addon's layout of a batch's meta array: META_INTS ints per message.
-const { FD_ROOM, META_INTS, META_BYTES, META_FDS, META_FLAGS, META_CONTROL, META_PID, BATCH_DRAINED } = native;
+const { FD_ROOM, META_INTS, META_BYTES, META_FDS, META_FLAGS, META_CONTROL, META_PID, META_PIDFD, BATCH_DRAINED } = native;
+/** RawMessage.pidfd when the message brought no pidfd. */
+export const NO_PIDFD: number = native.NO_PIDFD;
 // A data slot of the default size per message of a batch (recvmmsg fills each
 // slot; pages never written cost no memory), and the fd room of each.
 const scratchData = Buffer.allocUnsafeSlow(BATCH * DEFAULT_MAX_BYTES);
@@ -36,8 +38,14 @@ export interface RawMessage {
   fds: number[];
   /** MSG_TRUNC, MSG_CTRUNC, FLAG_EOF */
   flags: number;
-  /** count of SCM_RIGHTS | count of other control messages << 8 */
+  /** count of SCM_RIGHTS | count of other control messages << 8 (SCM_PIDFD not counted) */
   control: number;
+  /**
+   * The sender's pidfd (SCM_PIDFD, on a socket with SO_PASSPIDFD that asked
+   * to keep it): an fd >= 0, in the library's care like `fds`; else none
+   * (NO_PIDFD, or the negative errno the kernel wrote in its place).
+   */
+  pidfd: number;
 }
 
 export type RawEntry = RawMessage | FdPassError;
@@ -62,7 +70,26 @@ function messageAt(data: Buffer, i: number, off: number, fdOff: number): RawMess
     fds,
     flags: scratchMeta[m + META_FLAGS]!,
     control: scratchMeta[m + META_CONTROL]!,
+    pidfd: scratchMeta[m + META_PIDFD]!,
   };
+}
+
+/**
+ * A pidfd that arrived (SCM_PIDFD) where nobody asked to keep it (a socket
+ * adopted with SO_PASSPIDFD already on): closed at once.
+ */
+function dropPidfd(i: number): void {
+  const m = i * META_INTS + META_PIDFD;
+  const pidfd = scratchMeta[m]!;
+  if (pidfd < 0) return;
+  native.close(pidfd);
+  scratchMeta[m] = NO_PIDFD;
+}
+
+/** Close the pidfd of a message nobody will receive (none: nothing to do). */
+export function discardPidfd(msg: RawMessage): void {
+  if (msg.pidfd >= 0) native.close(msg.pidfd);
+  msg.pidfd = NO_PIDFD;
 }
 
 /** readBatch: the socket may hold more; read again before waiting (the pump's MORE). */
@@ -79,6 +106,9 @@ export const READ_DRAINED = DRAINED;
  * applies on handing a message out, so the kernel must never cut fds on
  * their behalf. With `pids`, the sender's pid of each message (from
  * SCM_CREDENTIALS on a socket with SO_PASSCRED, else 0) is appended to it.
+ * With `keepPidfd`, each message's pidfd (SCM_PIDFD, on a socket with
+ * SO_PASSPIDFD) is kept in it, for the caller to hand out or close; without,
+ * any that arrives is closed here.
  */
 export function readBatch(
   fd: number,
@@ -87,6 +117,7 @@ export function readBatch(
   connected: boolean,
   into: RawEntry[],
   pids?: number[],
+  keepPidfd = false,
 ): number {
   let data: Buffer = scratchData;
   if (maxBytes > data.length) {
@@ -101,6 +132,7 @@ export function readBatch(
   let off = 0;
   let fdOff = 0;
   for (let i = 0; i < n; i++) {
+    if (!keepPidfd) dropPidfd(i);
     into.push(messageAt(data, i, off, fdOff));
     if (pids) pids.push(meta[i * META_INTS + META_PID]!);
     off += meta[i * META_INTS + META_BYTES]!;
@@ -118,7 +150,10 @@ function readOneIntoScratch(fd: number, connected: boolean): FdPassError | null 
   const n = waitWhileAgain(fd, native.POLLIN, () =>
     native.recvBatch(fd, scratchData, scratchFds, scratchMeta, 1, MAX_NAME_LEN, MAX_FDS, connected ? 1 : 0),
   );
-  return typeof n === 'number' ? (n >= 0 ? null : systemError(n, 'recvmsg')) : n;
+  if (typeof n !== 'number') return n;
+  if (n < 0) return systemError(n, 'recvmsg');
+  dropPidfd(0); // a runc message names no sender
+  return null;
 }
 
 /** One runc-sized message, blocking (see readOneIntoScratch); a failure as an entry. */
@@ -174,6 +209,7 @@ function copyOut(src: Buffer, off: number, len: number): Buffer {
 
 function fail(msg: RawMessage, code: string, message: string): FdPassError {
   discardFds(msg.fds);
+  discardPidfd(msg);
   return new FdPassError(code, message);
 }
 
@@ -262,7 +298,7 @@ export function toReceivedMessage(
     return {
       data: msg.data.subarray(0, maxBytes),
       fds: msg.fds,
-      rest: { data: msg.data.subarray(maxBytes), fds: [], flags: 0, control: 0 },
+      rest: { data: msg.data.subarray(maxBytes), fds: [], flags: 0, control: 0, pidfd: NO_PIDFD },
     };
   }
   return { data: msg.data, fds: msg.fds };

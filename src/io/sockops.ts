@@ -6,7 +6,7 @@ import { chmodSync, lstatSync, statSync, unlinkSync } from 'node:fs';
 import { constants, release } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ResolvedAddress } from '../base/address.js';
-import { ErrorCodes, FdPassError, abortError, invalidArgType, systemError } from '../base/errors.js';
+import { ErrorCodes, FdPassError, abortError, invalidArgType, invalidArgValue, systemError } from '../base/errors.js';
 import { checkFdNumber } from '../base/fds.js';
 import { native } from '../base/native.js';
 
@@ -63,17 +63,55 @@ export function refuseFds(fd: number): void {
   throw systemError(r, 'setsockopt');
 }
 
-/** A new AF_UNIX socket, non-blocking and close-on-exec; with acceptFds false, one that refuses fds. */
-export function openSocket(type: number, acceptFds = true): number {
+/** `passPidfd` of the options that take it: a boolean, false by default; only for 'dgram' and 'seqpacket'. */
+export function checkPassPidfd(value: unknown, type: number): boolean {
+  if (value === undefined || value === false) return false;
+  if (typeof value !== 'boolean') throw invalidArgType('passPidfd', 'of type boolean', value);
+  if (type === native.SOCK_STREAM) {
+    throw invalidArgValue(
+      'passPidfd',
+      "needs a 'dgram' or 'seqpacket' socket (a stream's reads join the bytes of several sends, so there is no sender per message)",
+      value,
+    );
+  }
+  return true;
+}
+
+/**
+ * `passPidfd: true`: turn SO_PASSPIDFD on, so that every message received
+ * brings a pidfd of its sender (SCM_PIDFD). A listener's setting carries
+ * over to the sockets it accepts. Linux >= 6.5; before,
+ * ERR_FDPASS_UNSUPPORTED_KERNEL.
+ */
+export function passPidfds(fd: number): void {
+  const r = native.setPassPidfd(fd, 1);
+  if (r === 0) return;
+  if (r === -ENOPROTOOPT) {
+    throw new FdPassError(
+      ErrorCodes.UNSUPPORTED_KERNEL,
+      `passPidfd: true needs SO_PASSPIDFD (Linux >= 6.5); this kernel (${release()}) lacks it`,
+      {
+        errno: r,
+        syscall: 'setsockopt',
+      },
+    );
+  }
+  throw systemError(r, 'setsockopt');
+}
+
+/**
+ * A new AF_UNIX socket, non-blocking and close-on-exec; with acceptFds false,
+ * one that refuses fds; with passPidfd, one that gets each sender's pidfd.
+ */
+export function openSocket(type: number, acceptFds = true, passPidfd = false): number {
   const fd = native.socket(type);
   if (fd < 0) throw systemError(fd, 'socket');
-  if (!acceptFds) {
-    try {
-      refuseFds(fd);
-    } catch (err) {
-      native.close(fd);
-      throw err;
-    }
+  try {
+    if (!acceptFds) refuseFds(fd);
+    if (passPidfd) passPidfds(fd);
+  } catch (err) {
+    native.close(fd);
+    throw err;
   }
   return fd;
 }
@@ -106,9 +144,10 @@ export async function connectSocket(
   type: number,
   signal: AbortSignal | Cancel | undefined,
   acceptFds = true,
+  passPidfd = false,
 ): Promise<number> {
   if (signal?.aborted) throw abortError(signal);
-  const fd = openSocket(type, acceptFds);
+  const fd = openSocket(type, acceptFds, passPidfd);
   const wakes = signal !== undefined && 'addEventListener' in signal ? { signal } : undefined;
   let delay = 1;
   for (;;) {
@@ -133,8 +172,8 @@ export async function connectSocket(
 }
 
 /** A socket bound to `address` (the receiving side of datagram protocols). */
-export function bindSocket(address: ResolvedAddress, type: number, acceptFds = true): number {
-  const fd = openSocket(type, acceptFds);
+export function bindSocket(address: ResolvedAddress, type: number, acceptFds = true, passPidfd = false): number {
+  const fd = openSocket(type, acceptFds, passPidfd);
   const r = native.bind(fd, address.bytes);
   if (r < 0) {
     native.close(fd);
@@ -160,9 +199,10 @@ export function listenSocket(
   backlog: number,
   mode: number,
   acceptFds = true,
+  passPidfd = false,
 ): { fd: number; file: FileId | null } {
-  // SO_PASSRIGHTS off before listen(2): every connection inherits it.
-  const fd = openSocket(type, acceptFds);
+  // SO_PASSRIGHTS and SO_PASSPIDFD before listen(2): every connection inherits them.
+  const fd = openSocket(type, acceptFds, passPidfd);
   let file: FileId | null = null;
   try {
     let r = native.bind(fd, address.bytes);

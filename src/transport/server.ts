@@ -6,7 +6,17 @@ import { AddressOptions, ResolvedAddress, addressOptions, encodeAddress, socketT
 import type { SocketType } from '../base/address.js';
 import { checkSignal, closedError, invalidArgType, invalidArgValue, outOfRange } from '../base/errors.js';
 import { Acceptor, type Accepted } from '../io/acceptor.js';
-import { adoptSocket, checkAcceptFds, listenSocket, refuseFds, unlinkIfSame, type FileId, type PeerCredentials } from '../io/sockops.js';
+import {
+  adoptSocket,
+  checkAcceptFds,
+  checkPassPidfd,
+  listenSocket,
+  passPidfds,
+  refuseFds,
+  unlinkIfSame,
+  type FileId,
+  type PeerCredentials,
+} from '../io/sockops.js';
 import { WaitQueue } from '../io/waiters.js';
 import { FdSocket, createSocket } from './socket.js';
 
@@ -28,6 +38,21 @@ export interface ListenOptions extends AddressOptions {
    * Linux >= 6.16, else ERR_FDPASS_UNSUPPORTED_KERNEL. Default true.
    */
   acceptFds?: boolean;
+  /**
+   * true ('seqpacket' only): every message the accepted sockets receive
+   * carries its sender's pidfd as `message.pidfd` (SO_PASSPIDFD, set on the
+   * listener before listen(2) and inherited by every connection). Linux >=
+   * 6.5, else ERR_FDPASS_UNSUPPORTED_KERNEL. Default false.
+   */
+  passPidfd?: boolean;
+}
+
+/** Options of FdServer.fromFd. */
+export interface FromFdServerOptions {
+  allow?: (peer: PeerCredentials) => boolean;
+  acceptFds?: boolean;
+  /** As ListenOptions.passPidfd; connections queued before fromFd may not have it. */
+  passPidfd?: boolean;
 }
 
 export interface AcceptOptions {
@@ -62,6 +87,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   readonly abstract: string | undefined;
   readonly #acceptor: Acceptor;
   readonly #sockType: number;
+  readonly #passPidfd: boolean;
   readonly #waiters = new WaitQueue<AcceptWaiter>();
   #closed = false;
   #file: FileId | null = null;
@@ -71,9 +97,11 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     type: number,
     where: { path?: string; abstract?: string },
     allow: ((peer: PeerCredentials) => boolean) | undefined,
+    passPidfd: boolean,
   ) {
     super();
     this.#sockType = type;
+    this.#passPidfd = passPidfd;
     this.type = socketTypeName(type);
     this.path = where.path;
     this.abstract = where.abstract;
@@ -116,8 +144,9 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     if (allow !== undefined && typeof allow !== 'function') throw invalidArgType('allow', 'a function', allow);
     if (allow === undefined && address.abstract !== undefined) allow = sameUid;
     const acceptFds = checkAcceptFds(options.acceptFds);
+    const passPidfd = checkPassPidfd(options.passPidfd, type);
 
-    return FdServer.#listen(address, type, backlog, mode, allow, acceptFds);
+    return FdServer.#listen(address, type, backlog, mode, allow, acceptFds, passPidfd);
   }
 
   static async #listen(
@@ -127,10 +156,11 @@ export class FdServer extends EventEmitter<FdServerEvents> {
     mode: number,
     allow: ((peer: PeerCredentials) => boolean) | undefined,
     acceptFds: boolean,
+    passPidfd: boolean,
   ): Promise<FdServer> {
-    const { fd, file } = listenSocket(address, type, backlog, mode, acceptFds);
+    const { fd, file } = listenSocket(address, type, backlog, mode, acceptFds, passPidfd);
     const where = address.path !== undefined ? { path: resolvePath(address.path) } : { abstract: address.abstract as string };
-    const server = new FdServer(fd, type, where, allow);
+    const server = new FdServer(fd, type, where, allow, passPidfd);
     server.#file = file;
     return server;
   }
@@ -139,13 +169,16 @@ export class FdServer extends EventEmitter<FdServerEvents> {
    * Adopt a listening socket fd (from systemd, or received from a peer). The
    * server owns it; close() does not unlink any file. `acceptFds: false`
    * turns SO_PASSRIGHTS off on it: connections accepted from now on refuse
-   * fds (those already queued may have been made before).
+   * fds (those already queued may have been made before). `passPidfd:
+   * true` likewise turns SO_PASSPIDFD on ('seqpacket' listeners).
    */
-  static fromFd(fd: number, options: { allow?: (peer: PeerCredentials) => boolean; acceptFds?: boolean } = {}): FdServer {
+  static fromFd(fd: number, options: FromFdServerOptions = {}): FdServer {
     const acceptFds = checkAcceptFds(options.acceptFds);
     const type = adoptSocket(fd, { listening: true });
+    const passPidfd = checkPassPidfd(options.passPidfd, type);
     if (!acceptFds) refuseFds(fd);
-    return new FdServer(fd, type, {}, options.allow);
+    if (passPidfd) passPidfds(fd);
+    return new FdServer(fd, type, {}, options.allow, passPidfd);
   }
 
   /** The listening fd, or -1 once closed. */
@@ -194,7 +227,7 @@ export class FdServer extends EventEmitter<FdServerEvents> {
   #deliver(conn: Accepted): void {
     let sock: FdSocket;
     try {
-      sock = createSocket(conn.fd, this.#sockType, conn.peer);
+      sock = createSocket(conn.fd, this.#sockType, conn.peer, this.#passPidfd);
     } catch {
       return; // watching it failed: the fd was closed
     }

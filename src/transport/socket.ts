@@ -17,12 +17,13 @@ import {
 } from '../base/address.js';
 import { ErrorCodes, FdPassError, checkSignal, closedError, invalidArgType, outOfRange, systemError } from '../base/errors.js';
 import { FdLike, toFd, toFdArray } from '../base/fds.js';
-import { Kept, discardFds, disownAll } from '../io/owned.js';
+import { Kept, discardFds, disown, disownAll } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
 import {
   adoptSocket,
   bindSocket,
   checkAcceptFds,
+  checkPassPidfd,
   connectSocket,
   peerCredentials,
   socketPair,
@@ -31,7 +32,7 @@ import {
 import { ENDED, MORE, Pump } from '../io/pump.js';
 import { WaitQueue } from '../io/waiters.js';
 import { native } from '../base/native.js';
-import { type Pidfd, peerPidfd } from './pidfd.js';
+import { type Pidfd, adoptPidfd, peerPidfd } from './pidfd.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -40,6 +41,7 @@ import {
   MAX_NAME_LEN,
   RawEntry,
   RawMessage,
+  discardPidfd,
   eofError,
   isPlainMessage,
   isRuncFd,
@@ -55,6 +57,19 @@ export type { PeerCredentials } from '../io/sockops.js';
 export interface ReceivedMessage {
   data: Buffer;
   fds: number[];
+  /**
+   * On a socket made with `passPidfd: true` only: the sender's process as a
+   * Pidfd (SCM_PIDFD), yours to close like the fds (`using`, or close()). It
+   * names the thread-group leader of the process that sent the message,
+   * safe from pid reuse; its `pid` is -1 when that process had exited by the
+   * time the message was read (Linux >= 6.17 still names a sender that was
+   * reaped; `exited()` gives its status). null when the kernel wrote an
+   * error in place of the fd (the receiver at RLIMIT_NOFILE; a reaped sender
+   * before 6.17), or when adopting it failed (no fd free to read its
+   * /proc/self/fdinfo; it was closed). A message nobody receives has its
+   * pidfd closed with it, as its fds.
+   */
+  pidfd?: Pidfd | null;
 }
 
 /** A runc-style message: a name and one fd (yours to close). */
@@ -79,12 +94,24 @@ export interface RecvFdOptions {
 export interface BindOptions extends AddressOptions {
   /** false: the kernel refuses fds sent to this socket (SO_PASSRIGHTS off; Linux >= 6.16). Default true. */
   acceptFds?: boolean;
+  /**
+   * true: every message received carries its sender's pidfd as
+   * `message.pidfd` (SO_PASSPIDFD; Linux >= 6.5, else
+   * ERR_FDPASS_UNSUPPORTED_KERNEL). 'dgram' and 'seqpacket' only. Default false.
+   */
+  passPidfd?: boolean;
 }
 
 export interface ConnectOptions extends AddressOptions {
   signal?: AbortSignal;
   /** false: the kernel refuses fds the peer sends to this socket (SO_PASSRIGHTS off; Linux >= 6.16). Default true. */
   acceptFds?: boolean;
+  /**
+   * true: every message received carries its sender's pidfd as
+   * `message.pidfd` (SO_PASSPIDFD; Linux >= 6.5, else
+   * ERR_FDPASS_UNSUPPORTED_KERNEL). 'dgram' and 'seqpacket' only. Default false.
+   */
+  passPidfd?: boolean;
 }
 
 export interface FdSocketEvents {
@@ -163,7 +190,7 @@ function sendAfterEnd(): FdPassError {
 // fills this in; the functions below are the way in (src/protocols/internal.ts passes
 // the first two on to protocol modules). None of them is in the package.
 let privileged: {
-  create(fd: number, type: number, peer?: PeerCredentials): FdSocket;
+  create(fd: number, type: number, peer?: PeerCredentials, passPidfd?: boolean): FdSocket;
   recvKept(sock: FdSocket, options?: RecvOptions): Promise<Kept<ReceivedMessage> | null>;
   recvFdKept(sock: FdSocket, options?: RecvFdOptions): Promise<Kept<ReceivedFd>>;
   recvFdSync(sock: FdSocket): ReceivedFd;
@@ -171,8 +198,8 @@ let privileged: {
 };
 
 /** @internal An FdSocket on `fd`, a non-blocking connected socket of `type` (FdServer's connections). */
-export function createSocket(fd: number, type: number, peer?: PeerCredentials): FdSocket {
-  return privileged.create(fd, type, peer);
+export function createSocket(fd: number, type: number, peer?: PeerCredentials, passPidfd = false): FdSocket {
+  return privileged.create(fd, type, peer, passPidfd);
 }
 
 /** @internal sock.recv(), the message's fds still in the library's care until handed out. */
@@ -220,10 +247,12 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   readonly #waiters = new WaitQueue<Waiter>();
   readonly #stream: boolean;
   readonly #connected: boolean;
+  // SO_PASSPIDFD was turned on by us: each message's pidfd is handed out.
+  readonly #passPidfd: boolean;
 
   static {
     privileged = {
-      create: (fd, type, peer) => new FdSocket(fd, type, peer),
+      create: (fd, type, peer, passPidfd) => new FdSocket(fd, type, peer, passPidfd),
       recvKept: (sock, options) => sock.#recv(options, true).then((m) => (m ? new Kept(m, m.fds) : null)),
       recvFdKept: (sock, options) => sock.#recvFd(options, true).then((m) => new Kept(m, [m.fd])),
       recvFdSync: (sock) => sock.#recvFdSync(),
@@ -235,9 +264,10 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * Use FdSocket.connect, FdSocket.pair, FdSocket.fromFd or FdServer. The
    * FdSocket takes `fd` (a non-blocking socket of `type`) as it is.
    */
-  private constructor(fd: number, type: number, peer?: PeerCredentials) {
+  private constructor(fd: number, type: number, peer?: PeerCredentials, passPidfd = false) {
     super();
     this.type = socketTypeName(type);
+    this.#passPidfd = passPidfd;
     this.#stream = type === native.SOCK_STREAM;
     this.#connected = type !== native.SOCK_DGRAM;
     this.#peer = peer;
@@ -268,11 +298,18 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const type = socketTypeNumber(options.type);
     const signal = checkSignal(options.signal);
     const acceptFds = checkAcceptFds(options.acceptFds);
-    return FdSocket.#connect(address, type, signal, acceptFds);
+    const passPidfd = checkPassPidfd(options.passPidfd, type);
+    return FdSocket.#connect(address, type, signal, acceptFds, passPidfd);
   }
 
-  static async #connect(address: ResolvedAddress, type: number, signal: AbortSignal | undefined, acceptFds: boolean): Promise<FdSocket> {
-    return new FdSocket(await connectSocket(address, type, signal, acceptFds), type);
+  static async #connect(
+    address: ResolvedAddress,
+    type: number,
+    signal: AbortSignal | undefined,
+    acceptFds: boolean,
+    passPidfd: boolean,
+  ): Promise<FdSocket> {
+    return new FdSocket(await connectSocket(address, type, signal, acceptFds, passPidfd), type, undefined, passPidfd);
   }
 
   /** A connected pair of sockets (socketpair(2)). */
@@ -300,7 +337,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const address = encodeAddress(options);
     const type = socketTypeNumber(options.type ?? 'dgram');
     const acceptFds = checkAcceptFds(options.acceptFds);
-    return new FdSocket(bindSocket(address, type, acceptFds), type);
+    const passPidfd = checkPassPidfd(options.passPidfd, type);
+    return new FdSocket(bindSocket(address, type, acceptFds, passPidfd), type, undefined, passPidfd);
   }
 
   /** The socket's fd, or -1 once closed. */
@@ -396,7 +434,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   recv(options?: RecvOptions): Promise<ReceivedMessage | null> {
     if (options === undefined) {
       const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
-      if (ready) return Promise.resolve({ data: ready.data, fds: ready.fds });
+      if (ready) return Promise.resolve(this.#message(ready.data, ready.fds, ready));
     }
     return this.#recv(options, false);
   }
@@ -437,7 +475,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const iterator: AsyncIterableIterator<ReceivedMessage> = {
       next: () => {
         const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
-        if (ready) return Promise.resolve({ value: { data: ready.data, fds: ready.fds }, done: false });
+        if (ready) return Promise.resolve({ value: this.#message(ready.data, ready.fds, ready), done: false });
         return new Promise<IteratorResult<ReceivedMessage>>((resolve, reject) => {
           this.#addWaiter({ kind: 'iter', maxBytes: DEFAULT_MAX_BYTES, maxFds: MAX_FDS, keep: false, resolve, reject }, undefined);
         });
@@ -465,7 +503,29 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       return undefined;
     this.#shiftQueue();
     disownAll(entry.fds);
+    if (runc) discardPidfd(entry); // ReceivedFd names no sender
     return entry;
+  }
+
+  /**
+   * A message handed out: with passPidfd, its pidfd adopted by a Pidfd
+   * (null when none came; if adopting fails, the fd is closed and null
+   * given: the message is not lost for it). Without, there is none: readBatch
+   * closed any that came.
+   */
+  #message(data: Buffer, fds: number[], entry: RawMessage): ReceivedMessage {
+    if (!this.#passPidfd) return { data, fds };
+    const fd = entry.pidfd;
+    entry.pidfd = -1;
+    if (fd < 0) return { data, fds, pidfd: null };
+    disown(fd);
+    let pidfd: Pidfd | null = null;
+    try {
+      pidfd = adoptPidfd(fd);
+    } catch {
+      // closed by adoptPidfd
+    }
+    return { data, fds, pidfd };
   }
 
   #addWaiter(w: Waiter, signal: AbortSignal | undefined): void {
@@ -504,7 +564,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     // the kernel.
     const want = head ? head.maxBytes : DEFAULT_MAX_BYTES;
     const maxBytes = this.#stream ? want : Math.max(want, DEFAULT_MAX_BYTES);
-    const r = readBatch(this.#reader.fd, BATCH, maxBytes, this.#connected, this.#queue);
+    const r = readBatch(this.#reader.fd, BATCH, maxBytes, this.#connected, this.#queue, undefined, this.#passPidfd);
     if (r < 0) return r;
     this.#deliver();
     return this.#eof ? ENDED : r;
@@ -550,7 +610,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         if (m instanceof Error) this.emit('error', m);
         else {
           disownAll(m.fds);
-          this.emit('message', { data: m.data, fds: m.fds });
+          this.emit('message', this.#message(m.data, m.fds, entry));
         }
         continue;
       }
@@ -559,6 +619,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         const m = toReceivedFd(entry);
         if (m instanceof Error) waiter.reject(m);
         else {
+          discardPidfd(entry); // ReceivedFd names no sender
           if (!waiter.keep) disownAll(entry.fds);
           waiter.resolve(m);
         }
@@ -573,7 +634,9 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       if ('rest' in m) this.#queue[this.#qhead] = m.rest;
       else this.#shiftQueue();
       if (!waiter.keep) disownAll(m.fds);
-      const message: ReceivedMessage = { data: m.data, fds: m.fds };
+      // A protocol module's Kept value carries fds only: it gets no pidfd.
+      if (waiter.keep) discardPidfd(entry);
+      const message = this.#message(m.data, m.fds, entry);
       if (waiter.kind === 'recv') waiter.resolve(message);
       else waiter.resolve({ value: message, done: false });
     }
@@ -639,7 +702,10 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     else this.#reader.release();
     for (let i = this.#qhead; i < this.#queue.length; i++) {
       const e = this.#queue[i]!;
-      if (!(e instanceof Error)) discardFds(e.fds);
+      if (!(e instanceof Error)) {
+        discardFds(e.fds);
+        discardPidfd(e);
+      }
     }
     this.#queue = [];
     this.#qhead = 0;
@@ -663,6 +729,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
           if (entry instanceof Error) throw entry;
           const m = toReceivedFd(entry);
           if (m instanceof Error) throw m;
+          discardPidfd(entry);
           disownAll(entry.fds);
           return m;
         }

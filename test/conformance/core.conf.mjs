@@ -278,3 +278,33 @@ if ((major > 6 || (major === 6 && minor >= 16)) && !process.env.FDPASS_CONFORMAN
       t.cleanup();
     }));
 }
+
+// SO_PASSPIDFD (SCM_PIDFD) is Linux >= 6.5; qemu-user does not translate it
+// (ENOPROTOOPT, as for SO_PASSRIGHTS above).
+if ((major > 6 || (major === 6 && minor >= 5)) && !process.env.FDPASS_CONFORMANCE_EMULATOR) {
+  test("passPidfd: true: each message names its sender (message.pidfd); unreceived ones' pidfds close with the socket", () =>
+    noLeak(async () => {
+      const t = tempDir();
+      const rx = FdSocket.bindDatagram({ path: t.path('d'), passPidfd: true });
+      const tx = await FdSocket.connect({ path: t.path('d'), type: 'dgram' });
+      await tx.send('one', [0]);
+      await tx.send('two');
+      const m = await rx.recv();
+      assert.equal(m.data.toString(), 'one');
+      closeFds(m.fds);
+      assert.equal(m.pidfd.pid, process.pid);
+      assert.match(target(m.pidfd.fd), /pidfd/);
+      m.pidfd.close();
+      // 'two' stays buffered: its pidfd is closed with the socket (noLeak).
+      await tx.close();
+      await rx.close();
+      t.cleanup();
+    }));
+} else {
+  test('passPidfd: true without SO_PASSPIDFD (Linux < 6.5, or qemu-user): ERR_FDPASS_UNSUPPORTED_KERNEL', () =>
+    noLeak(async () => {
+      const t = tempDir();
+      assert.throws(() => FdSocket.bindDatagram({ path: t.path('d'), passPidfd: true }), { code: 'ERR_FDPASS_UNSUPPORTED_KERNEL' });
+      t.cleanup();
+    }));
+}

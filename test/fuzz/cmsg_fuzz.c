@@ -3,7 +3,12 @@
 // room, the rest is copied into a heap block of exactly its size, so any read
 // past the end is an AddressSanitizer report. The parser's result is checked
 // against an independent walk of the same bytes: every fd it reports or closes
-// lies inside the buffer, and none is lost or invented.
+// lies inside the buffer, and none is lost or invented. SCM_PIDFD (the
+// sender's pidfd) is an fd too: the parser keeps the first one that is >= 0
+// (when it was asked to) and closes every other; a negative value (the
+// errno the kernel writes when it cannot make one) is no fd and is never
+// closed. The first input byte's low bit chooses whether the pidfd is
+// asked for.
 //
 // Built two ways by scripts/fuzz-cmsg.mjs:
 // - with clang -fsanitize=fuzzer,address,undefined: libFuzzer drives
@@ -36,17 +41,31 @@ static int fuzz_close(int fd) {
 // the end of the buffer ends the walk unread (the kernel never writes one; a
 // parser that trusts it reads past the buffer).
 static void reference(const unsigned char *buf, size_t len, size_t *fds,
-                      int *rights, int *others) {
+                      int *rights, int *others, size_t *pidfds, int *first,
+                      int *first_error) {
   size_t o = 0;
-  *fds = 0;
+  *fds = *pidfds = 0;
   *rights = *others = 0;
+  *first = *first_error = FDP_NO_PIDFD;
   while (o + HDR <= len) {
     struct cmsghdr h;
     memcpy(&h, buf + o, HDR);
     size_t left = len - o;
     if (h.cmsg_len > left)
       break;
-    if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_RIGHTS) {
+    if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_PIDFD) {
+      if (h.cmsg_len >= CMSG_LEN(sizeof(int))) {
+        int v;
+        memcpy(&v, buf + o + CMSG_LEN(0), sizeof(int));
+        if (v >= 0) {
+          (*pidfds)++;
+          if (*first == FDP_NO_PIDFD)
+            *first = v;
+        } else if (*first_error == FDP_NO_PIDFD) {
+          *first_error = v;
+        }
+      }
+    } else if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_RIGHTS) {
       (*rights)++;
       if (h.cmsg_len >= CMSG_LEN(0))
         *fds += (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -63,6 +82,7 @@ static void check_one(const uint8_t *data, size_t size) {
   if (size == 0)
     return;
   int room = data[0] % 256;
+  int want_pidfd = data[0] & 1;
   size_t len = size - 1;
   // malloc is aligned for struct cmsghdr; an exact size makes overreads fatal.
   unsigned char *buf = malloc(len ? len : 1);
@@ -71,19 +91,28 @@ static void check_one(const uint8_t *data, size_t size) {
     abort();
   memcpy(buf, data + 1, len);
   struct msghdr msg = {.msg_control = buf, .msg_controllen = len};
-  int rights, others;
+  int rights, others, pidfd = 12345;
   closed_count = 0;
-  int n = collect_fds(&msg, fds, room, &rights, &others);
-  size_t want_fds;
-  int want_rights, want_others;
-  reference(buf, len, &want_fds, &want_rights, &want_others);
-  if (n < 0 || n > room || (size_t)n + closed_count != want_fds ||
-      rights != want_rights || others != want_others) {
+  int n = collect_fds(&msg, fds, room, &rights, &others,
+                      want_pidfd ? &pidfd : NULL);
+  size_t want_fds, pidfds;
+  int want_rights, want_others, first, first_error;
+  reference(buf, len, &want_fds, &want_rights, &want_others, &pidfds, &first,
+            &first_error);
+  // Every fd that arrived is either handed out or closed, exactly once.
+  int kept = want_pidfd && pidfd >= 0;
+  int want_pidfd_value = first != FDP_NO_PIDFD ? first : first_error;
+  if (n < 0 || n > room ||
+      (size_t)n + (size_t)kept + closed_count != want_fds + pidfds ||
+      rights != want_rights || others != want_others ||
+      (want_pidfd && pidfd != want_pidfd_value) ||
+      (!want_pidfd && pidfd != 12345)) {
     fprintf(stderr,
             "cmsg_fuzz: mismatch: len %zu room %d: got %d fds + %zu closed, "
-            "rights %d, others %d; want %zu fds, rights %d, others %d\n",
-            len, room, n, closed_count, rights, others, want_fds, want_rights,
-            want_others);
+            "rights %d, others %d, pidfd %d; want %zu fds + %zu pidfds, "
+            "rights %d, others %d, pidfd %d\n",
+            len, room, n, closed_count, rights, others, pidfd, want_fds, pidfds,
+            want_rights, want_others, want_pidfd ? want_pidfd_value : 12345);
     abort();
   }
   free(fds);
@@ -113,11 +142,15 @@ static size_t generate(uint8_t *out, size_t cap) {
   for (int i = 0; i < count && o + HDR <= cap; i++) {
     struct cmsghdr h;
     size_t nfds = rnd() % 260;
-    uint64_t kind = rnd() % 10;
-    h.cmsg_level = kind < 8 ? SOL_SOCKET : (int)rnd();
-    h.cmsg_type = kind < 5 ? SCM_RIGHTS : kind < 7 ? SCM_CREDENTIALS : (int)rnd();
-    size_t payload =
-        h.cmsg_type == SCM_RIGHTS ? nfds * sizeof(int) : rnd() % 40;
+    uint64_t kind = rnd() % 12;
+    h.cmsg_level = kind < 10 ? SOL_SOCKET : (int)rnd();
+    h.cmsg_type = kind < 5   ? SCM_RIGHTS
+                  : kind < 7 ? SCM_CREDENTIALS
+                  : kind < 9 ? SCM_PIDFD
+                             : (int)rnd();
+    size_t payload = h.cmsg_type == SCM_RIGHTS  ? nfds * sizeof(int)
+                     : h.cmsg_type == SCM_PIDFD ? sizeof(int)
+                                                : rnd() % 40;
     switch (rnd() % 8) {
     case 0: h.cmsg_len = rnd(); break;                 // anything at all
     case 1: h.cmsg_len = rnd() % HDR; break;           // shorter than a header
