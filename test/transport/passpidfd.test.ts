@@ -12,9 +12,9 @@ import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 import { FdServer, FdSocket, closeFds, type ReceivedMessage } from 'fdpass';
 import { Pidfd } from 'fdpass/pidfd';
-import { fdTable, isOpen, noLeak, openFds, python, runPython, tempDir } from './helpers.js';
-import { JsonLines } from './lines.js';
-import { needs } from './tools.js';
+import { fdTable, isOpen, noLeak, openFds, python, runPython, tempDir } from '../helpers.js';
+import { JsonLines } from '../lines.js';
+import { needs } from '../tools.js';
 
 const [major, minor] = release().split('.').map(Number) as [number, number];
 const hasPassPidfd = major > 6 || (major === 6 && minor >= 5);
