@@ -1,12 +1,16 @@
 // Process syscalls of the supervisor (fdpass/supervisor): reaping exited
-// processes that are not child_process's, becoming their reaper, and the
-// credentials of notify datagrams. Thin: which pid to reap, and when, is
+// processes that are not child_process's, becoming their reaper, the
+// credentials of notify datagrams, and execve for the exec shim of images
+// without a shell. Thin: which pid to reap, and when, is
 // decided in src/protocols/supervisor/reaper.ts.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "args.h"
 
@@ -52,11 +56,50 @@ static napi_value fdp_pass_cred(napi_env env, napi_callback_info info) {
   return fdp_number(env, r < 0 ? -errno : 0);
 }
 
+// execve(strings, argc, envc) -> -errno; on success the process becomes the
+// program and this never returns. `strings` holds, each NUL-terminated, the
+// path, then argc arguments, then envc NAME=value entries: one buffer built
+// in JavaScript (src/protocols/supervisor/exec-shim.ts), split here.
+static napi_value fdp_execve(napi_env env, napi_callback_info info) {
+  FDP_ARGS(3);
+  size_t n = 0;
+  int argc, envc;
+  char *s = fdp_bytes(env, argv[0], &n);
+  if (!s || fdp_int(env, argv[1], &argc) || fdp_int(env, argv[2], &envc))
+    return NULL;
+  if (n == 0 || s[n - 1] != '\0' || argc < 1 || argc > 65536 || envc < 0 ||
+      envc > 65536)
+    return fdp_range_error(env, "execve arguments");
+  // argv and envp, each NULL-terminated, in one allocation.
+  char **v = calloc((size_t)argc + (size_t)envc + 2, sizeof(char *));
+  if (!v)
+    return fdp_number(env, -ENOMEM);
+  char **args = v, **envp = v + argc + 1;
+  size_t at = strlen(s) + 1; // s[n - 1] is NUL: no string runs past it
+  for (int i = 0; i < argc + envc; i++) {
+    if (at >= n) {
+      free(v);
+      return fdp_range_error(env, "execve strings");
+    }
+    char *str = s + at;
+    at += strlen(str) + 1;
+    if (i < argc)
+      args[i] = str;
+    else
+      envp[i - argc] = str;
+  }
+  execve(s, args, envp);
+  int err = errno;
+  free(v);
+  return fdp_number(env, -err);
+}
+
 napi_status fdp_init_proc(napi_env env, napi_value exports) {
   static const fdp_function_t fns[] = {
       {"waitpid", fdp_waitpid},
       {"setSubreaper", fdp_set_subreaper},
       {"passCred", fdp_pass_cred},
+      {"execve", fdp_execve},
   };
   return fdp_export(env, exports, FDP_LIST(fns), FDP_NONE, NULL);
 }

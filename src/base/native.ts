@@ -89,6 +89,8 @@ export interface NativeBinding {
   // native/proc.c
   waitpid(pid: number, status: Int32Array): number;
   setSubreaper(): number;
+  /** execve(2) of strings[0] with argc arguments and envc environment entries after it, each NUL-terminated: -errno, or never returns. */
+  execve(strings: Uint8Array, argc: number, envc: number): number;
   passCred(fd: number): number;
   // native/shm.c
   memfdCreate(name: Uint8Array): number;

@@ -5,6 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { delimiter, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { ErrorCodes, FdPassError } from '../internal.js';
 
@@ -97,7 +98,22 @@ export function resolveCommand(command: string, env: Readonly<Record<string, str
 // The exec shim: LISTEN_PID must be the program's own pid, known only after
 // fork. systemd sets it between fork and exec; child_process cannot, so a
 // POSIX shell does it: `exec` keeps the shell's pid ($$) for the program.
-export const SHELL = '/bin/sh';
+// Where there is no shell, Node does it (exec-shim.ts, with the addon's
+// execve), at the cost of one Node start per process.
+const SHELL = '/bin/sh';
+
+/** SHELL where it can run, else null: the shim. */
+export function defaultShell(): string | null {
+  try {
+    accessSync(SHELL, fsConstants.X_OK);
+    return SHELL;
+  } catch {
+    return null;
+  }
+}
+
+/** The shim that does the shell's part without one (run by process.execPath). */
+export const EXEC_SHIM = fileURLToPath(new URL('./exec-shim.js', import.meta.url));
 
 /** The parent pid of `pid` (/proc/PID/stat), or 0. */
 export function parentOf(pid: number): number {

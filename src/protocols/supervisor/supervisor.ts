@@ -11,13 +11,20 @@ import { EventEmitter } from 'node:events';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ErrorCodes, FdPassError, invalidArgType, invalidArgValue, outOfRange, discardFds, FdServer, type FdSocket } from '../internal.js';
+import { ErrorCodes, FdPassError, discardFds, FdServer, type FdSocket } from '../internal.js';
 
-import { FD_NAME, checkListenerSpec, closeListeners, openListeners, type OpenListener } from './listeners.js';
+import { FD_NAME, closeListeners, openListeners, type OpenListener } from './listeners.js';
 import { NotifyServer, type Notification } from './notify.js';
 import { Reaper } from './reaper.js';
-import { checkMs, type ReadyMode, type RestartPolicy, type SupervisorEvents, type SupervisorOptions } from './options.js';
-import { Child, SHELL, describeExit, errnoName, parentOf, resolveCommand, type ExitStatus } from './child.js';
+import {
+  checkMs,
+  checkSupervisorOptions,
+  type ReadyMode,
+  type RestartPolicy,
+  type SupervisorEvents,
+  type SupervisorOptions,
+} from './options.js';
+import { Child, EXEC_SHIM, defaultShell, describeExit, errnoName, parentOf, resolveCommand, type ExitStatus } from './child.js';
 
 export { exitCode, resolveCommand } from './child.js';
 export type { ExitStatus } from './child.js';
@@ -42,6 +49,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #restartDelayMax: number;
   readonly #fdStoreMax: number;
   readonly #stdio: 'inherit' | 'ignore';
+  readonly #shell: string | null;
   readonly #log: (line: string) => void;
   readonly #notify: NotifyServer;
   readonly #spawned = new Set<number>();
@@ -91,6 +99,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#fdStoreMax = options.fdStoreMax ?? 64;
     this.#watchDebounce = checkMs(options.watchDebounce, 'options.watchDebounce', 200);
     this.#stdio = options.stdio ?? 'inherit';
+    this.#shell = options.shell === undefined ? defaultShell() : options.shell;
     this.#log = options.log ?? (() => undefined);
     this.#reaper = reaper;
     this.#spawned = spawned;
@@ -104,34 +113,10 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
    * opened (EADDRINUSE...), having closed whatever it opened.
    */
   static async start(options: SupervisorOptions): Promise<Supervisor> {
-    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
-    const { command, args } = options;
-    if (typeof command !== 'string' || command === '') throw invalidArgValue('options.command', 'must be a non-empty string', command);
-    if (args !== undefined && (!Array.isArray(args) || args.some((a) => typeof a !== 'string'))) {
-      throw invalidArgType('options.args', 'an array of strings', args);
-    }
-    const listenerList = options.listeners ?? [];
-    if (!Array.isArray(listenerList)) throw invalidArgType('options.listeners', 'an array', listenerList);
-    const specs = listenerList.map((s, i) => checkListenerSpec(s, i));
-    const ready = options.ready ?? 'notify';
-    if (ready !== 'notify' && (ready === null || typeof ready !== 'object'))
-      throw invalidArgValue('options.ready', "must be 'notify' or { delay }", ready);
-    if (typeof ready === 'object') checkMs(ready.delay, 'options.ready.delay', 0);
-    if (options.restart !== undefined && !['always', 'on-failure', 'never'].includes(options.restart)) {
-      throw invalidArgValue('options.restart', "must be 'always', 'on-failure' or 'never'", options.restart);
-    }
-    const storeMax = options.fdStoreMax ?? 64;
-    if (typeof storeMax !== 'number' || !Number.isInteger(storeMax) || storeMax < 0 || storeMax > 4096) {
-      throw outOfRange('options.fdStoreMax', 'an integer from 0 to 4096', storeMax);
-    }
-    if (options.watch !== undefined && (!Array.isArray(options.watch) || options.watch.some((p) => typeof p !== 'string'))) {
-      throw invalidArgType('options.watch', 'an array of paths', options.watch);
-    }
-    if (options.log !== undefined && options.log !== null && typeof options.log !== 'function')
-      throw invalidArgType('options.log', 'a function', options.log);
+    const specs = checkSupervisorOptions(options);
     const env = options.env ?? process.env;
     const cwd = options.cwd ?? process.cwd();
-    const path = resolveCommand(command, env, cwd);
+    const path = resolveCommand(options.command, env, cwd);
     const listeners = openListeners(specs);
     let notify: NotifyServer | null = null;
     let sup: Supervisor | null = null;
@@ -263,19 +248,31 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(this.#env)) if (v !== undefined) env[k] = v;
     for (const k of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'WATCHDOG_PID', 'WATCHDOG_USEC']) delete env[k];
-    let script = 'exec "$0" "$@"';
+    // The variables that must hold the program's own pid, known only once
+    // it runs: set by the shell, or the shim, right before its exec.
+    const ownPid: string[] = [];
     if (fds.length > 0) {
       env.LISTEN_FDS = String(fds.length);
       env.LISTEN_FDNAMES = names.join(':');
-      script = `LISTEN_PID=$$; export LISTEN_PID; ${script}`;
+      ownPid.push('LISTEN_PID');
     }
     if (this.#watchdog > 0) {
       env.WATCHDOG_USEC = String(this.#watchdog * 1000);
-      script = `WATCHDOG_PID=$$; export WATCHDOG_PID; ${script}`;
+      ownPid.push('WATCHDOG_PID');
     }
     env.NOTIFY_SOCKET = this.notifySocket;
+    let file: string;
+    let argv: string[];
+    if (this.#shell !== null) {
+      file = this.#shell;
+      argv = ['-c', [...ownPid.map((v) => `${v}=$$; export ${v};`), 'exec "$0" "$@"'].join(' '), this.#command, ...this.#args];
+    } else {
+      file = process.execPath;
+      argv = [EXEC_SHIM, this.#command, ...this.#args];
+      env.FDPASS_EXEC_OWN_PID = ownPid.join(',');
+    }
     const io = this.#stdio;
-    const proc = spawn(SHELL, ['-c', script, this.#command, ...this.#args], {
+    const proc = spawn(file, argv, {
       cwd: this.#cwd,
       env,
       // Each fd lands at its index: 3, 4, ... without close-on-exec.
@@ -283,7 +280,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     });
     if (proc.pid === undefined) {
       proc.on('error', () => undefined);
-      throw new FdPassError(ErrorCodes.NO_COMMAND, `cannot start ${SHELL}, which starts the program with LISTEN_PID set`);
+      throw new FdPassError(ErrorCodes.NO_COMMAND, `cannot start ${file}, which starts the program with LISTEN_PID set`);
     }
     const child = new Child(proc, proc.pid);
     this.#spawned.add(child.pid);

@@ -95,6 +95,33 @@ describe('supervisor: a Node server on fdpass/systemd', needs('wrk'), () => {
   });
 });
 
+describe('supervisor: without a shell', () => {
+  test('shell: null (an image without /bin/sh): the exec shim gives the program LISTEN_PID = its own pid and the listener at fd 3', async () => {
+    const { sup, port } = await started(options({ command: process.execPath, args: [nodeFixture], shell: null }));
+    try {
+      // The fixture serves only if listenFds() accepted LISTEN_PID as its own pid.
+      const pid = sup.pid!;
+      assert.equal((await get(port)).pid, pid);
+      assert.ok(
+        lines.some((l) => l.includes(`pid ${pid}: ${process.execPath} ${nodeFixture}`)),
+        lines.join('\n'),
+      );
+      const newPid = await sup.reload();
+      assert.notEqual(newPid, pid);
+      assert.equal((await get(port)).pid, newPid);
+    } finally {
+      await sup.stop();
+    }
+  });
+
+  test('shell: a bad value is a TypeError before anything starts', async () => {
+    await assert.rejects(
+      Supervisor.start(options({ command: process.execPath, shell: '' })),
+      (err: Error & { code?: string }) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG_TYPE',
+    );
+  });
+});
+
 describe('supervisor: bad input', () => {
   test('a command that does not exist: ERR_FDPASS_NO_COMMAND, nothing opened', async () => {
     await noLeak(async () => {
