@@ -158,9 +158,15 @@ export function options(extra: Partial<SupervisorOptions> & Pick<SupervisorOptio
 
 export async function started(o: SupervisorOptions): Promise<{ sup: Supervisor; port: number }> {
   const sup = await Supervisor.start(o);
-  const ready = next(sup, 'ready');
-  const failed = next(sup, 'exit');
-  const first = await Promise.race([ready, failed.then(() => null)]);
+  // One 'exit' listener, removed once the race is decided: a test that adds
+  // its own per reload stays under EventEmitter's 10.
+  let onExit: () => void = () => undefined;
+  const failed = new Promise<null>((resolve) => {
+    onExit = () => resolve(null);
+    sup.once('exit', onExit);
+  });
+  const first = await Promise.race([next(sup, 'ready'), failed]);
+  sup.off('exit', onExit);
   if (first === null) {
     await sup.stop();
     throw new Error(`the first process exited before it was ready:\n${lines.join('\n')}`);
@@ -176,14 +182,27 @@ export async function reloadsUnderLoad(o: SupervisorOptions, n: number, close: b
     const wrk = close === 'node-client' ? startGetLoad(port) : startWrk(port, { close });
     await get(port);
     const pids = new Set<unknown>([first]);
-    let oldExited: Promise<unknown> = Promise.resolve();
-    for (let i = 0; i < n; i++) {
-      const old = sup.pid;
-      oldExited = next<[{ pid: number }]>(sup, 'exit', (s) => s.pid === old);
-      pids.add(await sup.reload());
+    // One 'exit' listener for every reload (old processes may still drain
+    // while the next reloads: a listener each would pile up past 10).
+    const gone = new Set<number>();
+    let waitFor: { pid: number | null; resolve: () => void } | null = null;
+    const onExit = (s: { pid: number }): void => {
+      gone.add(s.pid);
+      if (waitFor?.pid === s.pid) waitFor.resolve();
+    };
+    sup.on('exit', onExit);
+    let lastOld: number | null = null;
+    try {
+      for (let i = 0; i < n; i++) {
+        lastOld = sup.pid;
+        pids.add(await sup.reload());
+      }
+      // Once the last old process is gone, requests reach the new one only.
+      const old = lastOld;
+      if (old !== null && !gone.has(old)) await new Promise<void>((resolve) => (waitFor = { pid: old, resolve }));
+    } finally {
+      sup.off('exit', onExit);
     }
-    // Once the last old process is gone, requests reach the new one only.
-    await oldExited;
     const last = (await get(port)).pid;
     const r = await wrk.stop();
     assert.ok(r.requests > 0, r.text);
