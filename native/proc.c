@@ -1,14 +1,13 @@
 // Process syscalls of the supervisor (fdpass/supervisor): reaping exited
-// processes that are not child_process's, becoming their reaper, the
-// credentials of notify datagrams, and execve for the exec shim of images
-// without a shell. Thin: which pid to reap, and when, is
+// processes that are not child_process's, becoming their reaper, and
+// execve for the exec shim of images without a shell (the notify socket's
+// SO_PASSCRED is sock.c's setSocketFlag). Thin: which pid to reap, and when, is
 // decided in src/protocols/supervisor/reaper.ts.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,19 +40,6 @@ static napi_value fdp_set_subreaper(napi_env env, napi_callback_info info) {
   (void)info;
   return fdp_number(env,
                     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) < 0 ? -errno : 0);
-}
-
-// passCred(fd) -> 0 | -errno: SO_PASSCRED, so that every datagram received
-// carries its sender's SCM_CREDENTIALS (recvBatch reports the pid). The
-// kernel fills them in even when the sender sent none: no sender can omit
-// or forge them (unix(7)).
-static napi_value fdp_pass_cred(napi_env env, napi_callback_info info) {
-  FDP_ARGS(1);
-  int fd, one = 1;
-  if (fdp_int(env, argv[0], &fd))
-    return NULL;
-  int r = setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one));
-  return fdp_number(env, r < 0 ? -errno : 0);
 }
 
 // execve(strings, argc, envc) -> -errno; on success the process becomes the
@@ -98,7 +84,6 @@ napi_status fdp_init_proc(napi_env env, napi_value exports) {
   static const fdp_function_t fns[] = {
       {"waitpid", fdp_waitpid},
       {"setSubreaper", fdp_set_subreaper},
-      {"passCred", fdp_pass_cred},
       {"execve", fdp_execve},
   };
   return fdp_export(env, exports, FDP_LIST(fns), FDP_NONE, NULL);

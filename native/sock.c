@@ -137,35 +137,30 @@ static napi_value fdp_peer_cred(napi_env env, napi_callback_info info) {
 #ifndef SO_PASSRIGHTS
 #define SO_PASSRIGHTS 83 // Linux >= 6.16; older kernels: ENOPROTOOPT
 #endif
-
-// setPassRights(fd, on) -> 0 | -errno. SO_PASSRIGHTS off: the socket refuses
-// fds, and a sendmsg that carries SCM_RIGHTS to it fails with EPERM in the
-// sender (a listener's setting is inherited by the sockets it accepts,
-// including connections queued before accept()). ENOPROTOOPT before 6.16.
-static napi_value fdp_set_pass_rights(napi_env env, napi_callback_info info) {
-  int32_t a[2];
-  if (fdp_int_args(env, info, 2, a))
-    return NULL;
-  int on = a[1] != 0;
-  if (setsockopt(a[0], SOL_SOCKET, SO_PASSRIGHTS, &on, sizeof(on)) < 0)
-    return fdp_number(env, -errno);
-  return fdp_number(env, 0);
-}
-
 #ifndef SO_PASSPIDFD
 #define SO_PASSPIDFD 76 // Linux >= 6.5; older kernels: ENOPROTOOPT
 #endif
 
-// setPassPidfd(fd, on) -> 0 | -errno. SO_PASSPIDFD on: every message this
-// socket receives brings an SCM_PIDFD, a pidfd of the sender's thread-group
-// leader, installed in the receiver (msg.c hands it up). A listener's
-// setting is inherited by the sockets it accepts. ENOPROTOOPT before 6.5.
-static napi_value fdp_set_pass_pidfd(napi_env env, napi_callback_info info) {
-  int32_t a[2];
-  if (fdp_int_args(env, info, 2, a))
+// setSocketFlag(fd, option, on) -> 0 | -errno: a boolean SOL_SOCKET option,
+// one of the three exported below. A listener's setting of each is
+// inherited by the sockets it accepts, including connections queued before
+// accept().
+// - SO_PASSRIGHTS off: the socket refuses fds; a sendmsg that carries
+//   SCM_RIGHTS to it fails with EPERM in the sender. ENOPROTOOPT before 6.16.
+// - SO_PASSPIDFD on: every message brings an SCM_PIDFD, a pidfd of the
+//   sender's thread-group leader installed in the receiver (msg.c hands it
+//   up). ENOPROTOOPT before 6.5.
+// - SO_PASSCRED on: every datagram carries its sender's SCM_CREDENTIALS
+//   (recvBatch reports the pid); the kernel fills them in even when the
+//   sender sent none, so no sender can omit or forge them (unix(7)).
+static napi_value fdp_set_socket_flag(napi_env env, napi_callback_info info) {
+  int32_t a[3];
+  if (fdp_int_args(env, info, 3, a))
     return NULL;
-  int on = a[1] != 0;
-  if (setsockopt(a[0], SOL_SOCKET, SO_PASSPIDFD, &on, sizeof(on)) < 0)
+  if (a[1] != SO_PASSRIGHTS && a[1] != SO_PASSPIDFD && a[1] != SO_PASSCRED)
+    return fdp_range_error(env, "setSocketFlag option");
+  int on = a[2] != 0;
+  if (setsockopt(a[0], SOL_SOCKET, a[1], &on, sizeof(on)) < 0)
     return fdp_number(env, -errno);
   return fdp_number(env, 0);
 }
@@ -278,17 +273,25 @@ static const fdp_function_t fns[] = {
     {"close", fdp_close},
     {"closeMany", fdp_close_many},
     {"poll", fdp_poll},
-    {"setPassRights", fdp_set_pass_rights},
-    {"setPassPidfd", fdp_set_pass_pidfd},
+    {"setSocketFlag", fdp_set_socket_flag},
 };
 
 static const fdp_const_t consts[] = {
-    {"AF_UNIX", AF_UNIX},       {"AF_INET", AF_INET},
-    {"AF_INET6", AF_INET6},     {"SOCK_STREAM", SOCK_STREAM},
-    {"SOCK_DGRAM", SOCK_DGRAM}, {"SOCK_SEQPACKET", SOCK_SEQPACKET},
-    {"POLLIN", POLLIN},         {"POLLOUT", POLLOUT},
-    {"POLLERR", POLLERR},       {"POLLHUP", POLLHUP},
-    {"POLLRDHUP", POLLRDHUP},   {"EAGAIN", -EAGAIN},
+    {"AF_UNIX", AF_UNIX},
+    {"AF_INET", AF_INET},
+    {"AF_INET6", AF_INET6},
+    {"SOCK_STREAM", SOCK_STREAM},
+    {"SOCK_DGRAM", SOCK_DGRAM},
+    {"SOCK_SEQPACKET", SOCK_SEQPACKET},
+    {"POLLIN", POLLIN},
+    {"POLLOUT", POLLOUT},
+    {"POLLERR", POLLERR},
+    {"POLLHUP", POLLHUP},
+    {"POLLRDHUP", POLLRDHUP},
+    {"EAGAIN", -EAGAIN},
+    {"SO_PASSRIGHTS", SO_PASSRIGHTS},
+    {"SO_PASSPIDFD", SO_PASSPIDFD},
+    {"SO_PASSCRED", SO_PASSCRED},
 };
 
 napi_status fdp_init_sock(napi_env env, napi_value exports) {

@@ -29,8 +29,8 @@ export interface NativeBinding {
   peerCred(fd: number, out: Int32Array): number;
   setFlags(fd: number, cloexec: number, nonblock: number): number;
   getFlags(fd: number): number;
-  setPassRights(fd: number, on: number): number;
-  setPassPidfd(fd: number, on: number): number;
+  /** A boolean SOL_SOCKET option: SO_PASSRIGHTS, SO_PASSPIDFD or SO_PASSCRED. */
+  setSocketFlag(fd: number, option: number, on: number): number;
   shutdown(fd: number, how: number): number;
   close(fd: number): number;
   closeMany(fds: Int32Array, count: number): number;
@@ -91,7 +91,6 @@ export interface NativeBinding {
   setSubreaper(): number;
   /** execve(2) of strings[0] with argc arguments and envc environment entries after it, each NUL-terminated: -errno, or never returns. */
   execve(strings: Uint8Array, argc: number, envc: number): number;
-  passCred(fd: number): number;
   // native/shm.c
   memfdCreate(name: Uint8Array): number;
   shmTruncate(fd: number, size: number): number;
@@ -107,6 +106,9 @@ export interface NativeBinding {
   readonly SOCK_STREAM: number;
   readonly SOCK_DGRAM: number;
   readonly SOCK_SEQPACKET: number;
+  readonly SO_PASSRIGHTS: number;
+  readonly SO_PASSPIDFD: number;
+  readonly SO_PASSCRED: number;
   readonly POLLIN: number;
   readonly POLLOUT: number;
   readonly POLLERR: number;

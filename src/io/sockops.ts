@@ -51,16 +51,7 @@ export function checkAcceptFds(value: unknown): boolean {
  * it accepts. Linux >= 6.16; before, ERR_FDPASS_UNSUPPORTED_KERNEL.
  */
 export function refuseFds(fd: number): void {
-  const r = native.setPassRights(fd, 0);
-  if (r === 0) return;
-  if (r === -ENOPROTOOPT) {
-    throw new FdPassError(
-      ErrorCodes.UNSUPPORTED_KERNEL,
-      `acceptFds: false needs SO_PASSRIGHTS (Linux >= 6.16); this kernel (${release()}) lacks it`,
-      { errno: r, syscall: 'setsockopt' },
-    );
-  }
-  throw systemError(r, 'setsockopt');
+  setSocketFlag(fd, native.SO_PASSRIGHTS, false, 'acceptFds: false needs SO_PASSRIGHTS (Linux >= 6.16)');
 }
 
 /** `passPidfd` of the options that take it: a boolean, false by default; only for 'dgram' and 'seqpacket'. */
@@ -84,17 +75,22 @@ export function checkPassPidfd(value: unknown, type: number): boolean {
  * ERR_FDPASS_UNSUPPORTED_KERNEL.
  */
 export function passPidfds(fd: number): void {
-  const r = native.setPassPidfd(fd, 1);
+  setSocketFlag(fd, native.SO_PASSPIDFD, true, 'passPidfd: true needs SO_PASSPIDFD (Linux >= 6.5)');
+}
+
+/**
+ * A boolean socket option of a kernel newer than some users': ENOPROTOOPT,
+ * where the kernel lacks it, is ERR_FDPASS_UNSUPPORTED_KERNEL saying what
+ * `needs`; any other failure a system error.
+ */
+function setSocketFlag(fd: number, option: number, on: boolean, needs: string): void {
+  const r = native.setSocketFlag(fd, option, on ? 1 : 0);
   if (r === 0) return;
   if (r === -ENOPROTOOPT) {
-    throw new FdPassError(
-      ErrorCodes.UNSUPPORTED_KERNEL,
-      `passPidfd: true needs SO_PASSPIDFD (Linux >= 6.5); this kernel (${release()}) lacks it`,
-      {
-        errno: r,
-        syscall: 'setsockopt',
-      },
-    );
+    throw new FdPassError(ErrorCodes.UNSUPPORTED_KERNEL, `${needs}; this kernel (${release()}) lacks it`, {
+      errno: r,
+      syscall: 'setsockopt',
+    });
   }
   throw systemError(r, 'setsockopt');
 }

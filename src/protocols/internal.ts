@@ -22,6 +22,7 @@ export {
 } from '../base/errors.js';
 export { FdLike, checkFdNumber, closeFds, closeRange, toFd, toFdArray } from '../base/fds.js';
 export { native } from '../base/native.js';
+export { runtime, unsupportedRuntime } from '../base/runtime.js';
 export type { Mapping } from '../base/native.js';
 export { Acceptor } from '../io/acceptor.js';
 export type { Accepted } from '../io/acceptor.js';

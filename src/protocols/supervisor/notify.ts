@@ -54,7 +54,7 @@ export class NotifyServer {
   constructor(handlers: NotifyHandlers) {
     const name = abstractName();
     const fd = bindSocket(encodeAddress({ abstract: name }), native.SOCK_DGRAM);
-    const r = native.passCred(fd);
+    const r = native.setSocketFlag(fd, native.SO_PASSCRED, 1);
     if (r < 0) {
       native.close(fd);
       throw systemError(r, 'setsockopt');

@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { ErrorCodes, FdPassError, discardFds, FdServer, type FdSocket } from '../internal.js';
+import { ErrorCodes, FdPassError, discardFds, FdServer, runtime, unsupportedRuntime, type FdSocket } from '../internal.js';
 
 import { FD_NAME, closeListeners, openListeners, type OpenListener } from './listeners.js';
 import { NotifyServer, type Notification } from './notify.js';
@@ -99,7 +99,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#fdStoreMax = options.fdStoreMax ?? 64;
     this.#watchDebounce = checkMs(options.watchDebounce, 'options.watchDebounce', 200);
     this.#stdio = options.stdio ?? 'inherit';
-    this.#shell = options.shell === undefined ? defaultShell() : options.shell;
+    this.#shell = options.shell ?? null;
     this.#log = options.log ?? (() => undefined);
     this.#reaper = reaper;
     this.#spawned = spawned;
@@ -117,6 +117,12 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const env = options.env ?? process.env;
     const cwd = options.cwd ?? process.cwd();
     const path = resolveCommand(options.command, env, cwd);
+    // Without a shell, Node runs the exec shim (process.execPath exec-shim.js):
+    // Bun and Deno would take it for something else.
+    const shell = options.shell === undefined ? defaultShell() : options.shell;
+    if (shell === null && runtime.name !== 'node') {
+      throw unsupportedRuntime(`without /bin/sh (or options.shell) the supervisor starts each process through Node, not ${runtime.name}`);
+    }
     const listeners = openListeners(specs);
     let notify: NotifyServer | null = null;
     let sup: Supervisor | null = null;
@@ -134,7 +140,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       });
       const reap = options.reapOrphans ?? process.pid === 1;
       const reaper = reap ? new Reaper(spawned) : null;
-      sup = new Supervisor(options, path, listeners, notify, reaper, spawned);
+      sup = new Supervisor({ ...options, shell }, path, listeners, notify, reaper, spawned);
       if (options.control !== undefined) await sup.#listenControl(options.control);
       for (const l of listeners) sup.#log(`listening on ${l.address} as "${l.name}" (fd ${l.fd})`);
       sup.#startChild('started');
