@@ -8,9 +8,9 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { repoRoot } from '../helpers.js';
+import { getText } from '../protocols/supervisor/helpers.js';
 import { exited } from '../lines.js';
 import { needs, runtimePath, which } from '../tools.js';
-import http from 'node:http';
 
 const doc = readFileSync(join(repoRoot, 'docs', 'run.md'), 'utf8');
 const blocks = [...doc.matchAll(/^```(\w+)\n([^]*?)^```$/gm)].map((m) => ({ lang: m[1]!, code: m[2]! }));
@@ -77,28 +77,15 @@ function start(cmd: string[], ws: { dir: string; env: NodeJS.ProcessEnv }, t: { 
   return { child, waitFor, stderr: () => stderr };
 }
 
-function get(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
-}
-
 const sh = (line: string, port: number): string[] => ['/bin/sh', '-c', `exec ${line.replaceAll('8080', String(port))}`];
 
 async function serveReloadStop(p: ReturnType<typeof start>, port: number, child: ChildProcess): Promise<void> {
   await p.waitFor(/ready after \d+ ms/);
-  const first = await get(port);
+  const first = await getText(port);
   child.kill('SIGHUP');
   await p.waitFor(/reloaded: pid \d+ ready/);
   await p.waitFor(/exited with code 0/);
-  const second = await get(port);
+  const second = await getText(port);
   assert.match(first, /^hello from \d+\n$/);
   assert.notEqual(first, second);
   child.kill('SIGTERM');
@@ -157,7 +144,7 @@ describe('fdpass run: docs/run.md, block by block', () => {
     const pid1 = process.getuid?.() === 0 && which('unshare') !== null;
     const p = start(pid1 ? ['unshare', '--pid', '--fork', '--kill-child', ...argv] : argv, ws, t);
     await p.waitFor(/ready after/);
-    assert.match(await get(port), /^hello from \d+\n$/);
+    assert.match(await getText(port), /^hello from \d+\n$/);
     // PID 1 of the namespace is unshare's child: SIGTERM it, as docker stop does.
     const pid = pid1
       ? Number(readFileSync(`/proc/${p.child.pid}/task/${p.child.pid}/children`, 'utf8').trim().split(' ')[0])

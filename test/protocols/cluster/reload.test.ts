@@ -7,13 +7,12 @@ import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ChildProcess, fork } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { join } from 'node:path';
 import { ClusterPrimary } from 'fdpass/cluster';
 import type { PrimaryOptions } from 'fdpass/cluster';
 import { docBlock, noLeak, repoRoot, until } from '../../helpers.js';
 import { needs } from '../../tools.js';
-import { get, lines, next, options, started, startWrk } from '../supervisor/helpers.js';
+import { get, getText, lines, next, options, started, startWrk } from '../supervisor/helpers.js';
 
 const fixture = join(repoRoot, 'build-test', 'test', 'fixtures', 'cluster-worker.js');
 const children = new Set<ChildProcess>();
@@ -57,20 +56,6 @@ function listeningSockets(port: number): number {
     }
   }
   return n;
-}
-
-/** GET / as text (the README's app answers text). */
-function text(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
 }
 
 function exited(child: ChildProcess): Promise<void> {
@@ -264,10 +249,10 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
         await noLeak(async () => {
           const { sup, port } = await started(options({ command: process.execPath, args: [file] }));
           try {
-            const hello = async (): Promise<number> => Number(/^hello from pid (\d+)\n$/.exec(await text(port))?.[1]);
+            const hello = async (): Promise<number> => Number(/^hello from pid (\d+)\n$/.exec(await getText(port))?.[1]);
             const first = await hello();
             const wrk = startWrk(port, { close });
-            await text(port);
+            await getText(port);
             const primaries = new Set<number>([sup.pid!]);
             let oldExited: Promise<unknown> = Promise.resolve();
             for (let i = 0; i < 5; i++) {

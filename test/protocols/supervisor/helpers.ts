@@ -14,16 +14,24 @@ export const fixtures = join(repoRoot, 'test', 'protocols', 'supervisor', 'fixtu
 /** Debian's python3 (python3-systemd is built for it, not for another python3 on PATH). */
 export const debianPython = '/usr/bin/python3';
 
-export function get(port: number): Promise<Record<string, unknown>> {
+export async function get(port: number): Promise<Record<string, unknown>> {
+  const { status, body } = await fetchRoot(port);
+  if (status !== 200) throw new Error(`HTTP ${status}: ${body}`);
+  return JSON.parse(body) as Record<string, unknown>;
+}
+
+/** GET / on 127.0.0.1:port as text, whatever its status (the README's apps answer text). */
+export async function getText(port: number): Promise<string> {
+  return (await fetchRoot(port)).body;
+}
+
+function fetchRoot(port: number): Promise<{ status: number | undefined; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
-      res.on('end', () => {
-        if (res.statusCode !== 200) reject(new Error(`HTTP ${res.statusCode}: ${body}`));
-        else resolve(JSON.parse(body) as Record<string, unknown>);
-      });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
     });
     req.on('error', reject);
   });
