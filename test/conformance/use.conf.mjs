@@ -11,8 +11,12 @@ import { Pidfd } from 'fdpass/pidfd';
 import { PtyStream, listenConsoleSocket } from 'fdpass/runc';
 import { noLeak, tempDir, test, which } from './harness.mjs';
 
+// PIDFD_GET_INFO's exit status is Linux >= 6.15; qemu-user
+// (FDPASS_CONFORMANCE_EMULATOR, the arm64 run of the installed package) does
+// not translate that ioctl, so there a child Node reaped first is unknown, as
+// on an older kernel (seen in a CI run: known false, signal null).
 const [major, minor] = release().split('.').map(Number);
-const hasExitInfo = major > 6 || (major === 6 && minor >= 15);
+const hasExitInfo = (major > 6 || (major === 6 && minor >= 15)) && !process.env.FDPASS_CONFORMANCE_EMULATOR;
 
 test('Pidfd: signal a process and wait for its exit on the event loop', async () => {
   // The child is started outside the fd count, and the count is taken again
