@@ -106,8 +106,11 @@ describe('supervisor: without a shell', () => {
         lines.some((l) => l.includes(`pid ${pid}: ${process.execPath} ${nodeFixture}`)),
         lines.join('\n'),
       );
+      // The old process accepts on the shared listener until it exits.
+      const oldGone = next<[{ pid: number }]>(sup, 'exit', (s) => s.pid === pid);
       const newPid = await sup.reload();
       assert.notEqual(newPid, pid);
+      await oldGone;
       assert.equal((await get(port)).pid, newPid);
     } finally {
       await sup.stop();
