@@ -2,7 +2,7 @@
 // process, which reads its last byte and answers with it; the time from the
 // sender's write of that byte to the answer, per handoff. Contenders:
 // fdpass/shm (the fd of a sealed memfd over an FdSocket, the receiver maps it
-// with SharedMemory.fromFd and closes it), child_process.send with json (the
+// with SharedMemory.fromFd and closes it; or remaps each into one buffer), child_process.send with json (the
 // bytes as a base64 string) and advanced serialization (the Buffer), a pipe
 // (the child's stdin), an AF_UNIX socket write (net), and the limit: a C
 // program doing what fdpass/shm does (bench/c/shmbench.c). fdpass/shm and C
@@ -54,13 +54,13 @@ async function time(n, buf, send) {
 /** Resolves with the next byte a stream brings. */
 const nextByte = (stream) => new Promise((res) => stream.once('data', (d) => res(d[d.length - 1])));
 
-async function shm(n, size) {
+async function shm(n, size, mode = 'shm') {
   {
     const shm = SharedMemory.create(size, { name: 'bench', seals: ['shrink', 'grow'] });
     const buf = new Uint8Array(shm.buffer);
     buf.fill(1);
     const [ours, theirs] = FdSocket.pair();
-    const child = spawn(process.execPath, [peer, 'shm'], { stdio: ['ignore', 'inherit', 'inherit', theirs.fd] });
+    const child = spawn(process.execPath, [peer, mode], { stdio: ['ignore', 'inherit', 'inherit', theirs.fd] });
     await theirs.close();
     try {
       return await time(n, buf, async () => {
@@ -78,6 +78,7 @@ async function shm(n, size) {
 const contenders = {
   shm: (n) => shm(n, SIZE),
   shm32: (n) => shm(n, SIZE / 2),
+  shmRemap: (n) => shm(n, SIZE, 'shm-remap'),
   async cpJson(n) {
     return cp(n, 'json');
   },
@@ -151,14 +152,15 @@ const LABELS = {
   socket: 'an AF_UNIX socket write (net)',
   c: 'C: memfd over sendmsg, mmap, munmap (the limit)',
   shm32: "fdpass/shm, 32 MiB (below V8's 64 MiB external memory step)",
+  shmRemap: 'fdpass/shm, each fd remapped into one buffer (remap)',
   c32: 'C, 32 MiB',
 };
 
 export async function runShmBench({ quick, rounds, log }) {
   // Handoffs per round: the copying contenders move 64 MiB each time.
   const counts = quick
-    ? { shm: 20, c: 20, shm32: 20, c32: 20, pipe: 2, socket: 2, cpAdvanced: 1, cpJson: 1 }
-    : { shm: 200, c: 200, shm32: 200, c32: 200, pipe: 5, socket: 5, cpAdvanced: 2, cpJson: 1 };
+    ? { shm: 20, shmRemap: 20, c: 20, shm32: 20, c32: 20, pipe: 2, socket: 2, cpAdvanced: 1, cpJson: 1 }
+    : { shm: 200, shmRemap: 200, c: 200, shm32: 200, c32: 200, pipe: 5, socket: 5, cpAdvanced: 2, cpJson: 1 };
   const per = Object.fromEntries(Object.keys(counts).map((k) => [k, []]));
   const errors = [];
   for (let r = 0; r < rounds; r++) {
@@ -188,6 +190,7 @@ export async function runShmBench({ quick, rounds, log }) {
     // shm's time over C's (target <= 2), child_process.send's over shm's (target >= 100).
     shmVsC: ratios('shm', 'c'),
     shm32VsC32: ratios('shm32', 'c32'),
+    shmRemapVsC: ratios('shmRemap', 'c'),
     cpJsonVsShm: ratios('cpJson', 'shm'),
     cpAdvancedVsShm: ratios('cpAdvanced', 'shm'),
     pipeVsShm: ratios('pipe', 'shm'),
@@ -202,7 +205,7 @@ export function printShm(s, log) {
   log('| contender | ms per handoff | handoffs per round |');
   log('| --- | ---: | ---: |');
   for (const r of s.results) log(`| ${r.label} | ${fmt(r.ms, 3)} | ${s.counts[r.id]} |`);
-  log(`fdpass/shm vs C: ${span(s.shmVsC)} the time (target <= 2x); at 32 MiB: ${span(s.shm32VsC32)}`);
+  log(`fdpass/shm vs C: ${span(s.shmVsC)} the time (target <= 2x); at 32 MiB: ${span(s.shm32VsC32)}; remap: ${span(s.shmRemapVsC)}`);
   log(`child_process.send vs fdpass/shm: json ${span(s.cpJsonVsShm, 0)}, advanced ${span(s.cpAdvancedVsShm, 0)} the time (target >= 100x)`);
   log(`pipe vs fdpass/shm: ${span(s.pipeVsShm, 0)}; socket write vs fdpass/shm: ${span(s.socketVsShm, 0)}`);
   for (const e of s.errors) log(`shm bench FAILED: ${e}`);

@@ -64,6 +64,7 @@ typedef struct mapping {
   void *addr;
   size_t len;
   int fd;
+  bool shared;         // MAP_SHARED, else MAP_PRIVATE
   atomic_int released; // unmapped and closed; the finalizer frees only
   registry_t *reg;
   struct mapping *prev, *next;
@@ -230,6 +231,7 @@ static napi_value fdp_shm_map(napi_env env, napi_callback_info info) {
     return fdp_number(env, -ENOMEM);
   m->fd = fd;
   m->len = (size_t)size;
+  m->shared = shared;
   m->reg = reg;
   if (size > 0) {
     m->addr = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
@@ -266,25 +268,77 @@ static napi_value fdp_shm_map(napi_env env, napi_callback_info info) {
   return pair;
 }
 
+// The mapping behind a live buffer of this module, or NULL with an
+// exception pending. A detached buffer (unmapped before) is -EBADF in *err:
+// its record may be gone already.
+static mapping_t *live_mapping(napi_env env, napi_value *argv, int *err) {
+  mapping_t *m = fdp_external(env, argv[0], "expected a mapping");
+  void *data = NULL;
+  size_t len = 0;
+  bool detached = true;
+  *err = 0;
+  if (!m)
+    return NULL;
+  if (napi_is_detached_arraybuffer(env, argv[1], &detached) != napi_ok ||
+      detached) {
+    *err = -EBADF;
+    return NULL;
+  }
+  if (napi_get_arraybuffer_info(env, argv[1], &data, &len) != napi_ok ||
+      len != m->len || (m->addr && data != m->addr)) {
+    fdp_type_error(env, "expected the mapping's own ArrayBuffer");
+    return NULL;
+  }
+  return m;
+}
+
+// remap(mapping, buffer, fd) -> 0 | -errno of mmap(2) or mremap(2). Maps
+// fd's file (at least the mapping's length, which the caller checked) at
+// the same address, the same way (shared or private), in place of the file
+// mapped there, whose fd it closes; the mapping then owns fd. The buffer
+// stays what it was to V8: a new external buffer of 64 MiB or more starts a
+// garbage collection in V8 (its external-memory limit is 64 MiB above the
+// lowest amount since the last one), remapping one does not. The new file
+// is mapped elsewhere first and moved over the old one by mremap(2)
+// (MREMAP_FIXED unmaps what was there): a failure leaves the old mapping
+// whole, where mmap(MAP_FIXED) could leave a hole the buffer points into.
+static napi_value fdp_shm_remap(napi_env env, napi_callback_info info) {
+  FDP_ARGS(3);
+  int err;
+  int32_t fd;
+  mapping_t *m = live_mapping(env, argv, &err);
+  if (!m)
+    return err ? fdp_number(env, err) : NULL;
+  if (fdp_int(env, argv[2], &fd))
+    return NULL;
+  if (m->addr) {
+    void *p = mmap(NULL, m->len, PROT_READ | PROT_WRITE,
+                   m->shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED)
+      return fdp_number(env, -errno);
+    if (mremap(p, m->len, m->len, MREMAP_MAYMOVE | MREMAP_FIXED, m->addr) ==
+        MAP_FAILED) {
+      int e = errno;
+      munmap(p, m->len);
+      return fdp_number(env, -e);
+    }
+  }
+  int old = m->fd;
+  m->fd = fd;
+  close(old); // ours: its errors (EINTR, EIO) leave nothing to do
+  return fdp_number(env, 0);
+}
+
 // unmap(mapping, buffer) -> 0 | -errno of close(2) | -ENOTSUP when the
 // runtime cannot detach the buffer (nothing was done then). Detaches the
 // buffer, unmaps its memory and closes the fd. The caller keeps `buffer`
 // alive across the call, and with it the mapping record.
 static napi_value fdp_shm_unmap(napi_env env, napi_callback_info info) {
   FDP_ARGS(2);
-  mapping_t *m = fdp_external(env, argv[0], "expected a mapping");
-  void *data = NULL;
-  size_t len = 0;
-  bool detached = true;
+  int err;
+  mapping_t *m = live_mapping(env, argv, &err);
   if (!m)
-    return NULL;
-  // A detached buffer was unmapped before: its record may be gone already.
-  if (napi_is_detached_arraybuffer(env, argv[1], &detached) != napi_ok ||
-      detached)
-    return fdp_number(env, -EBADF);
-  if (napi_get_arraybuffer_info(env, argv[1], &data, &len) != napi_ok ||
-      len != m->len || (m->addr && data != m->addr))
-    return fdp_type_error(env, "expected the mapping's own ArrayBuffer");
+    return err ? fdp_number(env, err) : NULL;
   // Copies first: once detached, a runtime may run the finalizer at once,
   // which frees m.
   mapping_t copy = {.addr = m->addr, .len = m->len, .fd = m->fd};
@@ -303,6 +357,7 @@ napi_status fdp_init_shm(napi_env env, napi_value exports) {
       {"memfdCreate", fdp_memfd_create}, {"shmTruncate", fdp_shm_truncate},
       {"shmStat", fdp_shm_stat},         {"addSeals", fdp_add_seals},
       {"shmMap", fdp_shm_map},           {"shmUnmap", fdp_shm_unmap},
+      {"shmRemap", fdp_shm_remap},
   };
   static const fdp_const_t consts[] = {
       {"F_SEAL_SEAL", F_SEAL_SEAL},

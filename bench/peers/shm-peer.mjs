@@ -2,6 +2,8 @@
 // 64 MiB buffer handed over in some way, read its last byte, answer with it.
 //   shm           fds arrive on the socket at fd 3 (FdSocket); map each
 //                 (SharedMemory.fromFd), read, close
+//   shm-remap     the same, each fd after the first mapped into the first's
+//                 buffer (shm.remap)
 //   pipe SIZE     bytes arrive on stdin; answer on stdout per SIZE bytes
 //   socket PATH SIZE  the same over an AF_UNIX stream connection to PATH
 //   cp            child_process messages (json: a base64 string; advanced: a Buffer)
@@ -22,8 +24,9 @@ function countBytes(input, output, size) {
   });
 }
 
-if (mode === 'shm') {
+if (mode === 'shm' || mode === 'shm-remap') {
   const sock = FdSocket.fromFd(3);
+  let kept = null;
   for (;;) {
     let got;
     try {
@@ -31,11 +34,20 @@ if (mode === 'shm') {
     } catch {
       break; // the end of the socket: done
     }
-    const shm = SharedMemory.fromFd(got.fd);
-    const last = new Uint8Array(shm.buffer)[shm.size - 1];
-    shm.close();
+    let last;
+    if (mode === 'shm') {
+      const shm = SharedMemory.fromFd(got.fd);
+      last = new Uint8Array(shm.buffer)[shm.size - 1];
+      shm.close();
+    } else {
+      if (kept) kept.shm.remap(got.fd);
+      else kept = { shm: SharedMemory.fromFd(got.fd) };
+      kept.view ??= new Uint8Array(kept.shm.buffer);
+      last = kept.view[kept.shm.size - 1];
+    }
     await sock.send(Uint8Array.of(last));
   }
+  kept?.shm.close();
   await sock.close();
 } else if (mode === 'pipe') {
   countBytes(process.stdin, process.stdout, Number(a));

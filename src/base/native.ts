@@ -98,6 +98,8 @@ export interface NativeBinding {
   addSeals(fd: number, seals: number): number;
   shmMap(fd: number, size: number, shared: boolean): [ArrayBuffer, Mapping] | number;
   shmUnmap(mapping: Mapping, buffer: ArrayBuffer): number;
+  /** Maps fd's file over the mapping's own range (mremap), closes the old fd: 0 | -errno. */
+  shmRemap(mapping: Mapping, buffer: ArrayBuffer, fd: number): number;
   readonly F_SEAL_SEAL: number;
   readonly F_SEAL_SHRINK: number;
   readonly F_SEAL_GROW: number;

@@ -68,6 +68,33 @@ test('refusals leave the fd with the caller: unsealed, a socket; allowUnsealed m
     await b.close();
   }));
 
+test('remap: the next received file in the same buffer; the old fd closed, the new one owned', () =>
+  noLeak(async () => {
+    const files = [1, 2].map((n) => {
+      const f = SharedMemory.create(1 << 16, { name: 'conf-r', seals: ['shrink', 'grow'] });
+      new Uint8Array(f.buffer).fill(n);
+      return f;
+    });
+    const [a, b] = FdSocket.pair();
+    for (const f of files) await a.sendFd('frame', f.fd);
+    const first = (await b.recvFd()).fd;
+    const next = (await b.recvFd()).fd;
+    const got = SharedMemory.fromFd(first);
+    const view = new Uint8Array(got.buffer);
+    assert.equal(view[65535], 1);
+    got.remap(next);
+    assert.equal(got.buffer.byteLength, 1 << 16);
+    assert.equal(view[65535], 2, 'the same view shows the next file');
+    assert.equal(got.fd, next);
+    assert.equal(mappings('conf-r'), 3);
+    got.close();
+    assert.equal(view.length, 0, 'detached');
+    for (const f of files) f.close();
+    assert.equal(mappings('conf-r'), 0);
+    await a.close();
+    await b.close();
+  }));
+
 test(
   'CPython maps the memfd we send and writes into it',
   () =>

@@ -78,6 +78,7 @@ const contexts: Context[] = [
     runBy: { file: 'test/protocols/cluster/reload.test.ts', heading: '## The whole app, primary included: under `fdpass run`' },
   },
   { match: "SharedMemory.create(1 << 20, { name: 'frame'", stdout: () => 'hello through shared memory\n' },
+  { match: 'view.remap(fds[1]);', stdout: () => '1\n2\n' },
   { match: 'FdStream.pair()', stdout: () => `HDR: file ${hostnameFile()}\n` },
   {
     match: 'await Handoff.start({ path: `${dir}/myapp-handoff.sock` })',

@@ -57,6 +57,12 @@ export interface SharedMemoryFromFdOptions {
   allowUnsealed?: boolean;
 }
 
+/** Options of {@link SharedMemory.remap}. */
+export interface SharedMemoryRemapOptions {
+  /** As {@link SharedMemoryFromFdOptions.allowUnsealed}. */
+  allowUnsealed?: boolean;
+}
+
 const SEALS: readonly [Seal, number][] = [
   ['seal', native.F_SEAL_SEAL],
   ['shrink', native.F_SEAL_SHRINK],
@@ -95,6 +101,24 @@ function statOf(fd: number): { mode: number; size: number; seals: number } {
   const r = native.shmStat(fd, stat);
   if (r < 0) throw systemError(r, 'fstat');
   return { mode: stat[0]!, size: stat[1]!, seals: stat[2]! };
+}
+
+/** fstat of an fd fromFd() or remap() may map; throws (fd untouched) when it may not. */
+function mappable(fd: number, allowUnsealed: unknown = false): { size: number } {
+  if (typeof allowUnsealed !== 'boolean') throw invalidArgType('options.allowUnsealed', 'of type boolean', allowUnsealed);
+  const st = statOf(fd);
+  if ((st.mode & S_IFMT) !== S_IFREG)
+    throw new FdPassError(
+      ErrorCodes.BAD_FD,
+      `fd ${fd} is ${KINDS.get(st.mode & S_IFMT) ?? 'not a regular file'}: only a file (a memfd, a file on tmpfs or disk) can be mapped`,
+    );
+  if (!allowUnsealed && (st.seals < 0 || (st.seals & native.F_SEAL_SHRINK) === 0))
+    throw new FdPassError(
+      ErrorCodes.UNSEALED,
+      `fd ${fd} is not sealed against shrinking (F_SEAL_SHRINK): the peer could truncate it under the mapping, ` +
+        'and touching a lost page kills the process with SIGBUS; pass allowUnsealed: true to map it anyway',
+    );
+  return st;
 }
 
 function checkSize(size: unknown): number {
@@ -190,21 +214,8 @@ export class SharedMemory implements Disposable {
     checkFdNumber(fd);
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
     const writable = options.writable ?? false;
-    const allowUnsealed = options.allowUnsealed ?? false;
     if (typeof writable !== 'boolean') throw invalidArgType('options.writable', 'of type boolean', writable);
-    if (typeof allowUnsealed !== 'boolean') throw invalidArgType('options.allowUnsealed', 'of type boolean', allowUnsealed);
-    const st = statOf(fd);
-    if ((st.mode & S_IFMT) !== S_IFREG)
-      throw new FdPassError(
-        ErrorCodes.BAD_FD,
-        `fd ${fd} is ${KINDS.get(st.mode & S_IFMT) ?? 'not a regular file'}: only a file (a memfd, a file on tmpfs or disk) can be mapped`,
-      );
-    if (!allowUnsealed && (st.seals < 0 || (st.seals & native.F_SEAL_SHRINK) === 0))
-      throw new FdPassError(
-        ErrorCodes.UNSEALED,
-        `fd ${fd} is not sealed against shrinking (F_SEAL_SHRINK): the peer could truncate it under the mapping, ` +
-          'and touching a lost page kills the process with SIGBUS; pass allowUnsealed: true to map it anyway',
-      );
+    const st = mappable(fd, options.allowUnsealed);
     const shm = new SharedMemory(fd, st.size, writable);
     native.setFlags(fd, 1, -1); // close-on-exec: cannot fail on an fd fstat just saw
     return shm;
@@ -241,6 +252,37 @@ export class SharedMemory implements Disposable {
     if (this.#fd < 0) throw closedError('shared memory');
     const r = native.addSeals(this.#fd, bits);
     if (r < 0) throw systemError(r, 'fcntl');
+  }
+
+  /**
+   * Map the file behind another fd into this same buffer, in place of the
+   * one mapped now, whose fd is closed; this object then owns `fd`. For a
+   * receiver that is handed a new file of the same size again and again
+   * (frames, snapshots): the buffer, and every view of it, shows the new
+   * file from now on, and no new ArrayBuffer is made. A new external
+   * buffer of 64 MiB or more costs a garbage collection in V8 (Node, Deno):
+   * its limit for external memory is 64 MiB above the lowest amount since
+   * the last collection. The mapping stays shared or private as it was.
+   *
+   * `fd` is checked as {@link SharedMemory.fromFd} checks it (a regular
+   * file, sealed against shrinking unless `allowUnsealed`), and its file
+   * must hold exactly `size` bytes (else ERR_FDPASS_BAD_FD). On any failure
+   * the old file stays mapped and `fd` stays with the caller.
+   */
+  remap(fd: number, options: SharedMemoryRemapOptions = {}): void {
+    checkFdNumber(fd);
+    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
+    if (this.#mapping === null) throw closedError('shared memory');
+    const st = mappable(fd, options.allowUnsealed);
+    if (st.size !== this.size)
+      throw new FdPassError(
+        ErrorCodes.BAD_FD,
+        `fd ${fd} holds ${st.size} bytes: this mapping's buffer has ${this.size}, and its length cannot change`,
+      );
+    const r = native.shmRemap(this.#mapping, this.#buffer, fd);
+    if (r < 0) throw systemError(r, 'mmap');
+    this.#fd = fd;
+    native.setFlags(fd, 1, -1); // close-on-exec, as fromFd: cannot fail on an fd fstat just saw
   }
 
   /**

@@ -354,6 +354,125 @@ describe('SharedMemory.fromFd', () => {
   });
 });
 
+describe('SharedMemory.prototype.remap', () => {
+  /** A sealed memfd of `size` bytes whose bytes are all `fill`, and a read-only fd of it for the receiver. */
+  function file(size: number, fill: number, name = 'remap'): { shm: SharedMemory; fd: number } {
+    const shm = SharedMemory.create(size, { name, seals: ['shrink', 'grow'] });
+    new Uint8Array(shm.buffer).fill(fill);
+    return { shm, fd: openSync(`/proc/self/fd/${shm.fd}`, 'r') };
+  }
+
+  test('maps the next file into the same buffer: views show it, the old fd is closed, the new one owned', () => {
+    const before = snapshot();
+    const a = file(3 << 20, 1);
+    const b = file(3 << 20, 2);
+    const m = SharedMemory.fromFd(a.fd);
+    const buffer = m.buffer;
+    const view = new Uint8Array(buffer);
+    view[0] = 9; // a private copy of one page, dropped with the old mapping
+    m.remap(b.fd);
+    assert.equal(m.buffer, buffer, 'the same ArrayBuffer');
+    assert.equal(buffer.byteLength, 3 << 20);
+    assert.deepEqual([view[0], view[1 << 20], view[(3 << 20) - 1]], [2, 2, 2], 'the new file, the private page gone');
+    assert.equal(m.fd, b.fd);
+    assert.equal(isOpen(a.fd), false, 'the old fd closed');
+    assert.equal(isOpen(b.fd), true, 'the new fd owned');
+    assert.equal(mappings('remap'), 3, 'two writers and one reader, not two');
+    new Uint8Array(b.shm.buffer)[5] = 7;
+    assert.equal(view[5], 7, "the new file's later writes show");
+    m.close();
+    assert.equal(buffer.byteLength, 0, 'detached by close');
+    assert.equal(isOpen(b.fd), false);
+    a.shm.close();
+    b.shm.close();
+    sameAs(before);
+  });
+
+  test('a shared mapping stays shared: writes reach the new file', () => {
+    const before = snapshot();
+    const a = SharedMemory.create(4096, { seals: ['shrink'] });
+    const b = SharedMemory.create(4096, { seals: ['shrink'] });
+    const m = SharedMemory.fromFd(openSync(`/proc/self/fd/${a.fd}`, 'r+'), { writable: true });
+    m.remap(openSync(`/proc/self/fd/${b.fd}`, 'r+'));
+    new Uint8Array(m.buffer)[1] = 5;
+    assert.deepEqual([new Uint8Array(a.buffer)[1], new Uint8Array(b.buffer)[1]], [0, 5]);
+    m.close();
+    a.close();
+    b.close();
+    sameAs(before);
+  });
+
+  test('refused with the old file still mapped and the fd left with the caller: another size, unsealed, not a file, read-only for a shared mapping, closed', () => {
+    const before = snapshot();
+    const a = file(8192, 1);
+    const m = SharedMemory.fromFd(a.fd);
+    const view = new Uint8Array(m.buffer);
+    const other = file(4096, 2);
+    const unsealed = SharedMemory.create(8192);
+    const unsealedFd = openSync(`/proc/self/fd/${unsealed.fd}`, 'r');
+    const [s1, s2] = FdSocket.pair();
+    assert.throws(() => m.remap(other.fd), { code: 'ERR_FDPASS_BAD_FD', message: /holds 4096 bytes.*8192/ });
+    assert.equal(
+      codeOf(() => m.remap(unsealedFd)),
+      'ERR_FDPASS_UNSEALED',
+    );
+    assert.equal(
+      codeOf(() => m.remap(s1.fd)),
+      'ERR_FDPASS_BAD_FD',
+    );
+    assert.throws(() => m.remap(-1), RangeError);
+    assert.throws(() => m.remap(a.fd + 0.5), RangeError);
+    assert.throws(() => m.remap(unsealedFd, { allowUnsealed: 'yes' } as never), TypeError);
+    for (const fd of [other.fd, unsealedFd, s1.fd]) assert.equal(isOpen(fd), true, `fd ${fd} left with the caller`);
+    assert.equal(view[8191], 1, 'the old file still mapped');
+    assert.equal(m.fd, a.fd);
+    m.remap(unsealedFd, { allowUnsealed: true });
+    assert.equal(view[8191], 0);
+    const w = SharedMemory.create(4096, { seals: ['shrink'] });
+    const shared = SharedMemory.fromFd(openSync(`/proc/self/fd/${w.fd}`, 'r+'), { writable: true });
+    const ro = openSync(`/proc/self/fd/${w.fd}`, 'r');
+    assert.equal(
+      codeOf(() => shared.remap(ro)),
+      'EACCES',
+      'a shared writable mapping needs an fd open for writing',
+    );
+    assert.equal(isOpen(ro), true);
+    m.close();
+    assert.throws(() => m.remap(ro), { code: 'ERR_FDPASS_CLOSED' });
+    closeSync(ro);
+    shared.close();
+    w.close();
+    closeSync(other.fd);
+    void s1.close();
+    void s2.close();
+    a.shm.close();
+    other.shm.close();
+    unsealed.close();
+    sameAs(before);
+  });
+
+  test('64 MiB handed over 20 times: one buffer, no new external memory, nothing left open', () => {
+    const before = snapshot();
+    const size = 64 << 20;
+    const first = file(size, 0, 'remap64');
+    const m = SharedMemory.fromFd(first.fd);
+    const view = new Uint8Array(m.buffer);
+    const external = process.memoryUsage().external;
+    for (let i = 1; i <= 20; i++) {
+      const next = file(size, 0, 'remap64');
+      new Uint8Array(next.shm.buffer)[size - 1] = i;
+      m.remap(next.fd);
+      next.shm.close(); // the receiver's mapping keeps the file
+      assert.equal(view[size - 1], i);
+    }
+    assert.ok(process.memoryUsage().external - external < size, 'no 64 MiB buffer made per handoff');
+    assert.equal(mappings('remap64'), 2, "the first writer's and the receiver's");
+    m.close();
+    first.shm.close();
+    sameAs(before);
+  });
+});
+
 describe('against CPython (os.memfd_create, mmap) over a Unix socket', needs('python3'), () => {
   test('CPython creates and seals a memfd; we map it read-only; its ftruncate is refused by the seal', async (t) => {
     const before = snapshot();
