@@ -7,7 +7,7 @@ import { constants as osConstants } from 'node:os';
 import { delimiter, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { ErrorCodes, FdPassError } from '../internal.js';
+import { ErrorCodes, FdPassError, Pidfd } from '../internal.js';
 
 /** How a process ended: its exit code, or the signal that killed it. */
 export interface ExitStatus {
@@ -42,6 +42,12 @@ export class Child {
   killTimer: NodeJS.Timeout | null = null;
   watchdogTimer: NodeJS.Timeout | null = null;
   watchdogMs = 0;
+  /** How the spawned process ended, once it has (a main process may run on). */
+  spawnedExit: ExitStatus | null = null;
+  /** How the main process (MAINPID=) ended while the spawned one still ran. */
+  mainExit: ExitStatus | null = null;
+  /** The main process when MAINPID= named another one: its pidfd, watched for its exit. */
+  #main: Pidfd | null = null;
 
   constructor(proc: ChildProcess, pid: number) {
     this.proc = proc;
@@ -51,6 +57,63 @@ export class Child {
 
   get alive(): boolean {
     return this.state !== 'exited';
+  }
+
+  /** Whether a main process other than the spawned one runs. */
+  get mainRuns(): boolean {
+    return this.#main !== null;
+  }
+
+  /**
+   * MAINPID=pid: from now on the service lives as long as that process (as
+   * systemd has it). Its exit comes to onExit, with the status its pidfd
+   * tells. A pidfd, not the pid: a pid may be reused once its process is
+   * reaped, by us (a subreaper) or by init. False if it is gone already.
+   */
+  follow(pid: number, onExit: (status: ExitStatus) => void): boolean {
+    this.#main?.close(); // its exited() rejects; ignored below
+    this.#main = null;
+    this.mainPid = this.pid;
+    if (pid === this.pid) return true;
+    let main: Pidfd;
+    try {
+      main = Pidfd.open(pid);
+    } catch {
+      return false;
+    }
+    this.#main = main;
+    this.mainPid = pid;
+    main.exited().then(
+      (st) => {
+        if (this.#main !== main) return;
+        this.release();
+        onExit({ pid, code: st.code, signal: st.signal });
+      },
+      () => undefined,
+    );
+    return true;
+  }
+
+  /** Signal the main process and the spawned one, each only while it runs (its pid cannot have been reused). */
+  signal(signal: NodeJS.Signals): void {
+    try {
+      this.#main?.signal(signal);
+    } catch {
+      // gone already
+    }
+    if (this.spawnedExit) return;
+    try {
+      process.kill(this.pid, signal);
+    } catch {
+      // gone already
+    }
+  }
+
+  /** Stop following the main process. */
+  release(): void {
+    this.#main?.close();
+    this.#main = null;
+    this.mainPid = this.pid;
   }
 
   clearTimers(): void {
@@ -69,7 +132,9 @@ export function exitCode(status: ExitStatus | null): number {
 }
 
 export function describeExit(s: ExitStatus): string {
-  return s.signal ? `was killed by ${s.signal}` : `exited with code ${s.code}`;
+  if (s.signal) return `was killed by ${s.signal}`;
+  // A main process (MAINPID=) reaped by another, on a kernel before 6.15.
+  return s.code === null ? 'ended (how, the kernel cannot tell)' : `exited with code ${s.code}`;
 }
 
 /** Where `command` is, as execvp would find it; ERR_FDPASS_NO_COMMAND if nowhere. */

@@ -157,9 +157,9 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     }
   }
 
-  /** The pid of the process that serves (or starts, or will start), or null. */
+  /** The pid of the process that serves (or starts, or will start; its MAINPID= once sent), or null. */
   get pid(): number | null {
-    return this.#current?.alive ? this.#current.pid : null;
+    return this.#current?.alive ? this.#current.mainPid : null;
   }
 
   /** The last STATUS= the serving process sent. */
@@ -292,7 +292,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#spawned.add(child.pid);
     this.#children.add(child);
     proc.on('error', () => undefined);
-    proc.on('exit', (code, signal) => this.#onExit(child, { pid: child.pid, code, signal }));
+    proc.on('exit', (code, signal) => this.#spawnedExited(child, { pid: child.pid, code, signal }));
     this.#log(`${why ? `${why}: ` : ''}pid ${child.pid}: ${[this.#command, ...this.#args].join(' ')}`);
     this.emit('spawn', child.pid);
     if (this.#ready === 'notify') this.#armReadyTimer(child, this.#readyTimeout);
@@ -345,23 +345,29 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Signal a process (and its MAINPID=), and SIGKILL it after drainTimeout. */
   #kill(child: Child, signal: NodeJS.Signals): void {
-    this.#signal(child, signal);
+    child.signal(signal);
     if (child.killTimer) return;
     child.killTimer = setTimeout(() => {
       if (!child.alive) return;
       this.#log(`pid ${child.pid} still running ${this.#drainTimeout} ms after ${signal}: SIGKILL`);
-      this.#signal(child, 'SIGKILL');
+      child.signal('SIGKILL');
     }, this.#drainTimeout);
   }
 
-  #signal(child: Child, signal: NodeJS.Signals): void {
-    for (const pid of new Set([child.mainPid, child.pid])) {
-      try {
-        process.kill(pid, signal);
-      } catch {
-        // gone already
-      }
-    }
+  // With MAINPID= naming another process, the service ends with that one:
+  // the spawned process may exit first (a launcher, a double fork), and if
+  // the main process ends first, the spawned one is stopped with it.
+  #spawnedExited(child: Child, status: ExitStatus): void {
+    child.spawnedExit = status;
+    if (!child.mainRuns) return this.#onExit(child, child.mainExit ?? status);
+    this.#log(`pid ${child.pid} ${describeExit(status)}; its main process, pid ${child.mainPid}, runs on`);
+  }
+
+  #mainExited(child: Child, status: ExitStatus): void {
+    if (child.spawnedExit) return this.#onExit(child, status);
+    child.mainExit = status;
+    this.#log(`main process pid ${status.pid} ${describeExit(status)}; stopping pid ${child.pid} with it`);
+    this.#kill(child, 'SIGTERM');
   }
 
   /** Stop a process that no longer serves: SIGTERM, then SIGKILL after drainTimeout. */
@@ -381,12 +387,13 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     child.state = 'exited';
     child.exitStatus = status;
     child.clearTimers();
+    child.release();
     this.#children.delete(child);
     this.#spawned.delete(child.pid);
     this.#reaper?.reap();
     child.outcome.resolve(`{pid} ${describeExit(status)}${wasReady ? '' : ' before it was ready'}`);
     if (child === this.#current) this.#lastExit = status;
-    this.#log(`pid ${child.pid} ${describeExit(status)}`);
+    this.#log(`pid ${status.pid} ${describeExit(status)}`);
     this.emit('exit', status);
     child.exited.resolve(status);
     if (this.#stopping || wasStopping || child !== this.#current) return;
@@ -470,8 +477,8 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
         const pid = /^[1-9][0-9]{0,9}$/.test(mainPid) ? Number(mainPid) : 0;
         if (pid === 0 || this.#childOf(pid) !== child) refuse(`MAINPID=${mainPid} is not a process of pid ${child.pid}`);
         else if (pid !== child.mainPid) {
-          child.mainPid = pid;
-          this.#log(`pid ${child.pid}: main process is now pid ${pid}`);
+          if (child.follow(pid, (st) => this.#mainExited(child, st))) this.#log(`pid ${child.pid}: main process is now pid ${pid}`);
+          else refuse(`MAINPID=${mainPid}: no such process`);
         }
       }
       const status = fields.get('STATUS');
@@ -558,7 +565,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Forward a signal to the serving process. */
   signal(signal: NodeJS.Signals): void {
-    if (this.#current?.alive) this.#signal(this.#current, signal);
+    if (this.#current?.alive) this.#current.signal(signal);
   }
 
   /**

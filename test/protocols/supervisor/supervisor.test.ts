@@ -3,7 +3,7 @@
 // watchdog and crashes restart; and bad input is refused, nothing leaked.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { Supervisor, type SupervisorOptions } from 'fdpass/supervisor';
 import { FdSocket } from 'fdpass';
 import { noLeak, testDir } from '../../helpers.js';
@@ -93,6 +93,73 @@ describe('supervisor: a Node server on fdpass/systemd', needs('wrk'), () => {
       await sup.stop();
     }
   });
+});
+
+/** Whether process `pid` has ended (gone, or a zombie nobody reaped yet). */
+function ended(pid: number): boolean {
+  try {
+    return /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return true;
+  }
+}
+
+describe('supervisor: MAINPID= another process', () => {
+  test(
+    'a launcher exits once its server said MAINPID=: the service lives on; the main process dying restarts it; stop() ends it',
+    { timeout: 120_000 },
+    async (t) => {
+      const modeFile = testDir(t).path('mode');
+      writeFileSync(modeFile, 'launcher\n');
+      const seen: string[] = [];
+      let onLine = (): void => undefined;
+      const logged = (re: RegExp): Promise<RegExpExecArray> =>
+        new Promise((resolve) => {
+          const check = (): void => {
+            const m = seen.map((l) => re.exec(l)).find((x) => x);
+            if (m) resolve(m);
+          };
+          const prev = onLine;
+          onLine = () => (prev(), check());
+          check();
+        });
+      const o = options({ command: process.execPath, args: [nodeFixture], env: { ...process.env, FIXTURE_MODE_FILE: modeFile } });
+      const { sup, port } = await started({
+        ...o,
+        log: (l) => {
+          seen.push(l);
+          onLine();
+        },
+      });
+      // Without MAINPID= tracking, the launcher's exit would end the service.
+      const runsOn = (re: RegExp): Promise<number[]> =>
+        Promise.race([
+          logged(re).then((m) => m.map(Number)),
+          next<[unknown]>(sup, 'exit').then(([s]) => assert.fail(`the service ended with its launcher: ${JSON.stringify(s)}`)),
+        ]);
+      try {
+        const exits: unknown[] = [];
+        sup.on('exit', (s) => exits.push(s));
+        const [, launcher, main] = await runsOn(/pid (\d+) exited with code 0; its main process, pid (\d+), runs on/);
+        assert.notEqual(launcher, main);
+        assert.equal(sup.pid, main);
+        assert.equal((await get(port)).pid, main, 'the main process serves');
+        assert.deepEqual(exits, [], "the launcher's exit does not end the service");
+        const restarted = next<[number]>(sup, 'ready');
+        process.kill(main!, 'SIGKILL');
+        const [status] = await next<[{ pid: number; code: number | null; signal: string | null }]>(sup, 'exit');
+        assert.deepEqual(status, { pid: main, code: null, signal: 'SIGKILL' });
+        await restarted;
+        const [, , main2] = await runsOn(new RegExp(`pid (\\d+) exited with code 0; its main process, pid (?!${main}\\b)(\\d+), runs on`));
+        assert.equal((await get(port)).pid, main2);
+        const stopped = await sup.stop();
+        assert.deepEqual(stopped, { pid: main2, code: 0, signal: null }, 'drained on SIGTERM through its pidfd');
+        assert.ok(ended(main2!), `pid ${main2} ended`);
+      } finally {
+        await sup.stop();
+      }
+    },
+  );
 });
 
 describe('supervisor: without a shell', () => {
