@@ -16,6 +16,7 @@ import { ErrorCodes, FdPassError, discardFds, FdServer, runtime, unsupportedRunt
 import { FD_NAME, closeListeners, openListeners, type OpenListener } from './listeners.js';
 import { NotifyServer, type Notification } from './notify.js';
 import { Reaper } from './reaper.js';
+import { FdStore } from './store.js';
 import {
   checkMs,
   checkSupervisorOptions,
@@ -47,7 +48,6 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #restart: RestartPolicy;
   readonly #restartDelay: number;
   readonly #restartDelayMax: number;
-  readonly #fdStoreMax: number;
   readonly #stdio: 'inherit' | 'ignore';
   readonly #shell: string | null;
   readonly #log: (line: string) => void;
@@ -55,8 +55,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   readonly #spawned = new Set<number>();
   readonly #reaper: Reaper | null;
   /** The fd store: name -> fds (the supervisor's), in the order they came. */
-  readonly #store = new Map<string, number[]>();
-  #storeCount = 0;
+  readonly #store: FdStore;
   readonly #children = new Set<Child>();
   #current: Child | null = null;
   #reload: Promise<number> | null = null;
@@ -96,7 +95,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     this.#restartDelay = checkMs(options.restartDelay, 'options.restartDelay', 100);
     this.#restartDelayMax = checkMs(options.restartDelayMax, 'options.restartDelayMax', 30_000);
     this.#delay = this.#restartDelay;
-    this.#fdStoreMax = options.fdStoreMax ?? 64;
+    this.#store = new FdStore(options.fdStoreMax ?? 64, (l) => this.#log(l));
     this.#watchDebounce = checkMs(options.watchDebounce, 'options.watchDebounce', 200);
     this.#stdio = options.stdio ?? 'inherit';
     this.#shell = options.shell ?? null;
@@ -169,7 +168,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
 
   /** Names and counts of the fds in the store. */
   get stored(): Record<string, number> {
-    return Object.fromEntries([...this.#store].map(([k, v]) => [k, v.length]));
+    return Object.fromEntries(this.#store.entries().map(([k, v]) => [k, v.length]));
   }
 
   /**
@@ -245,7 +244,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
   #spawn(why = ''): Child {
     const fds: number[] = this.sockets.map((l) => l.fd);
     const names: string[] = this.sockets.map((l) => l.name);
-    for (const [name, stored] of this.#store) {
+    for (const [name, stored] of this.#store.entries()) {
       for (const fd of stored) {
         fds.push(fd);
         names.push(name);
@@ -447,30 +446,24 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
       if (name !== undefined && !FD_NAME.test(name)) return refuse(`FDNAME=${JSON.stringify(name.slice(0, 60))} is not a valid name`);
       if (fields.get('FDSTOREREMOVE') === '1') {
         if (name === undefined) return refuse('FDSTOREREMOVE=1 without FDNAME=');
-        const gone = this.#store.get(name);
-        if (!gone) this.#log(`pid ${n.pid}: FDSTOREREMOVE of "${name}": nothing stored under that name`);
-        else {
-          this.#store.delete(name);
-          this.#storeCount -= gone.length;
-          discardFds(gone);
-          this.#log(`pid ${n.pid}: removed ${gone.length} fd(s) "${name}" from the store`);
-        }
+        const gone = this.#store.remove(name);
+        if (gone === 0) this.#log(`pid ${n.pid}: FDSTOREREMOVE of "${name}": nothing stored under that name`);
+        else this.#log(`pid ${n.pid}: removed ${gone} fd(s) "${name}" from the store`);
       }
       if (fields.get('BARRIER') === '1') {
         // Everything sent before was handled: closing the fd (below) says so.
         if (fds.length !== 1) return refuse(`BARRIER=1 with ${fds.length} fds (needs exactly one)`);
       } else if (fields.get('FDSTORE') === '1') {
         if (fds.length === 0) return refuse('FDSTORE=1 without fds');
-        if (this.#storeCount + fds.length > this.#fdStoreMax) {
+        if (this.#store.count + fds.length > this.#store.max) {
           return refuse(
-            `FDSTORE=1 with ${fds.length} fd(s): the store holds ${this.#storeCount} of at most ${this.#fdStoreMax}; closed them`,
+            `FDSTORE=1 with ${fds.length} fd(s): the store holds ${this.#store.count} of at most ${this.#store.max}; closed them`,
           );
         }
         const key = name ?? 'stored';
-        this.#store.set(key, [...(this.#store.get(key) ?? []), ...fds]);
-        this.#storeCount += fds.length;
+        this.#store.add(key, fds, fields.get('FDPOLL') !== '0');
         kept = true;
-        this.#log(`pid ${n.pid}: stored ${fds.length} fd(s) as "${key}" (${this.#storeCount} in the store)`);
+        this.#log(`pid ${n.pid}: stored ${fds.length} fd(s) as "${key}" (${this.#store.count} in the store)`);
       } else if (fds.length > 0) return refuse(`${fds.length} fd(s) without FDSTORE=1 or BARRIER=1; closed them`);
       const mainPid = fields.get('MAINPID');
       if (mainPid !== undefined) {
@@ -588,9 +581,7 @@ export class Supervisor extends EventEmitter<SupervisorEvents> {
     const status = current?.exitStatus ?? this.#lastExit;
     this.#notify.close();
     closeListeners(this.sockets);
-    for (const fds of this.#store.values()) discardFds(fds);
     this.#store.clear();
-    this.#storeCount = 0;
     await this.#control?.close();
     this.#reaper?.reap();
     this.#reaper?.stop();

@@ -218,6 +218,43 @@ describe('supervisor: bad input', () => {
   });
 
   test(
+    'FDPOLL: a stored fd that hung up is dropped (and closed) when the store is read; FDPOLL=0 keeps it',
+    { timeout: 120_000 },
+    async () => {
+      await noLeak(async () => {
+        // Three socket pairs: one end of each stored; the other end of the
+        // first two closed (the stored ends report POLLHUP), the third kept.
+        const sender = `
+        import { FdSocket } from 'fdpass';
+        const sock = await FdSocket.connect({ abstract: process.env.NOTIFY_SOCKET.slice(1), type: 'dgram' });
+        const [gone, keptPeer, alive] = [FdSocket.pair(), FdSocket.pair(), FdSocket.pair()];
+        await sock.send('FDSTORE=1\\nFDNAME=gone', [gone[0].fd]);
+        await sock.send('FDSTORE=1\\nFDNAME=kept\\nFDPOLL=0', [keptPeer[0].fd]);
+        await sock.send('FDSTORE=1\\nFDNAME=alive', [alive[0].fd]);
+        for (const s of [...gone, ...keptPeer]) await s.close();
+        await sock.send('READY=1');
+        setInterval(() => {}, 1000);
+      `;
+        const seen: string[] = [];
+        const sup = await Supervisor.start({
+          ...options({ command: process.execPath, args: ['--input-type=module', '-e', sender] }),
+          log: (l) => seen.push(l),
+        });
+        try {
+          await next(sup, 'ready');
+          assert.deepEqual(sup.stored, { kept: 1, alive: 1 });
+          assert.ok(
+            seen.some((l) => /stored fd\(s\) of "gone" hung up \(POLLHUP or POLLERR\): dropped 1/.test(l)),
+            seen.join('\n'),
+          );
+        } finally {
+          await sup.stop();
+        }
+      });
+    },
+  );
+
+  test(
     'malformed notifications, 253 fds to the store, a stranger: each refused with a reason, their fds closed',
     { timeout: 120_000 },
     async () => {
