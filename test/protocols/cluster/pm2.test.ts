@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { realpathSync } from 'node:fs';
+import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 import http from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -80,9 +80,22 @@ if (missing && inCI) {
         assert.equal(r.status, 0, `pm2 ${args.join(' ')}: ${r.stdout}\n${r.stderr}`);
         return r.stdout;
       };
-      // The daemon first (it lives in PM2_HOME), then its folder.
+      // The daemon first (it lives in PM2_HOME), then its folder. `pm2 kill`
+      // left the daemon, the apps and the daemon's \`ps\` runs in a run under
+      // ASan (the runner killed them): what is left of them afterwards (every
+      // process with this PM2_HOME in its environment) is killed here.
+      const mark = `PM2_HOME=${home.dir}\0`;
       t.after(() => {
         spawnSync(process.execPath, [pm2Cli, 'kill'], { cwd: example, env, encoding: 'utf8', timeout: 60_000 });
+        for (const pid of readdirSync('/proc')
+          .filter((d) => /^\d+$/.test(d))
+          .map(Number)) {
+          try {
+            if (pid !== process.pid && readFileSync(`/proc/${pid}/environ`, 'latin1').includes(mark)) process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone, or not ours to read
+          }
+        }
         home.cleanup();
       });
 
