@@ -5,24 +5,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { repoRoot } from '../helpers.js';
+import { freePort, repoRoot } from '../helpers.js';
 import { getText } from '../protocols/supervisor/helpers.js';
 import { exited } from '../lines.js';
 import { needs, runtimePath, which } from '../tools.js';
 
 const doc = readFileSync(join(repoRoot, 'docs', 'run.md'), 'utf8');
 const blocks = [...doc.matchAll(/^```(\w+)\n([^]*?)^```$/gm)].map((m) => ({ lang: m[1]!, code: m[2]! }));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A folder inside the package (so that 'fdpass' resolves to this checkout), with fdpass and npx on PATH. */
 function workspace(

@@ -74,8 +74,12 @@ const contexts: Context[] = [
   { match: 'serverFromFd(fd, http.createServer', stdout: () => 'hi\n' },
   { match: 'const pids = await primary.reload();', stdout: /^reloaded: 2 new workers\n$/ },
   {
-    match: 'primary.drain().then(() => process.exit(0))',
+    match: "process.once('SIGTERM', () => primary.drain().then(() => process.exit(0)));",
     runBy: { file: 'test/protocols/cluster/reload.test.ts', heading: '## The whole app, primary included: under `fdpass run`' },
+  },
+  {
+    match: "handoff.once('takeover', stop);",
+    runBy: { file: 'test/protocols/cluster/reload.test.ts', heading: '## The whole app, primary included: through `fdpass/handoff`' },
   },
   { match: "SharedMemory.create(1 << 20, { name: 'frame'", stdout: () => 'hello through shared memory\n' },
   { match: 'view.remap(fds[1]);', stdout: () => '1\n2\n' },

@@ -191,6 +191,17 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
     return l.address;
   }
 
+  /**
+   * The listening sockets this primary holds, by name, to hand to a new
+   * primary (fdpass/handoff: `handoff.add(s, s.name)`). They stay the
+   * primary's: never close them. Empty once it drains or closes. Under
+   * 'reuseport', the group's first socket only: the others die with their
+   * workers, and what waits in them with them (no handoff without a gap).
+   */
+  get sockets(): { name: string; fd: number }[] {
+    return this.#closed || this.#stopping ? [] : this.#listeners.map((l) => ({ name: l.name, fd: l.fd }));
+  }
+
   /** The workers connected now, their counts as of the acknowledgements they have sent. */
   get workers(): ClusterWorkerInfo[] {
     if (!this.#closed) this.#readLazy();

@@ -33,6 +33,10 @@ import {
   Drainer,
   unlinkQuietly,
   type DrainResult,
+  FdPassError,
+  checkFdNumber,
+  socketInfo,
+  toFd,
 } from '../internal.js';
 export type { DrainResult } from '../internal.js';
 import { offerTo, refuseBusy } from './predecessor.js';
@@ -103,6 +107,8 @@ export class Handoff extends EventEmitter<HandoffEvents> {
   #received: Map<string, Kept<number>>;
   #upstream: FdSocket | null;
   readonly #servers = new Drainer(() => this.#state === 'draining' || this.#state === 'drained');
+  /** Listening fds offered as they are (add({ fd }, name)): their owner stops using them on 'takeover'. */
+  readonly #fds = new Map<string, number>();
   #control: FdServer | null = null;
   #controlIno: number | null = null;
   #drainPromise: Promise<DrainResult> | null = null;
@@ -203,19 +209,37 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     return false;
   }
 
-  /** Offer a server that is already listening, under `name`. */
-  add(server: Server, name: string): void {
-    this.#checkAdd(server, name);
-    if (!server.listening) throw invalidArgValue('server', 'must be listening', server);
-    this.#register(server, name);
+  /**
+   * Offer a server that is already listening, under `name`. Or a listening
+   * socket as `{ fd }` (one of a ClusterPrimary's `sockets`): it is offered as it
+   * is and stays yours; draining it is yours too, on 'takeover' (this
+   * handoff drains only its servers).
+   */
+  add(server: Server | { fd: number }, name: string): void {
+    if (server !== null && typeof server === 'object' && !('listen' in server) && 'fd' in server) {
+      this.#checkName(name);
+      checkFdNumber(server.fd, 'server.fd');
+      const info = socketInfo(server.fd);
+      if (!info.listening) throw new FdPassError(ErrorCodes.BAD_SOCKET, `fd ${server.fd} is not a listening socket`);
+      this.#fds.set(name, server.fd);
+      return;
+    }
+    this.#checkAdd(server as Server, name);
+    if (!(server as Server).listening) throw invalidArgValue('server', 'must be listening', server);
+    this.#register(server as Server, name);
   }
 
   #checkAdd(server: Server, name: string): void {
     if (typeof name !== 'string' || name.length === 0) throw invalidArgType('name', 'a non-empty string', name);
     if (server === null || typeof server !== 'object' || typeof server.listen !== 'function') {
-      throw invalidArgType('server', 'a net.Server (or http.Server)', server);
+      throw invalidArgType('server', 'a net.Server (or http.Server), or { fd } of a listening socket', server);
     }
-    if (this.#servers.has(name)) throw invalidArgValue('name', 'is already in use', name);
+    this.#checkName(name);
+  }
+
+  #checkName(name: string): void {
+    if (typeof name !== 'string' || name.length === 0) throw invalidArgType('name', 'a non-empty string', name);
+    if (this.#servers.has(name) || this.#fds.has(name)) throw invalidArgValue('name', 'is already in use', name);
     if (this.#state !== 'starting' && this.#state !== 'serving')
       throw handoffError(ErrorCodes.CLOSED, `cannot add a server while ${this.#state}`);
   }
@@ -296,7 +320,11 @@ export class Handoff extends EventEmitter<HandoffEvents> {
     const peer = sock.peer;
     let result;
     try {
-      result = await offerTo(sock, this.#servers, this.#timeout, () => {
+      const listening = (): { name: string; fd: number }[] => [
+        ...this.#servers.listening().map((e) => ({ name: e.name, fd: toFd(e.server) })),
+        ...[...this.#fds].map(([name, fd]) => ({ name, fd })),
+      ];
+      result = await offerTo(sock, listening, this.#timeout, () => {
         this.#state = 'draining';
       });
     } finally {

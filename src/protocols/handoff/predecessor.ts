@@ -1,6 +1,6 @@
 // The running generation's side: a successor connected to the control
 // socket; offer it our listeners and wait for its "ready".
-import { toFd, type FdSocket, type Drainer } from '../internal.js';
+import type { FdSocket } from '../internal.js';
 import { messages, receive, send } from './protocol.js';
 
 /** How an offer ended: taken (the successor is ready), or why not. */
@@ -10,21 +10,26 @@ export interface OfferResult {
 }
 
 /**
- * Offer the listening servers of `servers` to the successor on `sock`. Once
+ * Offer the listeners `listening()` gives (name and fd) to the successor on `sock`. Once
  * it says "ready", `onReady` runs and the successor is told we drain. Fds a
  * successor sends are closed: it has no business sending any.
  */
-export async function offerTo(sock: FdSocket, servers: Drainer, timeout: number, onReady: () => void): Promise<OfferResult> {
+export async function offerTo(
+  sock: FdSocket,
+  listening: () => { name: string; fd: number }[],
+  timeout: number,
+  onReady: () => void,
+): Promise<OfferResult> {
   let reason = 'closed the connection before it was ready';
   try {
     const first = await receive(sock, timeout);
     first?.fds.discard();
     if (!first || first.message?.op !== 'take') return { took: false, reason: first ? 'sent no take request' : reason };
-    const live = servers.listening();
+    const live = listening();
     await send(
       sock,
       messages.offer(live.map((e) => e.name)),
-      live.map((e) => toFd(e.server)),
+      live.map((e) => e.fd),
     );
     let next;
     try {

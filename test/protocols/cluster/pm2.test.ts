@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, realpathSync } from 'node:fs';
 import http from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { repoRoot, tempDir } from '../../helpers.js';
+import { freePort, repoRoot, tempDir } from '../../helpers.js';
 import { inCI, which } from '../../tools.js';
 
 const install = 'npm install --prefix /tmp/pm2 pm2 && export FDPASS_PM2=/tmp/pm2/node_modules/pm2/bin/pm2';
@@ -29,17 +29,6 @@ function get(port: number): Promise<string> {
     });
     req.setTimeout(5_000, () => req.destroy(new Error('no answer in 5 s')));
     req.on('error', reject);
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = http.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
   });
 }
 

@@ -5,12 +5,12 @@
 // concurrent calls; fd counts before and after.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ChildProcess, fork } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { ChildProcess, fork, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClusterPrimary } from 'fdpass/cluster';
 import type { PrimaryOptions } from 'fdpass/cluster';
-import { docBlock, noLeak, repoRoot, until } from '../../helpers.js';
+import { docBlock, freePort, killAtEnd, noLeak, repoRoot, testDir, until } from '../../helpers.js';
 import { needs } from '../../tools.js';
 import { get, getText, lines, next, options, started, startWrk } from '../supervisor/helpers.js';
 
@@ -284,6 +284,70 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
             );
           } finally {
             await sup.stop();
+          }
+        });
+      },
+    );
+  }
+
+  // The whole clustered app without a supervisor, as docs/cluster.md's block:
+  // each new version is started beside the running one, takes the listener
+  // through fdpass/handoff, forks its workers and says ready once they serve;
+  // the old primary drains its workers and exits.
+  for (const close of [false, true]) {
+    test(
+      `the primary itself, through fdpass/handoff, ${close ? 'Connection: close' : 'keep-alive'}: 3 upgrades under wrk, 0 failed requests`,
+      { timeout: 240_000 },
+      async (t) => {
+        const app = docBlock('docs/cluster.md', '## The whole app, primary included: through `fdpass/handoff`');
+        // Inside the package, so that 'fdpass' resolves to this checkout.
+        const scratch = join(repoRoot, 'build-test', 'readme');
+        mkdirSync(scratch, { recursive: true });
+        const file = join(scratch, `cluster-handoff-${process.pid}-${close ? 'close' : 'keepalive'}.mjs`);
+        writeFileSync(file, app);
+        t.after(() => rmSync(file, { force: true }));
+        const dir = testDir(t);
+        const port = await freePort();
+        const env = { ...process.env, PORT: String(port), RUNTIME_DIRECTORY: dir.dir };
+        await noLeak(async () => {
+          const generations: ChildProcess[] = [];
+          const start = (): ChildProcess => {
+            const child = killAtEnd(t, spawn(process.execPath, [file], { env, stdio: ['ignore', 'inherit', 'inherit'] }));
+            generations.push(child);
+            return child;
+          };
+          const exitOf = (c: ChildProcess): Promise<number | string | null> =>
+            c.exitCode !== null || c.signalCode !== null
+              ? Promise.resolve(c.exitCode ?? c.signalCode)
+              : new Promise((resolve) => c.once('exit', (code, signal) => resolve(code ?? signal)));
+          try {
+            const hello = async (): Promise<number> => Number(/^hello from pid (\d+)\n$/.exec(await getText(port))?.[1]);
+            start();
+            // Its control socket appears once its workers serve (ready()).
+            await until(() => existsSync(dir.path('app.handoff')), 'the first generation serves and offers its listener');
+            const first = await hello();
+            const wrk = startWrk(port, { close });
+            await getText(port);
+            for (let i = 0; i < 3; i++) {
+              const old = generations.at(-1)!;
+              start();
+              assert.equal(await exitOf(old), 0, 'the old primary drained and exited 0');
+            }
+            const last = await hello();
+            const r = await wrk.stop();
+            assert.ok(r.requests > 0, r.text);
+            assert.equal(r.socketErrors, 0, `socket errors:\n${r.text}`);
+            assert.equal(r.non2xx, 0, r.text);
+            assert.notEqual(last, first, 'a worker of the last primary answers');
+            const current = generations.at(-1)!;
+            current.kill('SIGTERM');
+            assert.equal(await exitOf(current), 0, 'SIGTERM drains the last one');
+            console.log(
+              `# the whole app through fdpass/handoff, ${close ? 'Connection: close' : 'keep-alive'}: 3 upgrades, ${r.requests} requests, 0 failed`,
+            );
+          } finally {
+            for (const c of generations) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+            await Promise.all(generations.map(exitOf));
           }
         });
       },

@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { Handoff } from 'fdpass/handoff';
-import { FdServer, type FdSocket } from 'fdpass';
+import { FdServer, FdSocket } from 'fdpass';
 import { noLeak, repoRoot, tempDir, until } from '../../helpers.js';
 import { exited } from '../../lines.js';
 import { startLoad } from './load.js';
@@ -315,6 +315,35 @@ describe('Handoff in one process', () => {
       await drained;
       assert.equal(seed.listening, false);
       assert.equal(extra.listening, false);
+      await h1.close();
+      t.cleanup();
+    }));
+
+  test("add({ fd }): a listening socket offered as it is (a ClusterPrimary's); it stays its owner's through the drain; a non-listening fd or a used name is refused", () =>
+    noLeak(async () => {
+      const t = tempDir();
+      const seed = net.createServer();
+      await new Promise<void>((r) => seed.listen(0, '127.0.0.1', r));
+      const owned = (seed as unknown as { _handle: { fd: number } })._handle.fd;
+      const h0 = await Handoff.start({ path: t.path('c.sock'), exit: false });
+      const [a, b] = FdSocket.pair();
+      assert.throws(() => h0.add({ fd: a.fd }, 'x'), { code: 'ERR_FDPASS_BAD_SOCKET', message: /is not a listening socket/ });
+      assert.throws(() => h0.add({ fd: -1 }, 'x'), RangeError);
+      h0.add({ fd: owned }, 'raw');
+      assert.throws(() => h0.add({ fd: owned }, 'raw'), { code: 'ERR_INVALID_ARG_VALUE', message: /already in use/ });
+      await h0.ready();
+      const drained = new Promise((r) => h0.once('drained', r));
+      const h1 = await Handoff.start({ path: t.path('c.sock'), exit: false });
+      const taken = new net.Server();
+      assert.equal(await h1.listen(taken, 'raw'), true);
+      assert.deepEqual(taken.address(), seed.address(), 'the same socket');
+      await h1.ready();
+      await drained;
+      assert.equal(seed.listening, true, "an fd offered as it is stays its owner's to close");
+      await new Promise((r) => seed.close(r));
+      await new Promise((r) => taken.close(r));
+      await a.close();
+      await b.close();
       await h1.close();
       t.cleanup();
     }));
