@@ -78,7 +78,12 @@ function pidOf(fd: number): number | undefined {
 }
 
 const UNKNOWN: PidfdExitStatus = Object.freeze({ code: null, signal: null, coreDumped: false, known: false });
-const signalNames = new Map<number, NodeJS.Signals>(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+// A number's first name, as child_process names it: SIGABRT, not its alias SIGIOT (nor SIGPOLL for SIGIO).
+const signalNames = new Map<number, NodeJS.Signals>(
+  Object.entries(constants.signals)
+    .reverse()
+    .map(([name, n]) => [n, name as NodeJS.Signals]),
+);
 
 /** A wait(2) status as code or signal. */
 export function decodeWaitStatus(status: number): PidfdExitStatus {

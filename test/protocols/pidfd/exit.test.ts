@@ -75,6 +75,15 @@ describe('Pidfd.exited() resolves with how the process ended', () => {
       k.signal('SIGKILL');
       assert.deepEqual(await k.exited(), { code: null, signal: 'SIGKILL', coreDumped: false, known: true });
       await ended(killed);
+
+      // A signal with an alias gets child_process's name for it: SIGABRT, not SIGIOT.
+      const aborted = spawn('sleep', ['1000'], { stdio: 'ignore' });
+      using ab = Pidfd.open(aborted.pid!);
+      ab.signal('SIGABRT');
+      const st = await ab.exited();
+      await ended(aborted);
+      assert.equal(st.signal, 'SIGABRT');
+      assert.equal(st.signal, aborted.signalCode);
     }));
 
   test("another's child, reaped by its parent: the pidfd's exit status (PIDFD_INFO_EXIT)", { skip: noExitInfo }, () =>
