@@ -71,6 +71,16 @@ async function stop(primary: ClusterPrimary, started: ChildProcess[]): Promise<v
 
 const alive = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null;
 
+/** docs/cluster.md's block under `heading`, written inside the package (so that 'fdpass' resolves to this checkout); removed after the test. */
+function blockFile(t: { after: (fn: () => void) => void }, heading: string, name: string): string {
+  const scratch = join(repoRoot, 'build-test', 'readme');
+  mkdirSync(scratch, { recursive: true });
+  const file = join(scratch, `${name}-${process.pid}.mjs`);
+  writeFileSync(file, docBlock('docs/cluster.md', heading));
+  t.after(() => rmSync(file, { force: true }));
+  return file;
+}
+
 describe('ClusterPrimary.reload()', needs('wrk'), () => {
   for (const schedule of ['round-robin', 'least-loaded', 'reuseport'] as const) {
     for (const close of [false, true]) {
@@ -250,13 +260,7 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
       `the primary itself, under fdpass run, ${close ? 'Connection: close' : 'keep-alive'}: 5 reloads under wrk, 0 failed requests`,
       { timeout: 240_000 },
       async (t) => {
-        const app = docBlock('docs/cluster.md', '## The whole app, primary included: under `fdpass run`');
-        // Inside the package, so that 'fdpass' resolves to this checkout.
-        const scratch = join(repoRoot, 'build-test', 'readme');
-        mkdirSync(scratch, { recursive: true });
-        const file = join(scratch, `cluster-app-${process.pid}-${close ? 'close' : 'keepalive'}.mjs`);
-        writeFileSync(file, app);
-        t.after(() => rmSync(file, { force: true }));
+        const file = blockFile(t, '## The whole app, primary included: under `fdpass run`', `cluster-app-${close ? 'close' : 'keepalive'}`);
         await noLeak(async () => {
           const { sup, port } = await started(options({ command: process.execPath, args: [file] }));
           try {
@@ -299,13 +303,11 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
       `the primary itself, through fdpass/handoff, ${close ? 'Connection: close' : 'keep-alive'}: 3 upgrades under wrk, 0 failed requests`,
       { timeout: 240_000 },
       async (t) => {
-        const app = docBlock('docs/cluster.md', '## The whole app, primary included: through `fdpass/handoff`');
-        // Inside the package, so that 'fdpass' resolves to this checkout.
-        const scratch = join(repoRoot, 'build-test', 'readme');
-        mkdirSync(scratch, { recursive: true });
-        const file = join(scratch, `cluster-handoff-${process.pid}-${close ? 'close' : 'keepalive'}.mjs`);
-        writeFileSync(file, app);
-        t.after(() => rmSync(file, { force: true }));
+        const file = blockFile(
+          t,
+          '## The whole app, primary included: through `fdpass/handoff`',
+          `cluster-handoff-${close ? 'close' : 'keepalive'}`,
+        );
         const dir = testDir(t);
         const port = await freePort();
         const env = { ...process.env, PORT: String(port), RUNTIME_DIRECTORY: dir.dir };
