@@ -2,10 +2,12 @@
 // its constructors) and the checks of its arguments, made before anything
 // is sent: data, limits, runc names.
 import { constants } from 'node:os';
-import type { AddressOptions } from '../base/address.js';
-import { ErrorCodes, FdPassError, invalidArgType, outOfRange } from '../base/errors.js';
-import { MAX_NAME_LEN } from '../io/recv.js';
-import type { Pidfd } from './pidfd.js';
+import { addressOptions, encodeAddress, socketTypeNumber, type AddressOptions, type ResolvedAddress } from '../base/address.js';
+import { ErrorCodes, FdPassError, checkSignal, invalidArgType, outOfRange } from '../base/errors.js';
+import { disown } from '../io/owned.js';
+import { MAX_NAME_LEN, type RawMessage } from '../io/recv.js';
+import { checkAcceptFds, checkPassPidfd } from '../io/sockops.js';
+import { adoptPidfd, type Pidfd } from './pidfd.js';
 
 const { EPIPE } = constants.errno;
 
@@ -122,4 +124,51 @@ export function emptyDataError(): RangeError {
 
 export function sendAfterEnd(): FdPassError {
   return new FdPassError('EPIPE', 'send after end()', { errno: -EPIPE, syscall: 'sendmsg' });
+}
+
+// A caller waiting for a message. `keep`: its fds stay in the library's care
+// (a protocol module's Kept value), else they are handed over.
+export type Waiter = { maxBytes: number; maxFds: number; keep: boolean; reject: (e: Error) => void } & (
+  | { kind: 'recv'; resolve: (m: ReceivedMessage | null) => void }
+  | { kind: 'fd'; resolve: (m: ReceivedFd) => void }
+  | { kind: 'iter'; resolve: (r: IteratorResult<ReceivedMessage>) => void }
+);
+
+/**
+ * A message handed out: with passPidfd, its pidfd adopted by a Pidfd
+ * (null when none came; if adopting fails, the fd is closed and null
+ * given: the message is not lost for it). Without, there is none: readBatch
+ * closed any that came.
+ */
+export function receivedMessage(passPidfd: boolean, data: Buffer, fds: number[], entry: RawMessage): ReceivedMessage {
+  if (!passPidfd) return { data, fds };
+  const fd = entry.pidfd;
+  entry.pidfd = -1;
+  if (fd < 0) return { data, fds, pidfd: null };
+  disown(fd);
+  let pidfd: Pidfd | null = null;
+  try {
+    pidfd = adoptPidfd(fd);
+  } catch {
+    // closed by adoptPidfd
+  }
+  return { data, fds, pidfd };
+}
+
+export interface SocketArgs {
+  address: ResolvedAddress;
+  type: number;
+  signal: AbortSignal | undefined;
+  acceptFds: boolean;
+  passPidfd: boolean;
+}
+
+/** FdSocket.connect's and bindDatagram's argument, checked (TypeError, RangeError) before anything opens. */
+export function socketArgs(arg: string | ConnectOptions | BindOptions, kind: 'connect' | 'bind'): SocketArgs {
+  const options = addressOptions<ConnectOptions & BindOptions>(arg, 'path');
+  const address = encodeAddress(options);
+  const type = socketTypeNumber(options.type ?? (kind === 'bind' ? 'dgram' : undefined));
+  const signal = kind === 'connect' ? checkSignal(options.signal) : undefined;
+  const acceptFds = checkAcceptFds(options.acceptFds);
+  return { address, type, signal, acceptFds, passPidfd: checkPassPidfd(options.passPidfd, type) };
 }

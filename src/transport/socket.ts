@@ -5,25 +5,16 @@
 // on the io core: a Pump (which watches the fd and reads on demand), a
 // SendQueue, a WaitQueue and readBatch.
 import { EventEmitter } from 'node:events';
-import { ResolvedAddress, SocketType, addressOptions, encodeAddress, socketTypeName, socketTypeNumber } from '../base/address.js';
+import { SocketType, socketTypeName, socketTypeNumber } from '../base/address.js';
 import { FdPassError, checkSignal, closedError, systemError } from '../base/errors.js';
 import { FdLike, toFd, toFdArray } from '../base/fds.js';
-import { Kept, discardFds, disown, disownAll } from '../io/owned.js';
+import { Kept, discardFds, disownAll } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
-import {
-  adoptSocket,
-  bindSocket,
-  checkAcceptFds,
-  checkPassPidfd,
-  connectSocket,
-  peerCredentials,
-  socketPair,
-  type PeerCredentials,
-} from '../io/sockops.js';
+import { adoptSocket, bindSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
 import { ENDED, MORE, Pump } from '../io/pump.js';
 import { WaitQueue } from '../io/waiters.js';
 import { native } from '../base/native.js';
-import { type Pidfd, adoptPidfd, peerPidfd } from './pidfd.js';
+import { type Pidfd, peerPidfd } from './pidfd.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -50,7 +41,11 @@ import {
   checkOptions,
   emptyDataError,
   encodeName,
+  receivedMessage,
   sendAfterEnd,
+  socketArgs,
+  type SocketArgs,
+  type Waiter,
   type BindOptions,
   type ConnectOptions,
   type FdSocketEvents,
@@ -66,14 +61,6 @@ export type { BindOptions, ConnectOptions, FdSocketEvents, ReceivedFd, ReceivedM
 const MAX_MAX_BYTES = 16 << 20;
 const RESOLVED: Promise<void> = Promise.resolve();
 const SHUT_WR = 1;
-
-// A caller waiting for a message. `keep`: its fds stay in the library's care
-// (a protocol module's Kept value), else they are handed over.
-type Waiter = { maxBytes: number; maxFds: number; keep: boolean; reject: (e: Error) => void } & (
-  | { kind: 'recv'; resolve: (m: ReceivedMessage | null) => void }
-  | { kind: 'fd'; resolve: (m: ReceivedFd) => void }
-  | { kind: 'iter'; resolve: (r: IteratorResult<ReceivedMessage>) => void }
-);
 
 // The fd of a sendFd on its way into sendmsg (copied if the send is queued).
 const oneFd = new Int32Array(1);
@@ -187,23 +174,11 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * throw at once; connection errors (ENOENT, ECONNREFUSED...) reject.
    */
   static connect(arg: string | ConnectOptions): Promise<FdSocket> {
-    const options = addressOptions<ConnectOptions>(arg, 'path');
-    const address = encodeAddress(options);
-    const type = socketTypeNumber(options.type);
-    const signal = checkSignal(options.signal);
-    const acceptFds = checkAcceptFds(options.acceptFds);
-    const passPidfd = checkPassPidfd(options.passPidfd, type);
-    return FdSocket.#connect(address, type, signal, acceptFds, passPidfd);
+    return FdSocket.#connect(socketArgs(arg, 'connect'));
   }
 
-  static async #connect(
-    address: ResolvedAddress,
-    type: number,
-    signal: AbortSignal | undefined,
-    acceptFds: boolean,
-    passPidfd: boolean,
-  ): Promise<FdSocket> {
-    return new FdSocket(await connectSocket(address, type, signal, acceptFds, passPidfd), type, undefined, passPidfd);
+  static async #connect(a: SocketArgs): Promise<FdSocket> {
+    return new FdSocket(await connectSocket(a.address, a.type, a.signal, a.acceptFds, a.passPidfd), a.type, undefined, a.passPidfd);
   }
 
   /** A connected pair of sockets (socketpair(2)). */
@@ -227,12 +202,8 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
    * sender (the receiving side of `notify`-like protocols).
    */
   static bindDatagram(arg: string | BindOptions): FdSocket {
-    const options = addressOptions<BindOptions>(arg, 'path');
-    const address = encodeAddress(options);
-    const type = socketTypeNumber(options.type ?? 'dgram');
-    const acceptFds = checkAcceptFds(options.acceptFds);
-    const passPidfd = checkPassPidfd(options.passPidfd, type);
-    return new FdSocket(bindSocket(address, type, acceptFds, passPidfd), type, undefined, passPidfd);
+    const a = socketArgs(arg, 'bind');
+    return new FdSocket(bindSocket(a.address, a.type, a.acceptFds, a.passPidfd), a.type, undefined, a.passPidfd);
   }
 
   /** The socket's fd, or -1 once closed. */
@@ -328,7 +299,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   recv(options?: RecvOptions): Promise<ReceivedMessage | null> {
     if (options === undefined) {
       const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
-      if (ready) return Promise.resolve(this.#message(ready.data, ready.fds, ready));
+      if (ready) return Promise.resolve(receivedMessage(this.#passPidfd, ready.data, ready.fds, ready));
     }
     return this.#recv(options, false);
   }
@@ -369,7 +340,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const iterator: AsyncIterableIterator<ReceivedMessage> = {
       next: () => {
         const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
-        if (ready) return Promise.resolve({ value: this.#message(ready.data, ready.fds, ready), done: false });
+        if (ready) return Promise.resolve({ value: receivedMessage(this.#passPidfd, ready.data, ready.fds, ready), done: false });
         return new Promise<IteratorResult<ReceivedMessage>>((resolve, reject) => {
           this.#addWaiter({ kind: 'iter', maxBytes: DEFAULT_MAX_BYTES, maxFds: MAX_FDS, keep: false, resolve, reject }, undefined);
         });
@@ -399,27 +370,6 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     disownAll(entry.fds);
     if (runc) discardPidfd(entry); // ReceivedFd names no sender
     return entry;
-  }
-
-  /**
-   * A message handed out: with passPidfd, its pidfd adopted by a Pidfd
-   * (null when none came; if adopting fails, the fd is closed and null
-   * given: the message is not lost for it). Without, there is none: readBatch
-   * closed any that came.
-   */
-  #message(data: Buffer, fds: number[], entry: RawMessage): ReceivedMessage {
-    if (!this.#passPidfd) return { data, fds };
-    const fd = entry.pidfd;
-    entry.pidfd = -1;
-    if (fd < 0) return { data, fds, pidfd: null };
-    disown(fd);
-    let pidfd: Pidfd | null = null;
-    try {
-      pidfd = adoptPidfd(fd);
-    } catch {
-      // closed by adoptPidfd
-    }
-    return { data, fds, pidfd };
   }
 
   #addWaiter(w: Waiter, signal: AbortSignal | undefined): void {
@@ -504,7 +454,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         if (m instanceof Error) this.emit('error', m);
         else {
           disownAll(m.fds);
-          this.emit('message', this.#message(m.data, m.fds, entry));
+          this.emit('message', receivedMessage(this.#passPidfd, m.data, m.fds, entry));
         }
         continue;
       }
@@ -530,7 +480,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       if (!waiter.keep) disownAll(m.fds);
       // A protocol module's Kept value carries fds only: it gets no pidfd.
       if (waiter.keep) discardPidfd(entry);
-      const message = this.#message(m.data, m.fds, entry);
+      const message = receivedMessage(this.#passPidfd, m.data, m.fds, entry);
       if (waiter.kind === 'recv') waiter.resolve(message);
       else waiter.resolve({ value: message, done: false });
     }

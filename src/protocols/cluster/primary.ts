@@ -16,14 +16,9 @@
 //
 // schedule 'reuseport' takes the primary off the path of each connection.
 // A TCP listener becomes a SO_REUSEPORT group with one socket per serving
-// worker, each socket's fd passed to its worker, whose net.Server listens on
-// it and accepts by itself; the kernel spreads connections over the group by
-// a hash of their addresses. The primary keeps its copy of every socket of
-// the group, so a socket's queue outlives its worker: when the worker dies
-// or closes its server, the primary accepts from that socket (an Acceptor,
-// as for any listener here) and hands what it accepts to the other workers
-// as above, until a new worker takes the socket over. Closing its copy
-// instead would reset every connection waiting in that queue.
+// worker, whose net.Server listens on it and accepts by itself (the kernel
+// spreads connections over the group); slots.ts keeps the group, so that no
+// socket's queue is lost with its worker.
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import {
@@ -192,11 +187,9 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   }
 
   /**
-   * The listening sockets this primary holds, by name, to hand to a new
-   * primary (fdpass/handoff: `handoff.add(s, s.name)`). They stay the
-   * primary's: never close them. Empty once it drains or closes. Under
-   * 'reuseport', the group's first socket only: the others die with their
-   * workers, and what waits in them with them (no handoff without a gap).
+   * Its listening sockets by name, for a new primary (`handoff.add(s, s.name)`);
+   * still its own: never close them. Empty once it drains. Under 'reuseport',
+   * the group's first socket only (the others end with their workers).
    */
   get sockets(): { name: string; fd: number }[] {
     return this.#closed || this.#stopping ? [] : this.#listeners.map((l) => ({ name: l.name, fd: l.fd }));
@@ -269,13 +262,11 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   /**
    * Hand over and go, or shut down gracefully: stop accepting and close this
    * primary's copies of the listeners (what it accepted goes to the workers
-   * first; a socket file stays, for the process that serves it now), drain
-   * every worker as reload() drains an old one (SIGTERM once its
-   * connections ended, or at `drainTimeout`), then close(). Resolves once
-   * every worker `fork` started has exited. This is how the primary of a
-   * cluster under `fdpass run` answers SIGTERM: the new primary, started
-   * beside it on the same listeners, serves already, so no connection is
-   * refused and none in flight is cut. Waits for a running reload() first.
+   * first; a socket file stays), drain every worker as reload() drains an old
+   * one, then close(). Resolves once every worker `fork` started has exited.
+   * How a primary under `fdpass run` (SIGTERM) or a handoff ('takeover')
+   * leaves: the new one serves the same listeners already. Waits for a
+   * running reload() first.
    */
   async drain(options: DrainOptions = {}): Promise<void> {
     const drainTimeout = checkDrainOptions(options);
@@ -354,10 +345,8 @@ export class ClusterPrimary extends EventEmitter<ClusterPrimaryEvents> {
   }
 
   /**
-   * Read a channel's messages as they come while it holds nothing
-   * unacknowledged (control messages and load reports) or has no room left
-   * (we wait for its acknowledgements). Otherwise its acknowledgements are
-   * read lazily; its death wakes us either way.
+   * Read a channel as messages come while it holds nothing unacknowledged, or
+   * has no room left; else its acknowledgements are read lazily (its death wakes us).
    */
   #eager(link: Link): boolean {
     const unacked = link.unacked;
