@@ -4,10 +4,9 @@
 import { constants } from 'node:os';
 import { addressOptions, encodeAddress, socketTypeNumber, type AddressOptions, type ResolvedAddress } from '../base/address.js';
 import { ErrorCodes, FdPassError, checkSignal, invalidArgType, outOfRange } from '../base/errors.js';
-import { disown } from '../io/owned.js';
-import { MAX_NAME_LEN, type RawMessage } from '../io/recv.js';
+import { MAX_NAME_LEN } from '../io/recv.js';
 import { checkAcceptFds, checkPassPidfd } from '../io/sockops.js';
-import { adoptPidfd, type Pidfd } from './pidfd.js';
+import type { Pidfd } from './pidfd.js';
 
 const { EPIPE } = constants.errno;
 
@@ -133,27 +132,6 @@ export type Waiter = { maxBytes: number; maxFds: number; keep: boolean; reject: 
   | { kind: 'fd'; resolve: (m: ReceivedFd) => void }
   | { kind: 'iter'; resolve: (r: IteratorResult<ReceivedMessage>) => void }
 );
-
-/**
- * A message handed out: with passPidfd, its pidfd adopted by a Pidfd
- * (null when none came; if adopting fails, the fd is closed and null
- * given: the message is not lost for it). Without, there is none: readBatch
- * closed any that came.
- */
-export function receivedMessage(passPidfd: boolean, data: Buffer, fds: number[], entry: RawMessage): ReceivedMessage {
-  if (!passPidfd) return { data, fds };
-  const fd = entry.pidfd;
-  entry.pidfd = -1;
-  if (fd < 0) return { data, fds, pidfd: null };
-  disown(fd);
-  let pidfd: Pidfd | null = null;
-  try {
-    pidfd = adoptPidfd(fd);
-  } catch {
-    // closed by adoptPidfd
-  }
-  return { data, fds, pidfd };
-}
 
 export interface SocketArgs {
   address: ResolvedAddress;

@@ -8,13 +8,13 @@ import { EventEmitter } from 'node:events';
 import { SocketType, socketTypeName, socketTypeNumber } from '../base/address.js';
 import { FdPassError, checkSignal, closedError, systemError } from '../base/errors.js';
 import { FdLike, toFd, toFdArray } from '../base/fds.js';
-import { Kept, discardFds, disownAll } from '../io/owned.js';
+import { Kept, discardFds, disown, disownAll } from '../io/owned.js';
 import { SendQueue } from '../io/send.js';
 import { adoptSocket, bindSocket, connectSocket, peerCredentials, socketPair, type PeerCredentials } from '../io/sockops.js';
 import { ENDED, MORE, Pump } from '../io/pump.js';
 import { WaitQueue } from '../io/waiters.js';
 import { native } from '../base/native.js';
-import { type Pidfd, peerPidfd } from './pidfd.js';
+import { type Pidfd, adoptPidfd, peerPidfd } from './pidfd.js';
 import {
   BATCH,
   DEFAULT_MAX_BYTES,
@@ -41,7 +41,6 @@ import {
   checkOptions,
   emptyDataError,
   encodeName,
-  receivedMessage,
   sendAfterEnd,
   socketArgs,
   type SocketArgs,
@@ -65,11 +64,9 @@ const SHUT_WR = 1;
 // The fd of a sendFd on its way into sendmsg (copied if the send is queued).
 const oneFd = new Int32Array(1);
 
-// What the library's own modules may do with an FdSocket beyond its public
-// API: create one on an fd, receive into Kept values, the blocking receive of
-// recvFdSync. Only FdSocket's static block sees its #private members, so it
-// fills this in; the functions below are the way in (src/protocols/internal.ts passes
-// the first two on to protocol modules). None of them is in the package.
+// What the library's own modules may do with an FdSocket beyond its public API (create one on an fd,
+// receive into Kept values, recvFdSync): FdSocket's static block, which sees its #private members, fills
+// this in; the functions below are the way in (internal.ts passes some on). None is in the package.
 let privileged: {
   create(fd: number, type: number, peer?: PeerCredentials, passPidfd?: boolean): FdSocket;
   recvKept(sock: FdSocket, options?: RecvOptions): Promise<Kept<ReceivedMessage> | null>;
@@ -299,7 +296,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
   recv(options?: RecvOptions): Promise<ReceivedMessage | null> {
     if (options === undefined) {
       const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
-      if (ready) return Promise.resolve(receivedMessage(this.#passPidfd, ready.data, ready.fds, ready));
+      if (ready) return Promise.resolve(this.#message(ready.data, ready.fds, ready));
     }
     return this.#recv(options, false);
   }
@@ -340,7 +337,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     const iterator: AsyncIterableIterator<ReceivedMessage> = {
       next: () => {
         const ready = this.#takeReady(DEFAULT_MAX_BYTES, false);
-        if (ready) return Promise.resolve({ value: receivedMessage(this.#passPidfd, ready.data, ready.fds, ready), done: false });
+        if (ready) return Promise.resolve({ value: this.#message(ready.data, ready.fds, ready), done: false });
         return new Promise<IteratorResult<ReceivedMessage>>((resolve, reject) => {
           this.#addWaiter({ kind: 'iter', maxBytes: DEFAULT_MAX_BYTES, maxFds: MAX_FDS, keep: false, resolve, reject }, undefined);
         });
@@ -370,6 +367,22 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
     disownAll(entry.fds);
     if (runc) discardPidfd(entry); // ReceivedFd names no sender
     return entry;
+  }
+
+  /** A message handed out; with passPidfd, its pidfd adopted by a Pidfd (null if none came, or adopting failed: then closed). */
+  #message(data: Buffer, fds: number[], entry: RawMessage): ReceivedMessage {
+    if (!this.#passPidfd) return { data, fds };
+    const fd = entry.pidfd;
+    entry.pidfd = -1;
+    if (fd < 0) return { data, fds, pidfd: null };
+    disown(fd);
+    let pidfd: Pidfd | null = null;
+    try {
+      pidfd = adoptPidfd(fd);
+    } catch {
+      // closed by adoptPidfd
+    }
+    return { data, fds, pidfd };
   }
 
   #addWaiter(w: Waiter, signal: AbortSignal | undefined): void {
@@ -454,7 +467,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
         if (m instanceof Error) this.emit('error', m);
         else {
           disownAll(m.fds);
-          this.emit('message', receivedMessage(this.#passPidfd, m.data, m.fds, entry));
+          this.emit('message', this.#message(m.data, m.fds, entry));
         }
         continue;
       }
@@ -480,7 +493,7 @@ export class FdSocket extends EventEmitter<FdSocketEvents> {
       if (!waiter.keep) disownAll(m.fds);
       // A protocol module's Kept value carries fds only: it gets no pidfd.
       if (waiter.keep) discardPidfd(entry);
-      const message = receivedMessage(this.#passPidfd, m.data, m.fds, entry);
+      const message = this.#message(m.data, m.fds, entry);
       if (waiter.kind === 'recv') waiter.resolve(message);
       else waiter.resolve({ value: message, done: false });
     }
