@@ -71,12 +71,12 @@ async function stop(primary: ClusterPrimary, started: ChildProcess[]): Promise<v
 
 const alive = (c: ChildProcess): boolean => c.exitCode === null && c.signalCode === null;
 
-/** docs/cluster.md's block under `heading`, written inside the package (so that 'fdpass' resolves to this checkout); removed after the test. */
-function blockFile(t: { after: (fn: () => void) => void }, heading: string, name: string): string {
+/** A docs block (`code`), written inside the package (so that 'fdpass' resolves to this checkout); removed after the test. */
+function blockFile(t: { after: (fn: () => void) => void }, code: string, name: string): string {
   const scratch = join(repoRoot, 'build-test', 'readme');
   mkdirSync(scratch, { recursive: true });
   const file = join(scratch, `${name}-${process.pid}.mjs`);
-  writeFileSync(file, docBlock('docs/cluster.md', heading));
+  writeFileSync(file, code);
   t.after(() => rmSync(file, { force: true }));
   return file;
 }
@@ -260,7 +260,11 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
       `the primary itself, under fdpass run, ${close ? 'Connection: close' : 'keep-alive'}: 5 reloads under wrk, 0 failed requests`,
       { timeout: 240_000 },
       async (t) => {
-        const file = blockFile(t, '## The whole app, primary included: under `fdpass run`', `cluster-app-${close ? 'close' : 'keepalive'}`);
+        const file = blockFile(
+          t,
+          docBlock('docs/cluster.md', '## The whole app, primary included: under `fdpass run`'),
+          `cluster-app-${close ? 'close' : 'keepalive'}`,
+        );
         await noLeak(async () => {
           const { sup, port } = await started(options({ command: process.execPath, args: [file] }));
           try {
@@ -305,7 +309,7 @@ describe('ClusterPrimary.reload()', needs('wrk'), () => {
       async (t) => {
         const file = blockFile(
           t,
-          '## The whole app, primary included: through `fdpass/handoff`',
+          docBlock('docs/cluster.md', '## The whole app, primary included: through `fdpass/handoff`'),
           `cluster-handoff-${close ? 'close' : 'keepalive'}`,
         );
         const dir = testDir(t);
