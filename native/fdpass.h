@@ -32,6 +32,9 @@ typedef struct {
   napi_ref owned_ref; // the ArrayBuffer behind `owned`, exported as ownedMap
   mmsg_t *mm;         // recvmmsg buffers, allocated on first use
   int high_fd;        // the highest fd received so far
+  // RLIMIT_NOFILE's soft limit as last read, and when (msg.c)
+  unsigned long long nofile;
+  long long nofile_at_ms; // CLOCK_MONOTONIC, ms + 1; 0: never read
 } instance_t;
 
 // This environment's instance; NULL, with an exception pending, if none.

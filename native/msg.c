@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmsg.h"
@@ -184,17 +185,38 @@ static int take_message(instance_t *inst, struct msghdr *msg, ssize_t r,
 // one message at a time, closing as it goes, would get them all). Fds take
 // the lowest free numbers and the limit bounds the numbers, so k messages
 // surely fit while the highest fd seen + k * (253 + a pidfd) stays under the
-// limit. The limit is read each time: another process may lower it
-// (prlimit --pid).
-static int fds_safe_batch(instance_t *inst, int sock, int want) {
-  long high = inst->high_fd > sock ? inst->high_fd : sock;
+// limit. Another process may lower the limit (prlimit --pid), so it is read
+// again when the last reading is a millisecond old: getrlimit is a system
+// call (a ping-pong makes one per message), the clock is not (vDSO). A
+// lowering lands between a reading and the recvmmsg however often it is
+// read; the millisecond only widens that window.
+#define NOFILE_TTL_MS 1
+static unsigned long long nofile_limit(instance_t *inst) {
+  struct timespec now;
+  long long ms = 0;
+  if (clock_gettime(CLOCK_MONOTONIC, &now) == 0)
+    ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000 + 1;
+  if (ms && inst->nofile_at_ms && ms - inst->nofile_at_ms < NOFILE_TTL_MS)
+    return inst->nofile;
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) < 0)
+    return 0;
+  inst->nofile = nofile.rlim_cur == RLIM_INFINITY
+                     ? ~0ULL
+                     : (unsigned long long)nofile.rlim_cur;
+  inst->nofile_at_ms = ms;
+  return inst->nofile;
+}
+
+static int fds_safe_batch(instance_t *inst, int sock, int want) {
+  long high = inst->high_fd > sock ? inst->high_fd : sock;
+  unsigned long long limit = nofile_limit(inst);
+  if (limit == 0)
     return 1;
-  if (nofile.rlim_cur == RLIM_INFINITY ||
-      nofile.rlim_cur - 1 >= (rlim_t)high + (rlim_t)want * (FDP_MAX_FDS + 1))
+  if (limit - 1 >=
+      (unsigned long long)high + (unsigned long long)want * (FDP_MAX_FDS + 1))
     return want;
-  long k = ((long)nofile.rlim_cur - 1 - high) / (FDP_MAX_FDS + 1);
+  long long k = ((long long)limit - 1 - high) / (FDP_MAX_FDS + 1);
   return k < 1 ? 1 : (int)k;
 }
 

@@ -172,11 +172,9 @@ static napi_value fdp_set_flags(napi_env env, napi_callback_info info) {
   if (fdp_int(env, argv[0], &fd) || fdp_int(env, argv[1], &cloexec) ||
       fdp_int(env, argv[2], &nonblock))
     return NULL;
-  if (cloexec >= 0) {
-    if ((f = fcntl(fd, F_GETFD)) < 0 ||
-        fcntl(fd, F_SETFD, cloexec ? f | FD_CLOEXEC : f & ~FD_CLOEXEC) < 0)
-      return fdp_number(env, -errno);
-  }
+  // FD_CLOEXEC is the only fd flag (fcntl(2)): set it without reading.
+  if (cloexec >= 0 && fcntl(fd, F_SETFD, cloexec ? FD_CLOEXEC : 0) < 0)
+    return fdp_number(env, -errno);
   if (nonblock >= 0) {
     if ((f = fcntl(fd, F_GETFL)) < 0 ||
         fcntl(fd, F_SETFL, nonblock ? f | O_NONBLOCK : f & ~O_NONBLOCK) < 0)
