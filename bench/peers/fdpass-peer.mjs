@@ -2,6 +2,7 @@
 // to stdout as one JSON line, timed from message WARMUP on.
 //
 //   fdpass-peer.mjs send-await COUNT NFDS          await sock.sendFd() / send()
+//   fdpass-peer.mjs send-window COUNT WINDOW       sock.sendFd(), awaiting every WINDOWth
 //   fdpass-peer.mjs send-sync COUNT                sendFdSync()
 //   fdpass-peer.mjs recv-await COUNT NFDS WARMUP   await sock.recv()
 //   fdpass-peer.mjs recv-iter COUNT NFDS WARMUP    for await (const m of sock)
@@ -64,6 +65,20 @@ async function main() {
         const fds = new Array(nfds).fill(payloadFd);
         for (let i = 0; i < count; i++) await sock.send(NAME, fds);
       }
+      await sock.close();
+      return;
+    }
+    case 'send-window': {
+      // Not a bench row: what a sender gains by not awaiting each send
+      // (docs/performance.md, on sendmmsg).
+      const window = Number(arg3);
+      const sock = FdSocket.fromFd(SOCK);
+      let sent = Promise.resolve();
+      for (let i = 0; i < count; i++) {
+        sent = sock.sendFd(NAME, payloadFd);
+        if (i % window === window - 1) await sent;
+      }
+      await sent;
       await sock.close();
       return;
     }
