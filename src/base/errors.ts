@@ -62,7 +62,7 @@ export const ErrorCodes = {
   HANDOFF_ABORTED: 'ERR_FDPASS_HANDOFF_ABORTED',
   /** Handoff: a message on the control socket that does not follow the protocol. */
   PROTOCOL: 'ERR_FDPASS_PROTOCOL',
-  /** This runtime lacks what fdpass needs: at import, not Linux, Bun < 1.4, Deno < 2.9, Node-API < 8, or FDPASS_BACKEND=uv without a libuv loop; on Deno, the helpers that hand an fd to node:net or node:fs. */
+  /** This runtime lacks what fdpass needs: at import, not Linux, Bun < 1.4, Deno < 2.9, Node-API < 8, or FDPASS_BACKEND=uv without a libuv loop; on Deno, the helpers that hand an fd to node:net or node:fs; on Bun, cluster serve(). */
   UNSUPPORTED_RUNTIME: 'ERR_FDPASS_UNSUPPORTED_RUNTIME',
   /** A sendmsg with fds to a socket that refuses them (its receiver turned SO_PASSRIGHTS off: `acceptFds: false`); nothing was sent. errno EPERM. */
   FDS_REFUSED: 'ERR_FDPASS_FDS_REFUSED',

@@ -1,6 +1,7 @@
 // The cross-runtime conformance suite: the README's quick start and a subset
-// of the core, stream, runc, systemd and handoff behaviour, written against
-// node:assert only, so that the same files run on Node, Bun and Deno:
+// of the core, stream, runc, systemd, handoff, cluster and shm behaviour,
+// written against node:assert only, so that the same files run on Node, Bun
+// and Deno:
 //
 //   node test/conformance/run.mjs [filter...]
 //   bun test/conformance/run.mjs [filter...]

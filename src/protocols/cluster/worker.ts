@@ -5,7 +5,16 @@
 // (and still takes what the primary hands over).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Server, Socket } from 'node:net';
-import { FdPassError, ErrorCodes, invalidArgType, closeFds, FdSocket, type ReceivedMessage } from '../internal.js';
+import {
+  FdPassError,
+  ErrorCodes,
+  invalidArgType,
+  closeFds,
+  FdSocket,
+  runtime,
+  unsupportedRuntime,
+  type ReceivedMessage,
+} from '../internal.js';
 import { CLOSED, DRAIN, ENV_NAME, FDS, LISTENING, ListeningReply, SERVE, decodeJson, encodeAck, encodeJson } from './protocol.js';
 
 export interface ServeOptions {
@@ -366,8 +375,20 @@ export function isClusterWorker(): boolean {
  * address), 'connection' for each connection as if it had accepted it, and
  * 'error' if the primary is unreachable or has no such listener.
  * server.close() stops the flow; what was in flight goes to other workers.
+ * On Bun it throws ERR_FDPASS_UNSUPPORTED_RUNTIME: Bun's node:net cannot
+ * serve a socket by its fd, so workers run on Node or Deno (a primary on
+ * Bun can fork them).
  */
 export function serve<T extends Server>(server: T, options: ServeOptions = {}): T {
+  if (runtime.name === 'bun') {
+    // Seen with Bun 1.4.5: new net.Socket({ fd }) of an accepted connection
+    // emits 'Socket is closed', an http.Server given one in 'connection'
+    // never answers, and listen({ fd }) reports listening but accepts
+    // nothing (its http.Server is not a net.Server either).
+    throw unsupportedRuntime(
+      "cluster workers cannot serve on Bun, whose node:net and node:http cannot take a socket by its fd (new net.Socket({ fd }) closes it, listen({ fd }) accepts nothing); run the workers on Node or Deno (a primary on Bun can fork them: fork: () => spawn('node', ...))",
+    );
+  }
   if (!(server instanceof Server)) throw invalidArgType('server', 'an instance of net.Server', server);
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'of type object', options);
   const name = options.name ?? 'default';
