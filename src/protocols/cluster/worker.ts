@@ -386,7 +386,7 @@ export function serve<T extends Server>(server: T, options: ServeOptions = {}): 
     // never answers, and listen({ fd }) reports listening but accepts
     // nothing (its http.Server is not a net.Server either).
     throw unsupportedRuntime(
-      "cluster workers cannot serve on Bun, whose node:net and node:http cannot take a socket by its fd (new net.Socket({ fd }) closes it, listen({ fd }) accepts nothing); run the workers on Node or Deno (a primary on Bun can fork them: fork: () => spawn('node', ...))",
+      "cluster workers cannot serve on Bun, whose node:net and node:http cannot take a socket by its fd (new net.Socket({ fd }) closes it, listen({ fd }) accepts nothing); run the workers on Node or Deno (a primary on Bun can fork them: fork: (env) => spawn('node', [file], { env: { ...process.env, ...env } }))",
     );
   }
   if (!(server instanceof Server)) throw invalidArgType('server', 'an instance of net.Server', server);
